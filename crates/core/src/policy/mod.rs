@@ -1,0 +1,373 @@
+//! Policy as code: the validated model of a policy file and the questions the rest of the
+//! service asks of it (which data types exist, what a tenant's effective retention is).
+//!
+//! A policy is parsed once by [`Policy::parse`], which reports every problem it finds with the
+//! file, line, column and key, and then never changes; a value of [`Policy`] is always valid.
+
+mod parse;
+mod render;
+
+use std::fmt;
+
+pub use render::{RenderFormat, render};
+
+use crate::access::Role;
+use crate::duration::CalDuration;
+use crate::ids::{Class, DataTypeName, Region, TenantId, TierName};
+use crate::retention::{Basis, EffectiveRetention, RetentionRule};
+
+/// A validated policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub meta: Meta,
+    pub deployment: Deployment,
+    pub keys: KeySettings,
+    pub classes: Vec<ClassInfo>,
+    pub tiers: Vec<Tier>,
+    pub data_types: Vec<DataType>,
+    pub access: AccessSettings,
+    pub telemetry: Telemetry,
+    pub tenants: Vec<TenantPolicy>,
+    /// Things that are valid but probably not meant; `policy check` prints them.
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub region: Region,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeySettings {
+    pub root: RootKeyConfig,
+    pub rotate_every: CalDuration,
+}
+
+/// Which root of trust protects the tenant keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootKeyConfig {
+    /// A key file next to the data: development only.
+    Dev,
+    /// A root key split into `shares`, `threshold` of which unseal the server.
+    Shamir { shares: u8, threshold: u8 },
+    /// A non-extractable key inside a PKCS#11 module.
+    Pkcs11 {
+        module: String,
+        slot: Option<u64>,
+        token_label: Option<String>,
+        key_label: String,
+        pin_env: String,
+    },
+}
+
+impl RootKeyConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RootKeyConfig::Dev => "dev",
+            RootKeyConfig::Shamir { .. } => "shamir",
+            RootKeyConfig::Pkcs11 { .. } => "pkcs11",
+        }
+    }
+}
+
+/// Human descriptions of a class, shown on the rendered policy page.
+#[derive(Clone, Debug)]
+pub struct ClassInfo {
+    pub class: Class,
+    pub description: Option<String>,
+    pub examples: Option<String>,
+    pub storage: Option<String>,
+    pub access: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tier {
+    pub name: TierName,
+    pub retention: CalDuration,
+    /// The tier's retention is a floor: tenants may set a longer one (`base_retention`).
+    pub at_least: bool,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DataType {
+    pub name: DataTypeName,
+    pub class: Class,
+    pub retention: RetentionRule,
+    pub delete: DeleteMethod,
+    pub fields: Vec<FieldRule>,
+    pub description: Option<String>,
+    pub notes: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteMethod {
+    /// Destroy the keys, then purge rows and metadata.
+    CryptoShred,
+    /// Keep the record for aggregate use with every identifier irreversibly transformed.
+    Anonymize,
+}
+
+impl DeleteMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeleteMethod::CryptoShred => "crypto-shred",
+            DeleteMethod::Anonymize => "anonymize",
+        }
+    }
+}
+
+/// A de-identification rule for one payload field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldRule {
+    pub field: String,
+    pub transform: Transform,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    Drop,
+    Redact,
+    Mask { keep_last: u8 },
+    Pseudonymize,
+    Tokenize,
+    Fpe,
+    TruncateIp,
+    DateShift,
+    Generalize,
+}
+
+impl Transform {
+    pub const NAMES: &'static [&'static str] = &[
+        "drop",
+        "redact",
+        "mask",
+        "pseudonymize",
+        "tokenize",
+        "fpe",
+        "truncate_ip",
+        "date_shift",
+        "generalize",
+    ];
+
+    fn from_name(name: &str, keep_last: Option<u8>) -> Option<Transform> {
+        Some(match name {
+            "drop" => Transform::Drop,
+            "redact" => Transform::Redact,
+            "mask" => Transform::Mask {
+                keep_last: keep_last.unwrap_or(4),
+            },
+            "pseudonymize" => Transform::Pseudonymize,
+            "tokenize" => Transform::Tokenize,
+            "fpe" => Transform::Fpe,
+            "truncate_ip" => Transform::TruncateIp,
+            "date_shift" => Transform::DateShift,
+            "generalize" => Transform::Generalize,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Transform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transform::Drop => f.write_str("drop"),
+            Transform::Redact => f.write_str("redact"),
+            Transform::Mask { keep_last } => write!(f, "mask (keep last {keep_last})"),
+            Transform::Pseudonymize => f.write_str("pseudonymize"),
+            Transform::Tokenize => f.write_str("tokenize"),
+            Transform::Fpe => f.write_str("format-preserving encryption"),
+            Transform::TruncateIp => f.write_str("truncate IP"),
+            Transform::DateShift => f.write_str("date shift"),
+            Transform::Generalize => f.write_str("generalize"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AccessSettings {
+    pub mfa_required: Vec<Role>,
+    pub jit_max: CalDuration,
+    pub restricted_approvers: u8,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Telemetry {
+    pub allow: Vec<MetricAllow>,
+}
+
+/// A metric that may leave the region, with the only labels it may carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricAllow {
+    pub name: String,
+    pub labels: Vec<String>,
+}
+
+impl fmt::Display for MetricAllow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{{{}}}", self.name, self.labels.join(","))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TenantPolicy {
+    pub id: TenantId,
+    pub name: Option<String>,
+    pub tier: TierName,
+    pub home_region: Region,
+    /// Longer retention than the tier's, for tiers marked `at_least`.
+    pub base_retention: Option<CalDuration>,
+    /// Per data type retention chosen by the tenant, inside the type's `[min, max]`.
+    pub overrides: Vec<(DataTypeName, CalDuration)>,
+}
+
+/// One problem found in a policy file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, e.g. `data_types.auth_log.retention.min`.
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}:{}:{}: {level}: ", self.file, self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every error found in a policy file (warnings are kept on the [`Policy`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// One row of the effective-retention table.
+#[derive(Clone, Debug)]
+pub struct RetentionRow<'p> {
+    pub tenant: &'p TenantPolicy,
+    pub data_type: &'p DataType,
+    pub retention: EffectiveRetention,
+}
+
+impl Policy {
+    /// Parses and validates a policy. `file` names the source in diagnostics.
+    pub fn parse(file: &str, text: &str) -> Result<Policy, Diagnostics> {
+        parse::parse(file, text)
+    }
+
+    pub fn tenant(&self, id: &TenantId) -> Option<&TenantPolicy> {
+        self.tenants.iter().find(|t| t.id == *id)
+    }
+
+    pub fn data_type(&self, name: &str) -> Option<&DataType> {
+        self.data_types.iter().find(|t| t.name.as_str() == name)
+    }
+
+    pub fn tier(&self, name: &TierName) -> Option<&Tier> {
+        self.tiers.iter().find(|t| t.name == *name)
+    }
+
+    pub fn class_info(&self, class: Class) -> Option<&ClassInfo> {
+        self.classes.iter().find(|c| c.class == class)
+    }
+
+    /// The retention that applies to `tenant`'s records of `data_type`.
+    pub fn effective_retention(
+        &self,
+        tenant: &TenantPolicy,
+        data_type: &DataType,
+    ) -> EffectiveRetention {
+        match &data_type.retention {
+            RetentionRule::Fixed(d) => EffectiveRetention::Duration {
+                base: *d,
+                basis: Basis::TypeFixed,
+                min: None,
+                max: None,
+            },
+            RetentionRule::AfterEvent { event, keep } => EffectiveRetention::AfterEvent {
+                event: event.clone(),
+                keep: *keep,
+            },
+            RetentionRule::UntilDeleted => EffectiveRetention::UntilDeleted,
+            RetentionRule::Tier { min, max } => {
+                let override_ = tenant
+                    .overrides
+                    .iter()
+                    .find(|(t, _)| *t == data_type.name)
+                    .map(|(_, d)| *d);
+                let (base, basis) = match override_ {
+                    Some(d) => (d, Basis::TenantOverride),
+                    None => {
+                        // Validation guarantees the tier exists.
+                        let tier = self
+                            .tier(&tenant.tier)
+                            .expect("validated policy names existing tiers");
+                        (
+                            tenant.base_retention.unwrap_or(tier.retention),
+                            Basis::Tier(tier.name.clone()),
+                        )
+                    }
+                };
+                EffectiveRetention::Duration {
+                    base,
+                    basis,
+                    min: *min,
+                    max: *max,
+                }
+            }
+        }
+    }
+
+    /// The effective retention of every tenant × data type, in file order.
+    pub fn retention_table(&self) -> Vec<RetentionRow<'_>> {
+        self.tenants
+            .iter()
+            .flat_map(|tenant| {
+                self.data_types.iter().map(move |data_type| RetentionRow {
+                    tenant,
+                    data_type,
+                    retention: self.effective_retention(tenant, data_type),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

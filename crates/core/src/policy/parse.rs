@@ -1,0 +1,1044 @@
+//! The policy parser: TOML text → spanned tree → validated [`Policy`].
+//!
+//! It walks the spanned tree by hand rather than through serde so that it can report every
+//! problem in one pass (serde stops at the first), each with its line, column and key path, and
+//! reject unknown keys while still checking the rest of the file.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{
+    AccessSettings, ClassInfo, DataType, DeleteMethod, Deployment, Diagnostic, Diagnostics,
+    FieldRule, KeySettings, Meta, MetricAllow, Policy, RootKeyConfig, Severity, Telemetry,
+    TenantPolicy, Tier, Transform,
+};
+use crate::access::Role;
+use crate::duration::{CalDuration, Unit, VALID_DURATION_FORMS};
+use crate::ids::{Class, DataTypeName, Region, TenantId, TierName};
+use crate::retention::RetentionRule;
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+pub(super) fn parse(file: &str, text: &str) -> Result<Policy, Diagnostics> {
+    let mut cx = Cx {
+        file,
+        src: text,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = format!("not valid TOML: {}", e.message().trim_end());
+            cx.error(&span, "", message);
+            return Err(Diagnostics(cx.errors));
+        }
+    };
+    let root = Table {
+        path: String::new(),
+        span: root.span(),
+        entries: root.get_ref(),
+    };
+    let policy = cx.policy(&root);
+    match policy {
+        Some(p) if cx.errors.is_empty() => Ok(Policy {
+            warnings: cx.warnings,
+            ..p
+        }),
+        _ => Err(Diagnostics(cx.errors)),
+    }
+}
+
+struct Cx<'s> {
+    file: &'s str,
+    src: &'s str,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+/// A table being validated, with the dotted path that leads to it.
+struct Table<'a, 'i> {
+    path: String,
+    span: Range<usize>,
+    entries: &'a DeTable<'i>,
+}
+
+impl<'a, 'i> Table<'a, 'i> {
+    fn get(&self, key: &str) -> Option<&'a Value<'i>> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        let bare = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let key = if bare {
+            key.to_owned()
+        } else {
+            format!("{key:?}")
+        };
+        if self.path.is_empty() {
+            key
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&'a str, Range<usize>, &'a Value<'i>)> + 'a {
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.get_ref().as_ref(), k.span(), v))
+    }
+}
+
+fn describe(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+impl<'s> Cx<'s> {
+    fn diagnostic(
+        &self,
+        severity: Severity,
+        span: &Range<usize>,
+        key: &str,
+        message: String,
+    ) -> Diagnostic {
+        let start = span.start.min(self.src.len());
+        let before = &self.src[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+            .chars()
+            .count()
+            + 1;
+        Diagnostic {
+            severity,
+            file: self.file.to_owned(),
+            line,
+            column,
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    fn error(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        let d = self.diagnostic(Severity::Error, span, key, message.into());
+        self.errors.push(d);
+    }
+
+    fn warn(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        let d = self.diagnostic(Severity::Warning, span, key, message.into());
+        self.warnings.push(d);
+    }
+
+    /// Reports every key of `table` that is not in `allowed`.
+    fn check_keys(&mut self, table: &Table<'_, '_>, allowed: &[&str]) {
+        for (key, span, _) in table.iter() {
+            if !allowed.contains(&key) {
+                let path = table.key_path(key);
+                self.error(
+                    &span,
+                    &path,
+                    format!("unknown key; valid keys here are: {}", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn table<'a, 'i>(&mut self, v: &'a Value<'i>, path: String) -> Option<Table<'a, 'i>> {
+        match v.get_ref() {
+            DeValue::Table(entries) => Some(Table {
+                path,
+                span: v.span(),
+                entries,
+            }),
+            other => {
+                self.error(
+                    &v.span(),
+                    &path,
+                    format!("expected a table, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn required<'a, 'i>(&mut self, t: &Table<'a, 'i>, key: &str) -> Option<&'a Value<'i>> {
+        let v = t.get(key);
+        if v.is_none() {
+            let what = if t.path.is_empty() {
+                format!("missing required section [{key}]")
+            } else {
+                format!("missing required key `{key}` in [{}]", t.path)
+            };
+            self.error(&t.span, &t.key_path(key), what);
+        }
+        v
+    }
+
+    fn sub_table<'a, 'i>(&mut self, t: &Table<'a, 'i>, key: &str) -> Option<Table<'a, 'i>> {
+        let v = t.get(key)?;
+        self.table(v, t.key_path(key))
+    }
+
+    fn string(&mut self, v: &Value<'_>, path: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            other => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!("expected a string, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_string(&mut self, t: &Table<'_, '_>, key: &str) -> Option<String> {
+        let v = t.get(key)?;
+        self.string(v, &t.key_path(key))
+    }
+
+    fn req_string(&mut self, t: &Table<'_, '_>, key: &str) -> Option<(String, Range<usize>)> {
+        let v = self.required(t, key)?;
+        Some((self.string(v, &t.key_path(key))?, v.span()))
+    }
+
+    fn integer(&mut self, v: &Value<'_>, path: &str, range: Range<i64>) -> Option<i64> {
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            other => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!("expected an integer, found {}", describe(other)),
+                );
+                return None;
+            }
+        };
+        match n {
+            Some(n) if range.contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!(
+                        "must be an integer from {} to {}",
+                        range.start,
+                        range.end - 1
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, v: &Value<'_>, path: &str) -> Option<bool> {
+        match v.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            other => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!("expected true or false, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Value<'_>, path: &str) -> Option<CalDuration> {
+        let s = self.string(v, path)?;
+        match s.parse::<CalDuration>() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!("{s:?} is not a valid duration ({e}); write {VALID_DURATION_FORMS}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_array(&mut self, v: &Value<'_>, path: &str) -> Option<Vec<(String, Range<usize>)>> {
+        match v.get_ref() {
+            DeValue::Array(items) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(s) = self.string(item, &format!("{path}[{i}]")) {
+                        out.push((s, item.span()));
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!("expected an array of strings, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn id<T>(
+        &mut self,
+        span: &Range<usize>,
+        path: &str,
+        parsed: Result<T, crate::error::InvalidId>,
+    ) -> Option<T> {
+        parsed
+            .map_err(|e| self.error(span, path, e.to_string()))
+            .ok()
+    }
+
+    // ----- sections -----
+
+    fn policy(&mut self, root: &Table<'_, '_>) -> Option<Policy> {
+        self.check_keys(
+            root,
+            &[
+                "policy",
+                "deployment",
+                "keys",
+                "classes",
+                "tiers",
+                "data_types",
+                "access",
+                "telemetry",
+                "tenants",
+            ],
+        );
+        let meta = self.meta(root);
+        let deployment = self.deployment(root);
+        let keys = self.keys(root);
+        let classes = self.classes(root);
+        let tiers = self.tiers(root);
+        let data_types = self.data_types(root);
+        let access = self.access(root);
+        let telemetry = self.telemetry(root);
+        let tenants = self.tenants(
+            root,
+            &tiers,
+            &data_types,
+            deployment.as_ref().map(|d| &d.region),
+        );
+        Some(Policy {
+            meta,
+            deployment: deployment?,
+            keys: keys?,
+            classes,
+            tiers,
+            data_types,
+            access: access?,
+            telemetry,
+            tenants,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn meta(&mut self, root: &Table<'_, '_>) -> Meta {
+        let Some(t) = self.sub_table(root, "policy") else {
+            return Meta::default();
+        };
+        self.check_keys(&t, &["name", "description"]);
+        Meta {
+            name: self.opt_string(&t, "name"),
+            description: self.opt_string(&t, "description"),
+        }
+    }
+
+    fn deployment(&mut self, root: &Table<'_, '_>) -> Option<Deployment> {
+        let v = self.required(root, "deployment")?;
+        let t = self.table(v, "deployment".into())?;
+        self.check_keys(&t, &["region"]);
+        let (region, span) = self.req_string(&t, "region")?;
+        let region = self.id(&span, "deployment.region", Region::new(region))?;
+        Some(Deployment { region })
+    }
+
+    fn keys(&mut self, root: &Table<'_, '_>) -> Option<KeySettings> {
+        let v = self.required(root, "keys")?;
+        let t = self.table(v, "keys".into())?;
+        self.check_keys(&t, &["root", "rotate_every", "shamir", "pkcs11"]);
+        let rotate_every = match t.get("rotate_every") {
+            Some(v) => self.duration(v, "keys.rotate_every"),
+            None => Some("90d".parse().expect("valid literal")),
+        };
+        let (root_name, span) = self.req_string(&t, "root")?;
+        let shamir = self.sub_table(&t, "shamir");
+        let pkcs11 = self.sub_table(&t, "pkcs11");
+        for (present, name) in [(&shamir, "shamir"), (&pkcs11, "pkcs11")] {
+            if let Some(section) = present
+                && root_name != name
+            {
+                self.warn(
+                    &section.span,
+                    &section.path,
+                    format!("ignored: root is {root_name:?}, not {name:?}"),
+                );
+            }
+        }
+        let root = match root_name.as_str() {
+            "dev" => RootKeyConfig::Dev,
+            "shamir" => {
+                let Some(s) = shamir else {
+                    self.error(
+                        &span,
+                        "keys.root",
+                        "root \"shamir\" needs a [keys.shamir] table with shares and threshold",
+                    );
+                    return None;
+                };
+                self.check_keys(&s, &["shares", "threshold"]);
+                let shares = self
+                    .required(&s, "shares")
+                    .and_then(|v| self.integer(v, "keys.shamir.shares", 2..256));
+                let threshold = self
+                    .required(&s, "threshold")
+                    .and_then(|v| self.integer(v, "keys.shamir.threshold", 2..256));
+                let (shares, threshold) = (shares? as u8, threshold? as u8);
+                if threshold > shares {
+                    self.error(
+                        &s.span,
+                        "keys.shamir.threshold",
+                        format!("threshold {threshold} is more than the {shares} shares"),
+                    );
+                    return None;
+                }
+                RootKeyConfig::Shamir { shares, threshold }
+            }
+            "pkcs11" => {
+                let Some(p) = pkcs11 else {
+                    self.error(
+                        &span,
+                        "keys.root",
+                        "root \"pkcs11\" needs a [keys.pkcs11] table with module, key_label and pin_env",
+                    );
+                    return None;
+                };
+                self.check_keys(
+                    &p,
+                    &["module", "slot", "token_label", "key_label", "pin_env"],
+                );
+                let module = self.req_string(&p, "module").map(|(s, _)| s);
+                let key_label = self.req_string(&p, "key_label").map(|(s, _)| s);
+                let pin_env = self.req_string(&p, "pin_env").map(|(s, _)| s);
+                let slot = p
+                    .get("slot")
+                    .and_then(|v| self.integer(v, "keys.pkcs11.slot", 0..i64::MAX))
+                    .map(|n| n as u64);
+                let token_label = self.opt_string(&p, "token_label");
+                RootKeyConfig::Pkcs11 {
+                    module: module?,
+                    slot,
+                    token_label,
+                    key_label: key_label?,
+                    pin_env: pin_env?,
+                }
+            }
+            other => {
+                self.error(
+                    &span,
+                    "keys.root",
+                    format!("unknown root-key provider {other:?}; valid: dev, shamir, pkcs11"),
+                );
+                return None;
+            }
+        };
+        Some(KeySettings {
+            root,
+            rotate_every: rotate_every?,
+        })
+    }
+
+    fn classes(&mut self, root: &Table<'_, '_>) -> Vec<ClassInfo> {
+        let Some(t) = self.sub_table(root, "classes") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, span, v) in t.iter() {
+            let path = t.key_path(name);
+            let Some(class) = Class::parse(name) else {
+                self.error(
+                    &span,
+                    &path,
+                    "unknown class; valid classes are public, internal, confidential, restricted",
+                );
+                continue;
+            };
+            let Some(c) = self.table(v, path) else {
+                continue;
+            };
+            self.check_keys(&c, &["description", "examples", "storage", "access"]);
+            out.push(ClassInfo {
+                class,
+                description: self.opt_string(&c, "description"),
+                examples: self.opt_string(&c, "examples"),
+                storage: self.opt_string(&c, "storage"),
+                access: self.opt_string(&c, "access"),
+            });
+        }
+        out.sort_by_key(|c| c.class);
+        out
+    }
+
+    fn tiers(&mut self, root: &Table<'_, '_>) -> Vec<Tier> {
+        let Some(v) = self.required(root, "tiers") else {
+            return Vec::new();
+        };
+        let Some(t) = self.table(v, "tiers".into()) else {
+            return Vec::new();
+        };
+        if t.entries.is_empty() {
+            self.error(
+                &t.span,
+                "tiers",
+                "define at least one tier, e.g. standard = { retention = \"12mo\" }",
+            );
+        }
+        let mut out = Vec::new();
+        for (name, span, v) in t.iter() {
+            let path = t.key_path(name);
+            let name = self.id(&span, &path, TierName::new(name));
+            let Some(tier) = self.table(v, path.clone()) else {
+                continue;
+            };
+            self.check_keys(&tier, &["retention", "at_least", "description"]);
+            let retention = self
+                .required(&tier, "retention")
+                .and_then(|v| self.duration(v, &format!("{path}.retention")));
+            let at_least = tier
+                .get("at_least")
+                .and_then(|v| self.boolean(v, &format!("{path}.at_least")))
+                .unwrap_or(false);
+            let description = self.opt_string(&tier, "description");
+            if let (Some(name), Some(retention)) = (name, retention) {
+                out.push(Tier {
+                    name,
+                    retention,
+                    at_least,
+                    description,
+                });
+            }
+        }
+        out
+    }
+
+    fn data_types(&mut self, root: &Table<'_, '_>) -> Vec<DataType> {
+        let Some(v) = self.required(root, "data_types") else {
+            return Vec::new();
+        };
+        let Some(t) = self.table(v, "data_types".into()) else {
+            return Vec::new();
+        };
+        if t.entries.is_empty() {
+            self.error(&t.span, "data_types", "define at least one data type");
+        }
+        let mut out = Vec::new();
+        for (name, span, v) in t.iter() {
+            let path = t.key_path(name);
+            let name = self.id(&span, &path, DataTypeName::new(name));
+            let Some(dt) = self.table(v, path.clone()) else {
+                continue;
+            };
+            if let Some(d) = name.and_then(|name| self.data_type(name, &dt)) {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn data_type(&mut self, name: DataTypeName, t: &Table<'_, '_>) -> Option<DataType> {
+        self.check_keys(
+            t,
+            &[
+                "class",
+                "retention",
+                "delete",
+                "fields",
+                "description",
+                "notes",
+            ],
+        );
+        let class = self.req_string(t, "class").and_then(|(s, span)| {
+            let c = Class::parse(&s);
+            if c.is_none() {
+                self.error(
+                    &span,
+                    &t.key_path("class"),
+                    format!(
+                        "unknown class {s:?}; valid classes are public, internal, confidential, restricted"
+                    ),
+                );
+            }
+            c
+        });
+        let retention = self
+            .required(t, "retention")
+            .and_then(|v| self.retention_rule(v, &t.key_path("retention")));
+        let delete = match t.get("delete") {
+            None => Some(DeleteMethod::CryptoShred),
+            Some(v) => {
+                let path = t.key_path("delete");
+                match self.string(v, &path).as_deref() {
+                    Some("crypto-shred") => Some(DeleteMethod::CryptoShred),
+                    Some("anonymize") => Some(DeleteMethod::Anonymize),
+                    Some(other) => {
+                        self.error(
+                            &v.span(),
+                            &path,
+                            format!(
+                                "unknown deletion method {other:?}; valid: crypto-shred, anonymize"
+                            ),
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+        };
+        let fields = match self.sub_table(t, "fields") {
+            Some(f) => self.field_rules(&f),
+            None => Vec::new(),
+        };
+        let description = self.opt_string(t, "description");
+        let notes = self.opt_string(t, "notes");
+        Some(DataType {
+            name,
+            class: class?,
+            retention: retention?,
+            delete: delete?,
+            fields,
+            description,
+            notes,
+        })
+    }
+
+    fn retention_rule(&mut self, v: &Value<'_>, path: &str) -> Option<RetentionRule> {
+        const FORMS: &str = "a duration (\"7y\"), \"tier\", \"until_deleted\", \
+             { min = \"…\", max = \"…\" } or { after_event = \"…\", keep = \"…\" }";
+        match v.get_ref() {
+            DeValue::String(s) => match s.as_ref() {
+                "until_deleted" => Some(RetentionRule::UntilDeleted),
+                "tier" => Some(RetentionRule::Tier {
+                    min: None,
+                    max: None,
+                }),
+                _ => self.duration(v, path).map(RetentionRule::Fixed),
+            },
+            DeValue::Table(_) => {
+                let t = self.table(v, path.to_owned())?;
+                self.check_keys(&t, &["min", "max", "after_event", "keep"]);
+                if t.get("after_event").is_some() || t.get("keep").is_some() {
+                    if t.get("min").is_some() || t.get("max").is_some() {
+                        self.error(
+                            &t.span,
+                            path,
+                            "min/max cannot be combined with after_event/keep",
+                        );
+                        return None;
+                    }
+                    let event = self.req_string(&t, "after_event").and_then(|(e, span)| {
+                        self.id(&span, &t.key_path("after_event"), DataTypeName::new(e))
+                    });
+                    let keep = self
+                        .required(&t, "keep")
+                        .and_then(|k| self.duration(k, &t.key_path("keep")));
+                    return Some(RetentionRule::AfterEvent {
+                        event: event?.as_str().to_owned(),
+                        keep: keep?,
+                    });
+                }
+                let min = t
+                    .get("min")
+                    .map(|m| (self.duration(m, &t.key_path("min")), m));
+                let max = t
+                    .get("max")
+                    .map(|m| (self.duration(m, &t.key_path("max")), m));
+                if let (Some((Some(lo), _)), Some((Some(hi), hv))) = (&min, &max)
+                    && lo.partial_cmp_for_all_starts(hi) == Some(std::cmp::Ordering::Greater)
+                {
+                    self.error(
+                        &hv.span(),
+                        &t.key_path("max"),
+                        format!("max {hi} is shorter than min {lo}"),
+                    );
+                    return None;
+                }
+                Some(RetentionRule::Tier {
+                    min: match min {
+                        Some((d, _)) => Some(d?),
+                        None => None,
+                    },
+                    max: match max {
+                        Some((d, _)) => Some(d?),
+                        None => None,
+                    },
+                })
+            }
+            other => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!("expected {FORMS}, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn field_rules(&mut self, t: &Table<'_, '_>) -> Vec<FieldRule> {
+        let valid = Transform::NAMES.join(", ");
+        let mut out = Vec::new();
+        for (field, _, v) in t.iter() {
+            let path = t.key_path(field);
+            let (name, keep_last, span) = match v.get_ref() {
+                DeValue::String(s) => (s.to_string(), None, v.span()),
+                DeValue::Table(_) => {
+                    let Some(rule) = self.table(v, path.clone()) else {
+                        continue;
+                    };
+                    self.check_keys(&rule, &["transform", "keep_last"]);
+                    let Some((name, span)) = self.req_string(&rule, "transform") else {
+                        continue;
+                    };
+                    let keep_last = rule
+                        .get("keep_last")
+                        .and_then(|k| self.integer(k, &rule.key_path("keep_last"), 0..33))
+                        .map(|n| n as u8);
+                    if keep_last.is_some() && name != "mask" {
+                        self.error(&span, &path, "keep_last only applies to transform \"mask\"");
+                        continue;
+                    }
+                    (name, keep_last, span)
+                }
+                other => {
+                    self.error(
+                        &v.span(),
+                        &path,
+                        format!(
+                            "expected a transform name or {{ transform = …, keep_last = … }}, found {}",
+                            describe(other)
+                        ),
+                    );
+                    continue;
+                }
+            };
+            match Transform::from_name(&name, keep_last) {
+                Some(transform) => out.push(FieldRule {
+                    field: field.to_owned(),
+                    transform,
+                }),
+                None => self.error(
+                    &span,
+                    &path,
+                    format!("unknown transform {name:?}; valid: {valid}"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn access(&mut self, root: &Table<'_, '_>) -> Option<AccessSettings> {
+        let mut settings = AccessSettings {
+            mfa_required: Vec::new(),
+            jit_max: "24h".parse().expect("valid literal"),
+            restricted_approvers: 2,
+        };
+        let Some(t) = self.sub_table(root, "access") else {
+            return Some(settings);
+        };
+        self.check_keys(&t, &["mfa_required", "jit_max", "restricted_approvers"]);
+        let mut ok = true;
+        if let Some(v) = t.get("mfa_required") {
+            for (name, span) in self
+                .string_array(v, "access.mfa_required")
+                .unwrap_or_default()
+            {
+                match Role::parse(&name) {
+                    Some(r) => settings.mfa_required.push(r),
+                    None => {
+                        ok = false;
+                        self.error(
+                            &span,
+                            "access.mfa_required",
+                            format!(
+                                "unknown role {name:?}; valid roles: {}",
+                                Role::valid_names()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(v) = t.get("jit_max") {
+            match self.duration(v, "access.jit_max") {
+                Some(d) if matches!(d.unit(), Unit::Months | Unit::Years) => {
+                    ok = false;
+                    self.error(
+                        &v.span(),
+                        "access.jit_max",
+                        format!("{d} is far too long for just-in-time access; use hours or days (at most 7d)"),
+                    );
+                }
+                Some(d)
+                    if d.partial_cmp_for_all_starts(&"7d".parse().expect("valid literal"))
+                        == Some(std::cmp::Ordering::Greater) =>
+                {
+                    ok = false;
+                    self.error(
+                        &v.span(),
+                        "access.jit_max",
+                        format!("{d} is longer than the 7d a just-in-time grant may last"),
+                    );
+                }
+                Some(d) => settings.jit_max = d,
+                None => ok = false,
+            }
+        }
+        if let Some(v) = t.get("restricted_approvers") {
+            match self.integer(v, "access.restricted_approvers", 1..6) {
+                Some(n) => settings.restricted_approvers = n as u8,
+                None => ok = false,
+            }
+        }
+        ok.then_some(settings)
+    }
+
+    fn telemetry(&mut self, root: &Table<'_, '_>) -> Telemetry {
+        let Some(t) = self.sub_table(root, "telemetry") else {
+            return Telemetry::default();
+        };
+        self.check_keys(&t, &["allow"]);
+        let mut allow = Vec::new();
+        if let Some(v) = t.get("allow") {
+            for (s, span) in self.string_array(v, "telemetry.allow").unwrap_or_default() {
+                match parse_metric_allow(&s) {
+                    Some(m) => allow.push(m),
+                    None => self.error(
+                        &span,
+                        "telemetry.allow",
+                        format!(
+                            "{s:?} is not a metric selector; write name{{label,label}}, e.g. http_requests_total{{route,status}}"
+                        ),
+                    ),
+                }
+            }
+        }
+        Telemetry { allow }
+    }
+
+    fn tenants(
+        &mut self,
+        root: &Table<'_, '_>,
+        tiers: &[Tier],
+        data_types: &[DataType],
+        region: Option<&Region>,
+    ) -> Vec<TenantPolicy> {
+        let Some(t) = self.sub_table(root, "tenants") else {
+            self.warn(
+                &(0..0),
+                "tenants",
+                "no tenants are defined: every tenant request will answer 404",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, span, v) in t.iter() {
+            let path = t.key_path(id);
+            let id = self.id(&span, &path, TenantId::new(id));
+            let Some(tt) = self.table(v, path.clone()) else {
+                continue;
+            };
+            self.check_keys(
+                &tt,
+                &["name", "tier", "home_region", "base_retention", "retention"],
+            );
+            let name = self.opt_string(&tt, "name");
+            let tier = self.req_string(&tt, "tier").and_then(|(s, span)| {
+                let found = tiers.iter().find(|t| t.name.as_str() == s);
+                // A declared but invalid tier was already reported where it is declared.
+                let declared = declared_keys(root, "tiers");
+                if found.is_none() && !declared.contains(&s.as_str()) {
+                    self.error(
+                        &span,
+                        &tt.key_path("tier"),
+                        format!("unknown tier {s:?}; defined tiers: {}", declared.join(", ")),
+                    );
+                }
+                found
+            });
+            let home_region = self.req_string(&tt, "home_region").and_then(|(s, span)| {
+                let r = self.id(&span, &tt.key_path("home_region"), Region::new(s))?;
+                if let Some(deployed) = region
+                    && *deployed != r
+                {
+                    self.warn(
+                        &span,
+                        &tt.key_path("home_region"),
+                        format!(
+                            "home region {r} differs from this deployment's region {deployed}: this node will refuse the tenant's confidential data"
+                        ),
+                    );
+                }
+                Some(r)
+            });
+            let base_retention = tt.get("base_retention").and_then(|v| {
+                let p = tt.key_path("base_retention");
+                let d = self.duration(v, &p)?;
+                let tier = tier?;
+                if !tier.at_least {
+                    self.error(
+                        &v.span(),
+                        &p,
+                        format!(
+                            "tier {} has a fixed retention; base_retention needs a tier with at_least = true",
+                            tier.name
+                        ),
+                    );
+                    return None;
+                }
+                if d.partial_cmp_for_all_starts(&tier.retention) == Some(std::cmp::Ordering::Less)
+                {
+                    self.error(
+                        &v.span(),
+                        &p,
+                        format!(
+                            "{d} is shorter than tier {}'s minimum of {}",
+                            tier.name, tier.retention
+                        ),
+                    );
+                    return None;
+                }
+                Some(d)
+            });
+            let overrides = match self.sub_table(&tt, "retention") {
+                Some(r) => self.overrides(root, &r, data_types),
+                None => Vec::new(),
+            };
+            if let (Some(id), Some(tier), Some(home_region)) = (id, tier, home_region) {
+                out.push(TenantPolicy {
+                    id,
+                    name,
+                    tier: tier.name.clone(),
+                    home_region,
+                    base_retention,
+                    overrides,
+                });
+            }
+        }
+        out
+    }
+
+    fn overrides(
+        &mut self,
+        root: &Table<'_, '_>,
+        t: &Table<'_, '_>,
+        data_types: &[DataType],
+    ) -> Vec<(DataTypeName, CalDuration)> {
+        let mut out = Vec::new();
+        for (name, span, v) in t.iter() {
+            let path = t.key_path(name);
+            let Some(dt) = data_types.iter().find(|d| d.name.as_str() == name) else {
+                if !declared_keys(root, "data_types").contains(&name) {
+                    self.error(&span, &path, "unknown data type");
+                }
+                continue;
+            };
+            let Some(d) = self.duration(v, &path) else {
+                continue;
+            };
+            let RetentionRule::Tier { min, max } = &dt.retention else {
+                self.error(
+                    &v.span(),
+                    &path,
+                    format!(
+                        "the retention of {} is fixed by the policy; only tier-based types accept a tenant override",
+                        dt.name
+                    ),
+                );
+                continue;
+            };
+            let outside = |bound: &Option<CalDuration>, side| {
+                bound.is_some_and(|b| d.partial_cmp_for_all_starts(&b) == Some(side))
+            };
+            let below = outside(min, std::cmp::Ordering::Less);
+            let above = outside(max, std::cmp::Ordering::Greater);
+            if below || above {
+                let range = format!(
+                    "[{}, {}]",
+                    min.map_or("-".into(), |m| m.to_string()),
+                    max.map_or("-".into(), |m| m.to_string())
+                );
+                self.error(
+                    &v.span(),
+                    &path,
+                    format!(
+                        "{d} is outside the range {range} that data type {} allows",
+                        dt.name
+                    ),
+                );
+                continue;
+            }
+            out.push((dt.name.clone(), d));
+        }
+        out
+    }
+}
+
+/// Names declared under a top-level section, valid or not.
+fn declared_keys<'a>(root: &Table<'a, '_>, section: &str) -> Vec<&'a str> {
+    match root.get(section).map(|v| v.get_ref()) {
+        Some(DeValue::Table(t)) => t.iter().map(|(k, _)| k.get_ref().as_ref()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Parses `name{label,label}` or a bare `name`.
+fn parse_metric_allow(s: &str) -> Option<MetricAllow> {
+    let is_name = |n: &str| {
+        let mut chars = n.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let (name, labels) = match s.split_once('{') {
+        None => (s, Vec::new()),
+        Some((name, rest)) => {
+            let inner = rest.strip_suffix('}')?;
+            let labels: Vec<String> = if inner.trim().is_empty() {
+                Vec::new()
+            } else {
+                inner.split(',').map(|l| l.trim().to_owned()).collect()
+            };
+            if labels.iter().any(|l| !is_name(l) || l.contains(':')) {
+                return None;
+            }
+            (name, labels)
+        }
+    };
+    is_name(name).then(|| MetricAllow {
+        name: name.to_owned(),
+        labels,
+    })
+}

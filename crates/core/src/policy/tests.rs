@@ -1,0 +1,391 @@
+use super::*;
+use crate::retention::{Clamp, Expiry};
+
+const VALID: &str = r#"
+[policy]
+name = "Acme data handling"
+
+[deployment]
+region = "au-east"
+
+[keys]
+root = "shamir"
+rotate_every = "90d"
+shamir = { shares = 5, threshold = 3 }
+
+[classes.restricted]
+examples = "PAN, CVV (not stored)"
+storage = "Vault, KMS-encrypted"
+access = "Two-person rule, logged"
+
+[tiers]
+base = { retention = "180d" }
+standard = { retention = "12mo" }
+custom = { retention = "36mo", at_least = true }
+
+[data_types.auth_log]
+class = "confidential"
+retention = { min = "24mo", max = "36mo" }
+delete = "crypto-shred"
+
+[data_types.app_log]
+class = "internal"
+retention = { min = "90d", max = "180d" }
+
+[data_types.incident_artifact]
+class = "confidential"
+retention = { after_event = "ticket_closed", keep = "90d" }
+
+[data_types.workload]
+class = "confidential"
+retention = "until_deleted"
+
+[data_types.billing]
+class = "confidential"
+retention = "7y"
+
+[data_types.backup_copy]
+class = "confidential"
+retention = { min = "1d", max = "365d" }
+
+[data_types.payment]
+class = "restricted"
+fields.card_number = "tokenize"
+fields.email = "pseudonymize"
+fields.phone = { transform = "mask", keep_last = 2 }
+retention = "tier"
+
+[access]
+mfa_required = ["admin", "security-officer", "support"]
+jit_max = "24h"
+restricted_approvers = 2
+
+[telemetry]
+allow = ["http_requests_total{route,status}", "billing_total{tenant}", "up"]
+
+[tenants.acme]
+tier = "standard"
+home_region = "au-east"
+retention = { backup_copy = "30d" }
+
+[tenants.health]
+tier = "custom"
+home_region = "au-east"
+base_retention = "60mo"
+"#;
+
+fn parse(text: &str) -> Result<Policy, Diagnostics> {
+    Policy::parse("policy.toml", text)
+}
+
+fn errors(text: &str) -> Vec<Diagnostic> {
+    parse(text).expect_err("policy should be invalid").0
+}
+
+fn ts(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_complete_policy_parses() {
+    let p = parse(VALID).unwrap();
+    assert_eq!(p.meta.name.as_deref(), Some("Acme data handling"));
+    assert_eq!(p.deployment.region.as_str(), "au-east");
+    assert_eq!(
+        p.keys.root,
+        RootKeyConfig::Shamir {
+            shares: 5,
+            threshold: 3
+        }
+    );
+    assert_eq!(p.tiers.len(), 3);
+    assert_eq!(p.data_types.len(), 7);
+    assert_eq!(
+        p.data_type("payment").unwrap().fields,
+        vec![
+            FieldRule {
+                field: "card_number".into(),
+                transform: Transform::Tokenize
+            },
+            FieldRule {
+                field: "email".into(),
+                transform: Transform::Pseudonymize
+            },
+            FieldRule {
+                field: "phone".into(),
+                transform: Transform::Mask { keep_last: 2 }
+            },
+        ]
+    );
+    assert_eq!(p.access.mfa_required.len(), 3);
+    assert_eq!(p.telemetry.allow[0].labels, vec!["route", "status"]);
+    assert_eq!(p.telemetry.allow[2].labels, Vec::<String>::new());
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn effective_retention_follows_tier_type_and_overrides() {
+    let p = parse(VALID).unwrap();
+    let acme = p.tenant(&TenantId::new("acme").unwrap()).unwrap();
+    let health = p.tenant(&TenantId::new("health").unwrap()).unwrap();
+    let eff = |t, d: &str| p.effective_retention(t, p.data_type(d).unwrap());
+
+    assert_eq!(
+        eff(acme, "auth_log").static_duration(),
+        Some(("24mo".parse().unwrap(), Clamp::RaisedToMin))
+    );
+    assert_eq!(
+        eff(acme, "app_log").static_duration(),
+        Some(("180d".parse().unwrap(), Clamp::LoweredToMax))
+    );
+    assert_eq!(
+        eff(acme, "backup_copy").to_string(),
+        "30d (tenant override)"
+    );
+    assert_eq!(eff(acme, "billing").to_string(), "7y (fixed)");
+    assert_eq!(eff(acme, "workload").to_string(), "until deleted");
+    assert_eq!(
+        eff(acme, "incident_artifact").to_string(),
+        "90d after ticket_closed"
+    );
+    assert_eq!(eff(acme, "payment").to_string(), "12mo (tier standard)");
+    // A custom-tier tenant's own base retention (60 months) is capped by the type's max.
+    assert_eq!(
+        eff(health, "auth_log").static_duration(),
+        Some(("36mo".parse().unwrap(), Clamp::LoweredToMax))
+    );
+    assert_eq!(eff(health, "payment").to_string(), "60mo (tier custom)");
+    assert_eq!(
+        eff(acme, "auth_log").expiry(ts("2024-02-29T12:00:00Z")),
+        Expiry::At(ts("2026-02-28T12:00:00Z"))
+    );
+    assert_eq!(p.retention_table().len(), 14);
+}
+
+#[test]
+fn every_error_is_reported_with_line_and_key() {
+    let text = r#"
+[deployment]
+region = "au-east"
+colour = "blue"
+
+[keys]
+root = "dev"
+rotate_every = "90 days"
+
+[tiers]
+standard = { retention = "12m" }
+
+[data_types.auth_log]
+class = "secret"
+retention = { min = "36mo", max = "24mo" }
+
+[data_types.notes]
+class = "internal"
+retention = "forever"
+fields.body = "encrypt"
+
+[tenants.Acme]
+tier = "gold"
+home_region = "au-east"
+"#;
+    let errs = errors(text);
+    let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let expect = [
+        "policy.toml:4:1: error: deployment.colour: unknown key; valid keys here are: region",
+        "policy.toml:8:16: error: keys.rotate_every: \"90 days\" is not a valid duration",
+        "policy.toml:11:26: error: tiers.standard.retention: \"12m\" is not a valid duration ('m' is ambiguous; write 'mo' for months)",
+        "policy.toml:14:9: error: data_types.auth_log.class: unknown class \"secret\"",
+        "policy.toml:15:35: error: data_types.auth_log.retention.max: max 24mo is shorter than min 36mo",
+        "policy.toml:19:13: error: data_types.notes.retention: \"forever\" is not a valid duration",
+        "policy.toml:20:15: error: data_types.notes.fields.body: unknown transform \"encrypt\"",
+        "policy.toml:22:10: error: tenants.Acme: invalid tenant id \"Acme\"",
+        "policy.toml:23:8: error: tenants.Acme.tier: unknown tier \"gold\"; defined tiers: standard",
+    ];
+    for e in expect {
+        assert!(
+            lines.iter().any(|l| l.starts_with(e)),
+            "missing {e:?} in\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), expect.len(), "{}", lines.join("\n"));
+}
+
+#[test]
+fn missing_sections_are_named() {
+    let errs = errors("[policy]\nname = \"x\"\n");
+    let msgs: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+    for section in ["deployment", "keys", "tiers", "data_types"] {
+        assert!(
+            msgs.contains(&format!("missing required section [{section}]").as_str()),
+            "{msgs:?}"
+        );
+    }
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let errs = errors("[deployment]\nregion = \"au-east\n");
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 2);
+    assert!(errs[0].message.starts_with("not valid TOML"));
+}
+
+#[test]
+fn wrong_value_types_say_what_was_found() {
+    let text = VALID.replace("rotate_every = \"90d\"", "rotate_every = 90");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].key, "keys.rotate_every");
+    assert_eq!(errs[0].message, "expected a string, found an integer");
+}
+
+#[test]
+fn key_provider_settings_are_checked() {
+    let no_table = VALID.replace("shamir = { shares = 5, threshold = 3 }\n", "");
+    assert!(
+        errors(&no_table)[0]
+            .message
+            .contains("needs a [keys.shamir] table")
+    );
+
+    let bad_threshold = VALID.replace("threshold = 3", "threshold = 7");
+    assert_eq!(
+        errors(&bad_threshold)[0].message,
+        "threshold 7 is more than the 5 shares"
+    );
+
+    let unknown = VALID.replace("root = \"shamir\"", "root = \"vault\"");
+    assert!(
+        errors(&unknown)[0]
+            .message
+            .contains("unknown root-key provider \"vault\"")
+    );
+
+    let pkcs11 = VALID.replace(
+        "root = \"shamir\"",
+        "root = \"pkcs11\"\npkcs11 = { module = \"/usr/lib/softhsm/libsofthsm2.so\", key_label = \"root\", pin_env = \"HSM_PIN\", slot = 0 }",
+    );
+    let p = parse(&pkcs11).unwrap();
+    assert_eq!(p.keys.root.name(), "pkcs11");
+    assert_eq!(p.warnings.len(), 1, "the unused shamir table is flagged");
+}
+
+#[test]
+fn access_settings_are_bounded() {
+    let long = VALID.replace("jit_max = \"24h\"", "jit_max = \"3mo\"");
+    assert!(errors(&long)[0].message.contains("far too long"));
+    let week = VALID.replace("jit_max = \"24h\"", "jit_max = \"8d\"");
+    assert!(errors(&week)[0].message.contains("longer than the 7d"));
+    let role = VALID.replace("\"support\"]", "\"tenant-admin\"]");
+    assert!(
+        errors(&role)[0]
+            .message
+            .starts_with("unknown role \"tenant-admin\"")
+    );
+    let approvers = VALID.replace("restricted_approvers = 2", "restricted_approvers = 0");
+    assert_eq!(
+        errors(&approvers)[0].message,
+        "must be an integer from 1 to 5"
+    );
+}
+
+#[test]
+fn tenant_retention_choices_are_checked() {
+    let outside = VALID.replace("backup_copy = \"30d\"", "backup_copy = \"400d\"");
+    assert_eq!(
+        errors(&outside)[0].message,
+        "400d is outside the range [1d, 365d] that data type backup_copy allows"
+    );
+    let fixed = VALID.replace("backup_copy = \"30d\"", "billing = \"1y\"");
+    assert!(errors(&fixed)[0].message.contains("fixed by the policy"));
+    let unknown = VALID.replace("backup_copy = \"30d\"", "nope = \"1y\"");
+    assert_eq!(errors(&unknown)[0].message, "unknown data type");
+    let short = VALID.replace("base_retention = \"60mo\"", "base_retention = \"24mo\"");
+    assert!(
+        errors(&short)[0]
+            .message
+            .contains("shorter than tier custom's minimum")
+    );
+    let not_at_least = VALID.replace(
+        "tier = \"custom\"\nhome_region = \"au-east\"\nbase_retention",
+        "tier = \"base\"\nhome_region = \"au-east\"\nbase_retention",
+    );
+    assert!(errors(&not_at_least)[0].message.contains("at_least = true"));
+}
+
+#[test]
+fn suspicious_but_valid_choices_are_warnings() {
+    let other_region = VALID.replace(
+        "tier = \"standard\"\nhome_region = \"au-east\"",
+        "tier = \"standard\"\nhome_region = \"eu-west\"",
+    );
+    let p = parse(&other_region).unwrap();
+    assert_eq!(p.warnings.len(), 1);
+    assert!(
+        p.warnings[0]
+            .to_string()
+            .contains("warning: tenants.acme.home_region")
+    );
+}
+
+#[test]
+fn telemetry_selectors_are_checked() {
+    let bad = VALID.replace("\"up\"]", "\"bad name{x}\", \"m{a,}\"]");
+    assert_eq!(errors(&bad).len(), 2);
+}
+
+#[test]
+fn retention_forms_do_not_mix() {
+    let mixed = VALID.replace(
+        "retention = { after_event = \"ticket_closed\", keep = \"90d\" }",
+        "retention = { after_event = \"ticket_closed\", keep = \"90d\", min = \"1d\" }",
+    );
+    assert!(errors(&mixed)[0].message.contains("cannot be combined"));
+    let missing_keep = VALID.replace(", keep = \"90d\" }", " }");
+    assert!(
+        errors(&missing_keep)[0]
+            .message
+            .contains("missing required key `keep`")
+    );
+}
+
+#[test]
+fn render_escapes_raw_html_everywhere() {
+    let text = VALID.replace(
+        "name = \"Acme data handling\"",
+        "name = \"<b>Acme</b>\"\ndescription = \"<div class=\\\"text-muted\\\">Raw HTML passes through the renderer</div><script>alert(1)</script>\"",
+    );
+    let p = parse(&text).unwrap();
+    let html = render(&p, RenderFormat::Html);
+    assert!(!html.contains("<div class"));
+    assert!(!html.contains("<script>"));
+    assert!(!html.contains("<b>"));
+    assert!(html.contains("&lt;div class=&quot;text-muted&quot;&gt;"));
+    assert!(html.contains("<title>&lt;b&gt;Acme&lt;&#x2F;b&gt;</title>"));
+    let md = render(&p, RenderFormat::Markdown);
+    assert!(!md.contains("<div"));
+    assert!(!md.contains("<script>"));
+    assert!(md.contains("&lt;script&gt;"));
+}
+
+#[test]
+fn render_shows_classes_retention_tiers_and_access() {
+    let p = parse(VALID).unwrap();
+    let md = render(&p, RenderFormat::Markdown);
+    assert!(md.starts_with("# Acme data handling\n"));
+    assert!(
+        md.contains(
+            "| Restricted |  | PAN, CVV (not stored) | Vault, KMS\\-encrypted"
+                .replace("\\-", "-")
+                .as_str()
+        )
+    );
+    assert!(md.contains("| billing | Confidential | 7y | crypto-shred |"));
+    assert!(md.contains("| custom | at least 36mo |"));
+    assert!(md.contains("24mo (tier standard 12mo, raised to the type's minimum)"));
+    assert!(md.contains("- Restricted data needs 2 distinct approver(s) (two-person rule)."));
+    assert!(md.contains("- http\\_requests\\_total{route,status}"));
+    assert!(md.contains("card\\_number: tokenize"));
+}

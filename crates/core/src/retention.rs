@@ -1,0 +1,275 @@
+//! Retention maths: the rule a data type declares, the effective retention for one tenant, and
+//! the expiry of a record. All of it is pure; `now` never appears here, only the record's times.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use jiff::Timestamp;
+
+use crate::duration::CalDuration;
+use crate::ids::TierName;
+
+/// What a data type's `retention = …` says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetentionRule {
+    /// The tenant's tier decides, clamped to `[min, max]` where given.
+    Tier {
+        min: Option<CalDuration>,
+        max: Option<CalDuration>,
+    },
+    /// The same for every tenant (e.g. billing records, 7 years).
+    Fixed(CalDuration),
+    /// Kept for `keep` after an event (e.g. a ticket closing) reaches custodian.
+    AfterEvent { event: String, keep: CalDuration },
+    /// Never expires by itself; deleted on request or at account closure.
+    UntilDeleted,
+}
+
+/// Where the base duration of an effective retention came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Basis {
+    Tier(TierName),
+    TenantOverride,
+    TypeFixed,
+}
+
+/// The retention that applies to one tenant's records of one data type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EffectiveRetention {
+    Duration {
+        base: CalDuration,
+        basis: Basis,
+        min: Option<CalDuration>,
+        max: Option<CalDuration>,
+    },
+    AfterEvent {
+        event: String,
+        keep: CalDuration,
+    },
+    UntilDeleted,
+}
+
+/// When a record expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    At(Timestamp),
+    /// The clock has not started: it starts when this event arrives.
+    PendingEvent(String),
+    Never,
+}
+
+impl EffectiveRetention {
+    /// Expiry of a record whose retention clock starts at `start` (its event time). An
+    /// `after_event` retention stays pending until [`EffectiveRetention::expiry_after_event`].
+    pub fn expiry(&self, start: Timestamp) -> Expiry {
+        match self {
+            EffectiveRetention::Duration { base, min, max, .. } => {
+                clamped_expiry(start, base, min.as_ref(), max.as_ref())
+                    .map_or(Expiry::Never, Expiry::At)
+            }
+            EffectiveRetention::AfterEvent { event, .. } => Expiry::PendingEvent(event.clone()),
+            EffectiveRetention::UntilDeleted => Expiry::Never,
+        }
+    }
+
+    /// Expiry once the event that starts an `after_event` clock arrived at `event_at`.
+    pub fn expiry_after_event(&self, event_at: Timestamp) -> Option<Timestamp> {
+        match self {
+            EffectiveRetention::AfterEvent { keep, .. } => keep.after(event_at),
+            _ => None,
+        }
+    }
+
+    /// The duration that applies from every start date, when one does: the clamped result
+    /// when the clamp's outcome does not depend on the calendar.
+    pub fn static_duration(&self) -> Option<(CalDuration, Clamp)> {
+        let EffectiveRetention::Duration { base, min, max, .. } = self else {
+            return None;
+        };
+        let mut chosen = (*base, Clamp::None);
+        if let Some(min) = min {
+            match base.partial_cmp_for_all_starts(min)? {
+                Ordering::Less => chosen = (*min, Clamp::RaisedToMin),
+                Ordering::Equal | Ordering::Greater => {}
+            }
+        }
+        if let Some(max) = max {
+            match chosen.0.partial_cmp_for_all_starts(max)? {
+                Ordering::Greater => chosen = (*max, Clamp::LoweredToMax),
+                Ordering::Equal | Ordering::Less => {}
+            }
+        }
+        Some(chosen)
+    }
+}
+
+/// How the type's `[min, max]` changed a base retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clamp {
+    None,
+    RaisedToMin,
+    LoweredToMax,
+}
+
+fn clamped_expiry(
+    start: Timestamp,
+    base: &CalDuration,
+    min: Option<&CalDuration>,
+    max: Option<&CalDuration>,
+) -> Option<Timestamp> {
+    let mut expiry = base.after(start)?;
+    if let Some(floor) = min.and_then(|m| m.after(start)) {
+        expiry = expiry.max(floor);
+    }
+    if let Some(ceiling) = max.and_then(|m| m.after(start)) {
+        expiry = expiry.min(ceiling);
+    }
+    Some(expiry)
+}
+
+impl fmt::Display for EffectiveRetention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EffectiveRetention::Duration {
+                base,
+                basis,
+                min,
+                max,
+            } => {
+                let source = match basis {
+                    Basis::Tier(t) => format!("tier {t}"),
+                    Basis::TenantOverride => "tenant override".to_owned(),
+                    Basis::TypeFixed => "fixed".to_owned(),
+                };
+                match self.static_duration() {
+                    Some((d, Clamp::None)) => write!(f, "{d} ({source})"),
+                    Some((d, Clamp::RaisedToMin)) => {
+                        write!(f, "{d} ({source} {base}, raised to the type's minimum)")
+                    }
+                    Some((d, Clamp::LoweredToMax)) => {
+                        write!(f, "{d} ({source} {base}, lowered to the type's maximum)")
+                    }
+                    None => {
+                        write!(f, "{base} ({source}) clamped to [")?;
+                        match min {
+                            Some(m) => write!(f, "{m}")?,
+                            None => f.write_str("-")?,
+                        }
+                        f.write_str(", ")?;
+                        match max {
+                            Some(m) => write!(f, "{m}")?,
+                            None => f.write_str("-")?,
+                        }
+                        f.write_str("] per start date")
+                    }
+                }
+            }
+            EffectiveRetention::AfterEvent { event, keep } => write!(f, "{keep} after {event}"),
+            EffectiveRetention::UntilDeleted => f.write_str("until deleted"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> CalDuration {
+        s.parse().unwrap()
+    }
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    fn tier(base: &str, min: Option<&str>, max: Option<&str>) -> EffectiveRetention {
+        EffectiveRetention::Duration {
+            base: d(base),
+            basis: Basis::Tier(TierName::new("standard").unwrap()),
+            min: min.map(d),
+            max: max.map(d),
+        }
+    }
+
+    #[test]
+    fn tier_retention_is_clamped_to_the_type_range() {
+        let start = ts("2025-01-15T08:00:00Z");
+        // Standard (12 months) for auth logs (24-36 months) is raised to 24 months.
+        let raised = tier("12mo", Some("24mo"), Some("36mo"));
+        assert_eq!(raised.expiry(start), Expiry::At(ts("2027-01-15T08:00:00Z")));
+        assert_eq!(
+            raised.static_duration(),
+            Some((d("24mo"), Clamp::RaisedToMin))
+        );
+        // Custom (36+ months, here 60) for app logs (90-180 days) is lowered to 180 days.
+        let lowered = tier("60mo", Some("90d"), Some("180d"));
+        assert_eq!(
+            lowered.expiry(start),
+            Expiry::At(ts("2025-07-14T08:00:00Z"))
+        );
+        assert_eq!(
+            lowered.static_duration(),
+            Some((d("180d"), Clamp::LoweredToMax))
+        );
+        // Inside the range: unchanged.
+        let inside = tier("180d", Some("90d"), Some("12mo"));
+        assert_eq!(inside.expiry(start), Expiry::At(ts("2025-07-14T08:00:00Z")));
+        assert_eq!(inside.static_duration(), Some((d("180d"), Clamp::None)));
+    }
+
+    #[test]
+    fn a_calendar_dependent_clamp_is_decided_per_record() {
+        // 30 days against a one-month floor: February starts are raised, others not.
+        let r = tier("30d", Some("1mo"), None);
+        assert_eq!(r.static_duration(), None);
+        assert_eq!(
+            r.expiry(ts("2025-02-01T00:00:00Z")),
+            Expiry::At(ts("2025-03-03T00:00:00Z"))
+        );
+        assert_eq!(
+            r.expiry(ts("2025-01-01T00:00:00Z")),
+            Expiry::At(ts("2025-02-01T00:00:00Z"))
+        );
+        assert_eq!(
+            r.to_string(),
+            "30d (tier standard) clamped to [1mo, -] per start date"
+        );
+    }
+
+    #[test]
+    fn after_event_waits_for_its_event() {
+        let r = EffectiveRetention::AfterEvent {
+            event: "ticket_closed".into(),
+            keep: d("90d"),
+        };
+        assert_eq!(
+            r.expiry(ts("2025-01-01T00:00:00Z")),
+            Expiry::PendingEvent("ticket_closed".into())
+        );
+        assert_eq!(
+            r.expiry_after_event(ts("2025-03-01T00:00:00Z")),
+            Some(ts("2025-05-30T00:00:00Z"))
+        );
+        assert_eq!(r.to_string(), "90d after ticket_closed");
+    }
+
+    #[test]
+    fn until_deleted_never_expires() {
+        let r = EffectiveRetention::UntilDeleted;
+        assert_eq!(r.expiry(ts("2025-01-01T00:00:00Z")), Expiry::Never);
+        assert_eq!(r.expiry_after_event(ts("2025-01-01T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn leap_day_records_expire_on_the_last_day_of_february() {
+        let r = EffectiveRetention::Duration {
+            base: d("7y"),
+            basis: Basis::TypeFixed,
+            min: None,
+            max: None,
+        };
+        assert_eq!(
+            r.expiry(ts("2024-02-29T23:59:59Z")),
+            Expiry::At(ts("2031-02-28T23:59:59Z"))
+        );
+        assert_eq!(r.to_string(), "7y (fixed)");
+    }
+}
