@@ -1,0 +1,231 @@
+//! Root-key providers: what wraps and unwraps tenant keys. The development provider keeps its
+//! key in a file beside the data; the Shamir and PKCS#11 providers plug in behind the same trait.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use custodian_core::ids::TenantId;
+use zeroize::Zeroizing;
+
+use crate::{CryptoError, TenantKey};
+
+const WRAP_FORMAT_V1: u8 = 1;
+const DEV_KEY_HEADER: &str = "# custodian DEVELOPMENT root key: NOT FOR PRODUCTION. Anyone who reads this file can decrypt every record.\n";
+
+/// Wraps and unwraps tenant keys under the deployment's root of trust.
+pub trait RootKeyProvider: Send + Sync + fmt::Debug {
+    /// A short name for logs and status (`dev`, `shamir`, `pkcs11`).
+    fn name(&self) -> &'static str;
+    /// Creates a new tenant key and returns it with its wrapped form for storage.
+    fn new_tenant_key(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+    ) -> Result<(TenantKey, Vec<u8>), CryptoError>;
+    /// Unwraps a stored tenant key.
+    fn unwrap_tenant_key(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        wrapped: &[u8],
+    ) -> Result<TenantKey, CryptoError>;
+}
+
+fn wrap_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
+    let mut aad = b"custodian/tenant-key/v1".to_vec();
+    aad.extend_from_slice(&(tenant.as_str().len() as u32).to_be_bytes());
+    aad.extend_from_slice(tenant.as_str().as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+/// A root key kept in a file: for development only, and it says so wherever it is used.
+pub struct DevRootKey {
+    key: LessSafeKey,
+}
+
+impl fmt::Debug for DevRootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DevRootKey(..)")
+    }
+}
+
+impl DevRootKey {
+    /// Loads the key file at `path`, creating it (mode 0600) with a fresh key if it is absent.
+    /// Returns whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(DevRootKey, bool), CryptoError> {
+        let err = |reason: String| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let hex = text
+                    .lines()
+                    .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+                    .ok_or_else(|| err("no key line found".into()))?;
+                let bytes = Zeroizing::new(
+                    decode_hex(hex.trim())
+                        .ok_or_else(|| err("the key is not 64 hex digits".into()))?,
+                );
+                Ok((DevRootKey::from_bytes(&bytes), false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = crate::random_key()?;
+                let mut text = Zeroizing::new(String::from(DEV_KEY_HEADER));
+                for b in key.iter() {
+                    text.push_str(&format!("{b:02x}"));
+                }
+                text.push('\n');
+                write_private_file(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+                Ok((DevRootKey::from_bytes(&key), true))
+            }
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+
+    pub fn from_bytes(bytes: &[u8; 32]) -> DevRootKey {
+        let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
+        DevRootKey {
+            key: LessSafeKey::new(key),
+        }
+    }
+}
+
+impl RootKeyProvider for DevRootKey {
+    fn name(&self) -> &'static str {
+        "dev"
+    }
+
+    fn new_tenant_key(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+    ) -> Result<(TenantKey, Vec<u8>), CryptoError> {
+        let key = crate::random_key()?;
+        let nonce = crate::random_bytes::<NONCE_LEN>()?;
+        let mut wrapped = Vec::with_capacity(1 + NONCE_LEN + 32 + 16);
+        wrapped.push(WRAP_FORMAT_V1);
+        wrapped.extend_from_slice(&nonce);
+        wrapped.extend_from_slice(key.as_ref());
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(wrap_aad(tenant, version)),
+                &mut wrapped[1 + NONCE_LEN..],
+            )
+            .map_err(|_| CryptoError::Decrypt)?;
+        wrapped.extend_from_slice(tag.as_ref());
+        Ok((TenantKey::new(version, &key), wrapped))
+    }
+
+    fn unwrap_tenant_key(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        wrapped: &[u8],
+    ) -> Result<TenantKey, CryptoError> {
+        let Some((&WRAP_FORMAT_V1, rest)) = wrapped.split_first() else {
+            return Err(CryptoError::Malformed("unknown wrapped-key format"));
+        };
+        if rest.len() != NONCE_LEN + 32 + 16 {
+            return Err(CryptoError::Malformed("wrapped key has the wrong length"));
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| CryptoError::Malformed("bad nonce"))?;
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(wrap_aad(tenant, version)), &mut buf)
+            .map_err(|_| CryptoError::Decrypt)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(plain);
+        Ok(TenantKey::new(version, &key))
+    }
+}
+
+fn decode_hex(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RecordAad;
+    use custodian_core::ids::{Class, DataTypeName, RecordId};
+
+    #[test]
+    fn dev_key_file_is_created_once_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.key");
+        let (first, created) = DevRootKey::load_or_create(&path).unwrap();
+        assert!(created);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# custodian DEVELOPMENT root key"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (second, created) = DevRootKey::load_or_create(&path).unwrap();
+        assert!(!created);
+
+        let tenant = TenantId::new("acme").unwrap();
+        let (key, wrapped) = first.new_tenant_key(&tenant, 3).unwrap();
+        let again = second.unwrap_tenant_key(&tenant, 3, &wrapped).unwrap();
+        let ty = DataTypeName::new("t").unwrap();
+        let aad = RecordAad {
+            tenant: &tenant,
+            record: RecordId::from_ulid(ulid::Ulid::from_parts(5, 5)),
+            data_type: &ty,
+            class: Class::Internal,
+        };
+        let sealed = key.seal(&aad, b"x").unwrap();
+        assert_eq!(&*again.open(&aad, &sealed).unwrap(), b"x");
+
+        // Bound to tenant and version.
+        let other = TenantId::new("globex").unwrap();
+        assert!(second.unwrap_tenant_key(&other, 3, &wrapped).is_err());
+        assert!(second.unwrap_tenant_key(&tenant, 4, &wrapped).is_err());
+        // Another root key cannot unwrap it.
+        let stranger = DevRootKey::from_bytes(&[9; 32]);
+        assert!(stranger.unwrap_tenant_key(&tenant, 3, &wrapped).is_err());
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.key");
+        std::fs::write(&path, "# header\nnot-hex\n").unwrap();
+        let err = DevRootKey::load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("not 64 hex digits"), "{err}");
+    }
+}
