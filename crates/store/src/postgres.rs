@@ -1,0 +1,477 @@
+//! The PostgreSQL backend, for deployments beyond one machine: any number of custodian nodes in
+//! front of one database. Batches are written with one `INSERT … SELECT FROM UNNEST(…)` per
+//! table, so a thousand records cost two statements. Migrations run at start under an advisory
+//! lock, so nodes starting together never race.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use custodian_core::ids::{RecordId, TenantId};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use jiff::Timestamp;
+use tokio_postgres::{NoTls, Row};
+
+use crate::{
+    IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError, StoredRecord,
+    TokenRow, WrappedTenantKey,
+};
+
+const BACKEND: &str = "postgres";
+/// Arbitrary, fixed: the advisory lock that serialises migrations across nodes.
+const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0001;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE records (
+    tenant_id     TEXT        NOT NULL,
+    id            TEXT        NOT NULL,
+    data_type     TEXT        NOT NULL,
+    class         SMALLINT    NOT NULL,
+    event_time    TIMESTAMPTZ NOT NULL,
+    ingest_time   TIMESTAMPTZ NOT NULL,
+    expires_at    TIMESTAMPTZ,
+    pending_event TEXT,
+    key_version   INTEGER     NOT NULL,
+    sealed        BYTEA       NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX records_by_expiry ON records (tenant_id, expires_at);
+CREATE TABLE record_subjects (
+    tenant_id TEXT  NOT NULL,
+    subject   BYTEA NOT NULL,
+    record_id TEXT  NOT NULL,
+    PRIMARY KEY (tenant_id, subject, record_id)
+);
+CREATE INDEX record_subjects_by_record ON record_subjects (tenant_id, record_id);
+CREATE TABLE tenant_keys (
+    tenant_id  TEXT        NOT NULL,
+    version    INTEGER     NOT NULL,
+    wrapped    BYTEA       NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+);
+CREATE TABLE idempotency (
+    tenant_id    TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    request_hash BYTEA   NOT NULL,
+    status       INTEGER NOT NULL,
+    body         BYTEA   NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
+CREATE TABLE api_tokens (
+    id           TEXT        NOT NULL PRIMARY KEY,
+    tenant_id    TEXT        NOT NULL,
+    role         TEXT        NOT NULL,
+    secret_hash  BYTEA       NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    expires_at   TIMESTAMPTZ,
+    revoked_at   TIMESTAMPTZ,
+    last_used_at TIMESTAMPTZ
+);
+CREATE INDEX api_tokens_by_tenant ON api_tokens (tenant_id, id);
+"#];
+
+const RECORD_COLUMNS: &str =
+    "id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_version, sealed";
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+fn db_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        reason: e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.to_string()),
+    }
+}
+
+fn unavailable(reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable {
+        backend: BACKEND,
+        reason: reason.to_string(),
+    }
+}
+
+fn record_from_row(row: &Row) -> Result<StoredRecord> {
+    Ok(StoredRecord {
+        id: crate::parse_record_id(row.get::<_, &str>(0))?,
+        data_type: crate::parse_data_type(row.get(1))?,
+        class: crate::class_from_i64(i64::from(row.get::<_, i16>(2)))?,
+        event_time: row.get(3),
+        ingest_time: row.get(4),
+        expires_at: row.get(5),
+        pending_event: row.get(6),
+        key_version: row.get::<_, i32>(7) as u32,
+        sealed: row.get(8),
+    })
+}
+
+fn idempotent_from_row(key: &str, row: &Row) -> Result<IdempotentResponse> {
+    Ok(IdempotentResponse {
+        key: key.to_owned(),
+        request_hash: crate::hash32(row.get(0), "request hash")?,
+        status: row.get::<_, i32>(1) as u16,
+        body: row.get(2),
+    })
+}
+
+impl PostgresStore {
+    /// Connects, creates `schema` when given (and uses it for every query), and migrates.
+    pub async fn connect(url: &str, schema: Option<&str>) -> Result<PostgresStore> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| unavailable(format!("invalid database URL: {e}")))?;
+        config.connect_timeout(Duration::from_secs(5));
+        if let Some(schema) = schema {
+            if !schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(unavailable(format!(
+                    "schema name {schema:?} must be lowercase letters, digits and _"
+                )));
+            }
+            let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
+            let task = tokio::spawn(conn);
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(db_err)?;
+            drop(client);
+            let _ = task.await;
+            config.options(format!("-c search_path={schema}"));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(unavailable)?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(db_err)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(db_err)?;
+        let applied: i32 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(db_err)?
+            .get(0);
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let version = i as u32 + 1;
+            let fail = |e: tokio_postgres::Error| StoreError::Migration {
+                version,
+                reason: e.to_string(),
+            };
+            tx.batch_execute(sql).await.map_err(fail)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&(version as i32)],
+            )
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn insert_records(
+        &self,
+        tenant: &TenantId,
+        records: Vec<NewRecord>,
+        idempotency: Option<IdempotentResponse>,
+    ) -> Result<InsertOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let tenant = tenant.as_str();
+        if let Some(idem) = &idempotency {
+            // ON CONFLICT waits for a concurrent holder of the key to commit, so the row read
+            // afterwards is that request's final answer.
+            let inserted = tx
+                .execute(
+                    "INSERT INTO idempotency (tenant_id, key, request_hash, status, body) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (tenant_id, key) DO NOTHING",
+                    &[
+                        &tenant,
+                        &idem.key,
+                        &idem.request_hash.as_slice(),
+                        &i32::from(idem.status),
+                        &idem.body,
+                    ],
+                )
+                .await
+                .map_err(db_err)?;
+            if inserted == 0 {
+                let row = tx
+                    .query_one(
+                        "SELECT request_hash, status, body FROM idempotency WHERE tenant_id = $1 AND key = $2",
+                        &[&tenant, &idem.key],
+                    )
+                    .await
+                    .map_err(db_err)?;
+                return Ok(InsertOutcome::Replayed(idempotent_from_row(
+                    &idem.key, &row,
+                )?));
+            }
+        }
+        let n = records.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut types = Vec::with_capacity(n);
+        let mut classes = Vec::with_capacity(n);
+        let mut event_times = Vec::with_capacity(n);
+        let mut ingest_times = Vec::with_capacity(n);
+        let mut expiries = Vec::with_capacity(n);
+        let mut pending = Vec::with_capacity(n);
+        let mut versions = Vec::with_capacity(n);
+        let mut sealed = Vec::with_capacity(n);
+        let mut subject_hashes: Vec<&[u8]> = Vec::new();
+        let mut subject_records = Vec::new();
+        for r in &records {
+            let id = r.id.to_string();
+            for s in &r.subject_pseudonyms {
+                subject_hashes.push(s.as_slice());
+                subject_records.push(id.clone());
+            }
+            ids.push(id);
+            types.push(r.data_type.as_str());
+            classes.push(crate::class_to_i16(r.class));
+            event_times.push(r.event_time);
+            ingest_times.push(r.ingest_time);
+            expiries.push(r.expires_at);
+            pending.push(r.pending_event.as_deref());
+            versions.push(r.key_version as i32);
+            sealed.push(r.sealed.as_slice());
+        }
+        tx.execute(
+            "INSERT INTO records (tenant_id, id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_version, sealed)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int4[], $10::bytea[])",
+            &[
+                &tenant,
+                &ids,
+                &types,
+                &classes,
+                &event_times,
+                &ingest_times,
+                &expiries,
+                &pending,
+                &versions,
+                &sealed,
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        if !subject_hashes.is_empty() {
+            tx.execute(
+                "INSERT INTO record_subjects (tenant_id, subject, record_id)
+                 SELECT $1, * FROM UNNEST($2::bytea[], $3::text[]) ON CONFLICT DO NOTHING",
+                &[&tenant, &subject_hashes, &subject_records],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn get_record(&self, tenant: &TenantId, id: RecordId) -> Result<Option<StoredRecord>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE tenant_id = $1 AND id = $2"
+            ))
+            .await
+            .map_err(db_err)?;
+        client
+            .query_opt(&stmt, &[&tenant.as_str(), &id.to_string()])
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(record_from_row)
+            .transpose()
+    }
+
+    async fn list_subject_records(
+        &self,
+        tenant: &TenantId,
+        subject_pseudonym: &[u8; 32],
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>> {
+        let client = self.client().await?;
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        let rows = client
+            .query(
+                "SELECT r.id, r.data_type, r.class, r.event_time, r.ingest_time, r.expires_at, r.pending_event, r.key_version, r.sealed
+                 FROM record_subjects s
+                 JOIN records r ON r.tenant_id = s.tenant_id AND r.id = s.record_id
+                 WHERE s.tenant_id = $1 AND s.subject = $2 AND s.record_id > $3
+                 ORDER BY s.record_id
+                 LIMIT $4",
+                &[
+                    &tenant.as_str(),
+                    &subject_pseudonym.as_slice(),
+                    &after,
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn delete_record(&self, tenant: &TenantId, id: RecordId) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let id = id.to_string();
+        tx.execute(
+            "DELETE FROM record_subjects WHERE tenant_id = $1 AND record_id = $2",
+            &[&tenant.as_str(), &id],
+        )
+        .await
+        .map_err(db_err)?;
+        let n = tx
+            .execute(
+                "DELETE FROM records WHERE tenant_id = $1 AND id = $2",
+                &[&tenant.as_str(), &id],
+            )
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(n > 0)
+    }
+
+    async fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT version, wrapped, created_at FROM tenant_keys WHERE tenant_id = $1 ORDER BY version",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| WrappedTenantKey {
+                version: r.get::<_, i32>(0) as u32,
+                wrapped: r.get(1),
+                created_at: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn insert_tenant_key(&self, tenant: &TenantId, key: WrappedTenantKey) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO tenant_keys (tenant_id, version, wrapped, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &tenant.as_str(),
+                    &(key.version as i32),
+                    &key.wrapped,
+                    &key.created_at,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn insert_token(&self, token: TokenRow) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO api_tokens (id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, last_used_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &token.id,
+                    &token.tenant.as_str(),
+                    &token.role,
+                    &token.secret_hash.as_slice(),
+                    &token.created_at,
+                    &token.expires_at,
+                    &token.revoked_at,
+                    &token.last_used_at,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn find_token(&self, id: &str) -> Result<Option<TokenRow>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT tenant_id, role, secret_hash, created_at, expires_at, revoked_at, last_used_at FROM api_tokens WHERE id = $1",
+            )
+            .await
+            .map_err(db_err)?;
+        let Some(row) = client.query_opt(&stmt, &[&id]).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        Ok(Some(TokenRow {
+            id: id.to_owned(),
+            tenant: crate::parse_tenant(row.get(0))?,
+            role: row.get(1),
+            secret_hash: crate::hash32(row.get(2), "token hash")?,
+            created_at: row.get(3),
+            expires_at: row.get(4),
+            revoked_at: row.get(5),
+            last_used_at: row.get(6),
+        }))
+    }
+
+    async fn touch_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1",
+                &[&id, &at],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,568 @@
+//! The embedded SQLite backend: one file in the data directory, WAL journal, full sync on
+//! commit so an acknowledged write survives a crash of the process or the machine.
+//!
+//! SQLite allows one writer at a time, so writes go through a single connection; reads use a
+//! small pool of their own connections, which WAL lets run beside the writer. The blocking
+//! driver runs on tokio's blocking threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use custodian_core::ids::{RecordId, TenantId};
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError, StoredRecord,
+    TokenRow, WrappedTenantKey,
+};
+
+const BACKEND: &str = "sqlite";
+const MAX_IDLE_READERS: usize = 8;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE records (
+    tenant_id      TEXT    NOT NULL,
+    id             TEXT    NOT NULL,
+    data_type      TEXT    NOT NULL,
+    class          INTEGER NOT NULL,
+    event_time_us  INTEGER NOT NULL,
+    ingest_time_us INTEGER NOT NULL,
+    expires_at_us  INTEGER,
+    pending_event  TEXT,
+    key_version    INTEGER NOT NULL,
+    sealed         BLOB    NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX records_by_expiry ON records (tenant_id, expires_at_us);
+CREATE TABLE record_subjects (
+    tenant_id TEXT NOT NULL,
+    subject   BLOB NOT NULL,
+    record_id TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, subject, record_id)
+) WITHOUT ROWID;
+CREATE INDEX record_subjects_by_record ON record_subjects (tenant_id, record_id);
+CREATE TABLE tenant_keys (
+    tenant_id     TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    wrapped       BLOB    NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+);
+CREATE TABLE idempotency (
+    tenant_id     TEXT    NOT NULL,
+    key           TEXT    NOT NULL,
+    request_hash  BLOB    NOT NULL,
+    status        INTEGER NOT NULL,
+    body          BLOB    NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
+CREATE TABLE api_tokens (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    tenant_id       TEXT    NOT NULL,
+    role            TEXT    NOT NULL,
+    secret_hash     BLOB    NOT NULL,
+    created_at_us   INTEGER NOT NULL,
+    expires_at_us   INTEGER,
+    revoked_at_us   INTEGER,
+    last_used_at_us INTEGER
+);
+CREATE INDEX api_tokens_by_tenant ON api_tokens (tenant_id, id);
+"#];
+
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        reason: e.to_string(),
+    }
+}
+
+fn us(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn from_us(v: i64) -> Result<Timestamp> {
+    Timestamp::from_microsecond(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn opt_from_us(v: Option<i64>) -> Result<Option<Timestamp>> {
+    v.map(from_us).transpose()
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|e| StoreError::Unavailable {
+        backend: BACKEND,
+        reason: format!("{}: {e}", path.display()),
+    })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA busy_timeout = 10000;
+         PRAGMA foreign_keys = ON;",
+    )
+    .map_err(|e| StoreError::Unavailable {
+        backend: BACKEND,
+        reason: format!("{}: {e}", path.display()),
+    })?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_us INTEGER NOT NULL)",
+    )
+    .map_err(db_err)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let applied: u32 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let version = i as u32 + 1;
+        let fail = |e: rusqlite::Error| StoreError::Migration {
+            version,
+            reason: e.to_string(),
+        };
+        tx.execute_batch(sql).map_err(fail)?;
+        // The clock adapter lives in the server; migrations only need a marker.
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_us) VALUES (?1, 0)",
+            params![version],
+        )
+        .map_err(fail)?;
+    }
+    tx.commit().map_err(db_err)
+}
+
+fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
+    Ok(RawRecord {
+        id: row.get(0)?,
+        data_type: row.get(1)?,
+        class: row.get(2)?,
+        event_time_us: row.get(3)?,
+        ingest_time_us: row.get(4)?,
+        expires_at_us: row.get(5)?,
+        pending_event: row.get(6)?,
+        key_version: row.get(7)?,
+        sealed: row.get(8)?,
+    })
+}
+
+const RECORD_COLUMNS: &str = "id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_version, sealed";
+
+struct RawRecord {
+    id: String,
+    data_type: String,
+    class: i64,
+    event_time_us: i64,
+    ingest_time_us: i64,
+    expires_at_us: Option<i64>,
+    pending_event: Option<String>,
+    key_version: u32,
+    sealed: Vec<u8>,
+}
+
+impl RawRecord {
+    fn into_record(self) -> Result<StoredRecord> {
+        Ok(StoredRecord {
+            id: crate::parse_record_id(&self.id)?,
+            data_type: crate::parse_data_type(self.data_type)?,
+            class: crate::class_from_i64(self.class)?,
+            event_time: from_us(self.event_time_us)?,
+            ingest_time: from_us(self.ingest_time_us)?,
+            expires_at: opt_from_us(self.expires_at_us)?,
+            pending_event: self.pending_event,
+            key_version: self.key_version,
+            sealed: self.sealed,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
+                    backend: BACKEND,
+                    reason: format!("cannot create {}: {e}", dir.display()),
+                })?;
+            }
+            let mut writer = open_connection(&path)?;
+            migrate(&mut writer)?;
+            Ok(SqliteStore {
+                inner: Arc::new(Inner {
+                    path,
+                    writer: Mutex::new(writer),
+                    readers: Mutex::new(Vec::new()),
+                }),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            backend: BACKEND,
+            reason: e.to_string(),
+        })?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        run_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        run_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&inner.path)?,
+            };
+            let result = f(&conn);
+            let mut idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend {
+            backend: BACKEND,
+            reason: format!("database task failed: {e}"),
+        })?
+}
+
+fn find_idempotent(
+    conn: &Connection,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<IdempotentResponse>> {
+    let found = conn
+        .query_row(
+            "SELECT request_hash, status, body FROM idempotency WHERE tenant_id = ?1 AND key = ?2",
+            params![tenant, key],
+            |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, u16>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(db_err)?;
+    found
+        .map(|(hash, status, body)| {
+            Ok(IdempotentResponse {
+                key: key.to_owned(),
+                request_hash: crate::hash32(hash, "request hash")?,
+                status,
+                body,
+            })
+        })
+        .transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| StoreError::Unavailable {
+                    backend: BACKEND,
+                    reason: e.to_string(),
+                })
+        })
+        .await
+    }
+
+    async fn insert_records(
+        &self,
+        tenant: &TenantId,
+        records: Vec<NewRecord>,
+        idempotency: Option<IdempotentResponse>,
+    ) -> Result<InsertOutcome> {
+        let tenant = tenant.as_str().to_owned();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            if let Some(idem) = &idempotency {
+                if let Some(first) = find_idempotent(&tx, &tenant, &idem.key)? {
+                    return Ok(InsertOutcome::Replayed(first));
+                }
+                tx.execute(
+                    "INSERT INTO idempotency (tenant_id, key, request_hash, status, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![tenant, idem.key, idem.request_hash.as_slice(), idem.status, idem.body],
+                )
+                .map_err(db_err)?;
+            }
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO records (tenant_id, id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_version, sealed)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .map_err(db_err)?;
+                let mut index = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO record_subjects (tenant_id, subject, record_id) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(db_err)?;
+                for r in &records {
+                    let id = r.id.to_string();
+                    insert
+                        .execute(params![
+                            tenant,
+                            id,
+                            r.data_type.as_str(),
+                            crate::class_to_i16(r.class),
+                            us(r.event_time),
+                            us(r.ingest_time),
+                            r.expires_at.map(us),
+                            r.pending_event,
+                            r.key_version,
+                            r.sealed,
+                        ])
+                        .map_err(db_err)?;
+                    for s in &r.subject_pseudonyms {
+                        index
+                            .execute(params![tenant, s.as_slice(), id])
+                            .map_err(db_err)?;
+                    }
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(InsertOutcome::Inserted)
+        })
+        .await
+    }
+
+    async fn get_record(&self, tenant: &TenantId, id: RecordId) -> Result<Option<StoredRecord>> {
+        let tenant = tenant.as_str().to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE tenant_id = ?1 AND id = ?2"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![tenant, id.to_string()], read_record)
+                    .optional()
+            })
+            .map_err(db_err)?
+            .map(RawRecord::into_record)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_subject_records(
+        &self,
+        tenant: &TenantId,
+        subject_pseudonym: &[u8; 32],
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>> {
+        let tenant = tenant.as_str().to_owned();
+        let subject = subject_pseudonym.to_vec();
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT r.id, r.data_type, r.class, r.event_time_us, r.ingest_time_us, r.expires_at_us, r.pending_event, r.key_version, r.sealed
+                     FROM record_subjects s
+                     JOIN records r ON r.tenant_id = s.tenant_id AND r.id = s.record_id
+                     WHERE s.tenant_id = ?1 AND s.subject = ?2 AND s.record_id > ?3
+                     ORDER BY s.record_id
+                     LIMIT ?4",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant, subject, after, limit], read_record)
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err).and_then(RawRecord::into_record))
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_record(&self, tenant: &TenantId, id: RecordId) -> Result<bool> {
+        let tenant = tenant.as_str().to_owned();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(db_err)?;
+            let id = id.to_string();
+            tx.execute(
+                "DELETE FROM record_subjects WHERE tenant_id = ?1 AND record_id = ?2",
+                params![tenant, id],
+            )
+            .map_err(db_err)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM records WHERE tenant_id = ?1 AND id = ?2",
+                    params![tenant, id],
+                )
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>> {
+        let tenant = tenant.as_str().to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT version, wrapped, created_at_us FROM tenant_keys WHERE tenant_id = ?1 ORDER BY version",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant], |r| {
+                    Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(db_err)?;
+            rows.map(|r| {
+                let (version, wrapped, created) = r.map_err(db_err)?;
+                Ok(WrappedTenantKey {
+                    version,
+                    wrapped,
+                    created_at: from_us(created)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn insert_tenant_key(&self, tenant: &TenantId, key: WrappedTenantKey) -> Result<bool> {
+        let tenant = tenant.as_str().to_owned();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "INSERT OR IGNORE INTO tenant_keys (tenant_id, version, wrapped, created_at_us) VALUES (?1, ?2, ?3, ?4)",
+                    params![tenant, key.version, key.wrapped, us(key.created_at)],
+                )
+                .map_err(db_err)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn insert_token(&self, token: TokenRow) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO api_tokens (id, tenant_id, role, secret_hash, created_at_us, expires_at_us, revoked_at_us, last_used_at_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    token.id,
+                    token.tenant.as_str(),
+                    token.role,
+                    token.secret_hash.as_slice(),
+                    us(token.created_at),
+                    token.expires_at.map(us),
+                    token.revoked_at.map(us),
+                    token.last_used_at.map(us),
+                ],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_token(&self, id: &str) -> Result<Option<TokenRow>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT tenant_id, role, secret_hash, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_tokens WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![id], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<i64>>(4)?,
+                            r.get::<_, Option<i64>>(5)?,
+                            r.get::<_, Option<i64>>(6)?,
+                        ))
+                    })
+                    .optional()
+                })
+                .map_err(db_err)?;
+            let Some((tenant, role, hash, created, expires, revoked, used)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(TokenRow {
+                id,
+                tenant: crate::parse_tenant(tenant)?,
+                role,
+                secret_hash: crate::hash32(hash, "token hash")?,
+                created_at: from_us(created)?,
+                expires_at: opt_from_us(expires)?,
+                revoked_at: opt_from_us(revoked)?,
+                last_used_at: opt_from_us(used)?,
+            }))
+        })
+        .await
+    }
+
+    async fn touch_token(&self, id: &str, at: Timestamp) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE api_tokens SET last_used_at_us = ?2 WHERE id = ?1",
+                params![id, us(at)],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+}

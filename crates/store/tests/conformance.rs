@@ -1,0 +1,310 @@
+//! The store conformance suite: every case runs against SQLite and against PostgreSQL, each in
+//! its own database file or schema, so both backends are held to one behaviour.
+
+use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
+use custodian_store::{
+    IdempotentResponse, InsertOutcome, NewRecord, PostgresStore, SqliteStore, Store, TokenRow,
+    WrappedTenantKey, testing,
+};
+use jiff::Timestamp;
+
+fn tenant(s: &str) -> TenantId {
+    TenantId::new(s).unwrap()
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn record(n: u64, subjects: &[u8]) -> NewRecord {
+    NewRecord {
+        id: RecordId::from_ulid(ulid::Ulid::from_parts(1_700_000_000_000 + n, u128::from(n))),
+        data_type: DataTypeName::new("auth_log").unwrap(),
+        class: Class::Confidential,
+        event_time: ts("2025-01-01T00:00:00Z"),
+        ingest_time: ts("2025-01-02T00:00:00.123456Z"),
+        expires_at: (n % 2 == 0).then(|| ts("2027-01-01T00:00:00Z")),
+        pending_event: (n % 2 == 1).then(|| "ticket_closed".to_owned()),
+        key_version: 1,
+        sealed: vec![n as u8; 40],
+        subject_pseudonyms: subjects.iter().map(|s| [*s; 32]).collect(),
+    }
+}
+
+/// A backend for one test: a fresh SQLite file or a fresh PostgreSQL schema.
+struct Backend {
+    store: Box<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Option<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("c.db")).await.unwrap();
+    Some(Backend {
+        store: Box::new(store),
+        _dir: Some(dir),
+    })
+}
+
+async fn postgres() -> Option<Backend> {
+    if !testing::postgres_available().await {
+        return None;
+    }
+    let schema = testing::unique_schema("conformance");
+    let store = PostgresStore::connect(&testing::postgres_url(), Some(&schema))
+        .await
+        .unwrap();
+    Some(Backend {
+        store: Box::new(store),
+        _dir: None,
+    })
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let b = super::sqlite().await.unwrap();
+                    super::$case(b.store.as_ref()).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(b) = super::postgres().await {
+                        super::$case(b.store.as_ref()).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    records_round_trip_exactly,
+    tenants_never_see_each_other,
+    a_failing_batch_stores_nothing,
+    idempotent_replays_store_nothing_new,
+    subject_listing_pages_in_id_order,
+    delete_removes_record_and_index,
+    tenant_key_versions_are_written_once,
+    tokens_are_found_and_touched,
+    ping_answers,
+);
+
+async fn records_round_trip_exactly(s: &dyn Store) {
+    let acme = tenant("acme");
+    let batch = vec![record(0, &[1]), record(1, &[1, 2])];
+    let out = s.insert_records(&acme, batch.clone(), None).await.unwrap();
+    assert_eq!(out, InsertOutcome::Inserted);
+    for r in batch {
+        let got = s.get_record(&acme, r.id).await.unwrap().unwrap();
+        assert_eq!(got.id, r.id);
+        assert_eq!(got.data_type, r.data_type);
+        assert_eq!(got.class, r.class);
+        assert_eq!(got.event_time, r.event_time);
+        assert_eq!(got.ingest_time, r.ingest_time);
+        assert_eq!(got.expires_at, r.expires_at);
+        assert_eq!(got.pending_event, r.pending_event);
+        assert_eq!(got.key_version, r.key_version);
+        assert_eq!(got.sealed, r.sealed);
+    }
+    let missing = RecordId::from_ulid(ulid::Ulid::from_parts(1, 1));
+    assert_eq!(s.get_record(&acme, missing).await.unwrap(), None);
+}
+
+async fn tenants_never_see_each_other(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let r = record(2, &[7]);
+    s.insert_records(&acme, vec![r.clone()], None)
+        .await
+        .unwrap();
+    assert!(s.get_record(&globex, r.id).await.unwrap().is_none());
+    assert!(
+        s.list_subject_records(&globex, &[7; 32], None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!s.delete_record(&globex, r.id).await.unwrap());
+    assert!(s.get_record(&acme, r.id).await.unwrap().is_some());
+    // The same record id may exist for two tenants without clashing.
+    s.insert_records(&globex, vec![r.clone()], None)
+        .await
+        .unwrap();
+    assert!(s.delete_record(&globex, r.id).await.unwrap());
+    assert!(s.get_record(&acme, r.id).await.unwrap().is_some());
+}
+
+async fn a_failing_batch_stores_nothing(s: &dyn Store) {
+    let acme = tenant("acme");
+    let dup = record(4, &[3]);
+    let batch = vec![record(3, &[3]), dup.clone(), dup];
+    assert!(s.insert_records(&acme, batch, None).await.is_err());
+    assert!(
+        s.get_record(&acme, record(3, &[]).id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.list_subject_records(&acme, &[3; 32], None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn idempotent_replays_store_nothing_new(s: &dyn Store) {
+    let acme = tenant("acme");
+    let first = IdempotentResponse {
+        key: "req-1".into(),
+        request_hash: [9; 32],
+        status: 200,
+        body: b"{\"accepted\":1}".to_vec(),
+    };
+    let out = s
+        .insert_records(&acme, vec![record(10, &[])], Some(first.clone()))
+        .await
+        .unwrap();
+    assert_eq!(out, InsertOutcome::Inserted);
+    let replay = IdempotentResponse {
+        body: b"other".to_vec(),
+        ..first.clone()
+    };
+    let out = s
+        .insert_records(&acme, vec![record(11, &[])], Some(replay))
+        .await
+        .unwrap();
+    assert_eq!(out, InsertOutcome::Replayed(first.clone()));
+    assert!(
+        s.get_record(&acme, record(11, &[]).id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Keys are per tenant.
+    let out = s
+        .insert_records(&tenant("globex"), vec![record(12, &[])], Some(first))
+        .await
+        .unwrap();
+    assert_eq!(out, InsertOutcome::Inserted);
+}
+
+async fn subject_listing_pages_in_id_order(s: &dyn Store) {
+    let acme = tenant("acme");
+    let batch: Vec<NewRecord> = (20..27).rev().map(|n| record(n, &[5])).collect();
+    s.insert_records(&acme, batch, None).await.unwrap();
+    s.insert_records(&acme, vec![record(30, &[6])], None)
+        .await
+        .unwrap();
+    let page1 = s
+        .list_subject_records(&acme, &[5; 32], None, 4)
+        .await
+        .unwrap();
+    assert_eq!(page1.len(), 4);
+    let page2 = s
+        .list_subject_records(&acme, &[5; 32], Some(page1[3].id), 4)
+        .await
+        .unwrap();
+    assert_eq!(page2.len(), 3);
+    let ids: Vec<RecordId> = page1.iter().chain(&page2).map(|r| r.id).collect();
+    let expected: Vec<RecordId> = (20..27).map(|n| record(n, &[]).id).collect();
+    assert_eq!(ids, expected);
+}
+
+async fn delete_removes_record_and_index(s: &dyn Store) {
+    let acme = tenant("acme");
+    let r = record(40, &[8]);
+    s.insert_records(&acme, vec![r.clone()], None)
+        .await
+        .unwrap();
+    assert!(s.delete_record(&acme, r.id).await.unwrap());
+    assert!(s.get_record(&acme, r.id).await.unwrap().is_none());
+    assert!(
+        s.list_subject_records(&acme, &[8; 32], None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!s.delete_record(&acme, r.id).await.unwrap());
+}
+
+async fn tenant_key_versions_are_written_once(s: &dyn Store) {
+    let acme = tenant("acme");
+    assert!(s.tenant_keys(&acme).await.unwrap().is_empty());
+    let k1 = WrappedTenantKey {
+        version: 1,
+        wrapped: vec![1; 61],
+        created_at: ts("2025-01-01T00:00:00Z"),
+    };
+    assert!(s.insert_tenant_key(&acme, k1.clone()).await.unwrap());
+    let loser = WrappedTenantKey {
+        wrapped: vec![2; 61],
+        ..k1.clone()
+    };
+    assert!(!s.insert_tenant_key(&acme, loser).await.unwrap());
+    assert_eq!(s.tenant_keys(&acme).await.unwrap(), vec![k1]);
+    assert!(s.tenant_keys(&tenant("globex")).await.unwrap().is_empty());
+}
+
+async fn tokens_are_found_and_touched(s: &dyn Store) {
+    let token = TokenRow {
+        id: "tok_abc".into(),
+        tenant: tenant("acme"),
+        role: "writer".into(),
+        secret_hash: [4; 32],
+        created_at: ts("2025-01-01T00:00:00Z"),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    s.insert_token(token.clone()).await.unwrap();
+    assert_eq!(s.find_token("tok_abc").await.unwrap(), Some(token.clone()));
+    assert_eq!(s.find_token("tok_nope").await.unwrap(), None);
+    s.touch_token("tok_abc", ts("2025-02-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.find_token("tok_abc").await.unwrap().unwrap().last_used_at,
+        Some(ts("2025-02-01T00:00:00Z"))
+    );
+    assert!(s.insert_token(token).await.is_err(), "token ids are unique");
+}
+
+async fn ping_answers(s: &dyn Store) {
+    s.ping().await.unwrap();
+    assert!(["sqlite", "postgres"].contains(&s.backend()));
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let r = record(50, &[1]);
+    {
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.insert_records(&tenant("acme"), vec![r.clone()], None)
+            .await
+            .unwrap();
+    }
+    let s = SqliteStore::open(&path).await.unwrap();
+    assert!(s.get_record(&tenant("acme"), r.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_a_clear_error() {
+    let err = PostgresStore::connect("postgres://nobody@127.0.0.1:1/none", None)
+        .await
+        .err()
+        .expect("port 1 has no database");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("the postgres database is unreachable"),
+        "{msg}"
+    );
+}
