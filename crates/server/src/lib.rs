@@ -1,1 +1,180 @@
-//! placeholder
+//! custodian's HTTP server: the API routes, authentication, the key service and the start-up
+//! sequence (open the store, load the root key, bind, serve until shutdown).
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod ingest;
+pub mod keys;
+mod metrics;
+mod openapi;
+pub mod problem;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use custodian_core::clock::Clock;
+use custodian_core::policy::{Policy, RootKeyConfig};
+use custodian_crypto::{CryptoError, DevRootKey, RootKeyProvider};
+use custodian_store::{Store, StoreConfig, StoreError};
+
+use crate::keys::KeyService;
+use crate::problem::{Kind, Problem};
+
+pub use openapi::openapi_json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    /// The API's answer for this error. Details of internal failures stay in the log.
+    pub fn into_problem(self) -> Problem {
+        match &self {
+            ServerError::Store(StoreError::Unavailable { .. }) => {
+                tracing::error!(error = %self, "storage unavailable");
+                Problem::new(
+                    Kind::StorageUnavailable,
+                    "the database cannot be reached; nothing was stored",
+                )
+            }
+            _ => {
+                tracing::error!(error = %self, "request failed");
+                Problem::new(
+                    Kind::Internal,
+                    "an unexpected error occurred; nothing was half-stored",
+                )
+            }
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub policy: Arc<Policy>,
+    pub store: Arc<dyn Store>,
+    pub keys: KeyService,
+    pub clock: Arc<dyn Clock>,
+    pub body_limit: usize,
+}
+
+/// How to run the server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub body_limit: usize,
+}
+
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+impl ServerConfig {
+    pub fn store_config(&self) -> StoreConfig {
+        match &self.database_url {
+            Some(url) => StoreConfig::Postgres {
+                url: url.clone(),
+                schema: None,
+            },
+            None => StoreConfig::Sqlite {
+                path: custodian_store::sqlite_path(&self.data_dir),
+            },
+        }
+    }
+}
+
+/// Loads the root-key provider the policy names.
+pub fn root_key_provider(
+    policy: &Policy,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn RootKeyProvider>, ServerError> {
+    match &policy.keys.root {
+        RootKeyConfig::Dev => {
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                ServerError::Config(format!(
+                    "cannot create data directory {}: {e}",
+                    data_dir.display()
+                ))
+            })?;
+            let path = data_dir.join("dev-root.key");
+            let (key, created) = DevRootKey::load_or_create(&path)?;
+            let verb = if created { "created" } else { "loaded" };
+            tracing::warn!(
+                path = %path.display(),
+                "DEVELOPMENT ROOT KEY {verb}: anyone who can read this file can decrypt every record. Never use root = \"dev\" in production; choose shamir or pkcs11 in the policy's [keys] section."
+            );
+            Ok(Arc::new(key))
+        }
+        other => Err(ServerError::Config(format!(
+            "root-key provider {:?} is not available in this build yet; use root = \"dev\" for development",
+            other.name()
+        ))),
+    }
+}
+
+/// Opens the store and keys and builds the application state.
+pub async fn build_state(
+    policy: Policy,
+    config: &ServerConfig,
+    store_config: &StoreConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<AppState>, ServerError> {
+    let root = root_key_provider(&policy, &config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::from(custodian_store::open(store_config).await?);
+    tracing::info!(backend = store.backend(), "store opened");
+    Ok(Arc::new(AppState {
+        policy: Arc::new(policy),
+        keys: KeyService::new(root, store.clone(), clock.clone()),
+        store,
+        clock,
+        body_limit: config.body_limit,
+    }))
+}
+
+/// Builds the router for `state`.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    routes::router(state)
+}
+
+/// Binds `config.listen` and serves until `shutdown` resolves. Plain HTTP is refused on
+/// anything but loopback: custody data never crosses a network unencrypted.
+pub async fn serve(
+    state: Arc<AppState>,
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    if !listen.ip().is_loopback() {
+        return Err(ServerError::Config(format!(
+            "refusing to serve plain HTTP on non-loopback address {listen}; listen on 127.0.0.1 or ::1 and put a TLS-terminating proxy in front"
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServerError::Bind {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
+    let bound = listener.local_addr().map_err(|e| ServerError::Bind {
+        addr: listen,
+        reason: e.to_string(),
+    })?;
+    on_bound(bound);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))
+}

@@ -1,0 +1,84 @@
+//! One module per command. Shared here: logging set-up, policy loading, error mapping.
+
+mod policy;
+mod records;
+mod serve;
+mod token;
+
+use std::path::Path;
+
+use custodian_core::policy::Policy;
+use custodian_server::ServerError;
+use custodian_store::StoreError;
+
+use crate::args::{Command, LogFormat};
+use crate::exit::{CmdResult, Failure, invalid};
+
+/// The policy used when none is given: development only (root key in a file).
+const DEFAULT_POLICY: &str = include_str!("../../../../examples/policies/default.toml");
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODIAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn run(command: Command) -> CmdResult {
+    match command {
+        Command::Policy(cmd) => policy::run(cmd),
+        other => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Internal(e.into()))?;
+            runtime.block_on(async move {
+                match other {
+                    Command::Serve(args) => serve::run(args).await,
+                    Command::Token(cmd) => token::run(cmd).await,
+                    Command::Records(cmd) => records::run(cmd).await,
+                    Command::Policy(_) => unreachable!("handled above"),
+                }
+            })
+        }
+    }
+}
+
+/// Reads and validates a policy file, or the bundled development policy.
+pub fn load_policy(path: Option<&Path>) -> Result<Policy, Failure> {
+    let (name, text) = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| invalid(format!("cannot read policy file {}: {e}", p.display())))?;
+            (p.display().to_string(), text)
+        }
+        None => (
+            "default policy (bundled)".to_owned(),
+            DEFAULT_POLICY.to_owned(),
+        ),
+    };
+    let policy = Policy::parse(&name, &text).map_err(|diagnostics| {
+        invalid(format!(
+            "the policy is invalid ({} error(s)):\n{diagnostics}",
+            diagnostics.0.len()
+        ))
+    })?;
+    for w in &policy.warnings {
+        eprintln!("{w}");
+    }
+    Ok(policy)
+}
+
+/// Maps a server start-up error to its exit code.
+pub fn server_failure(e: ServerError) -> Failure {
+    match e {
+        ServerError::Store(StoreError::Unavailable { .. }) => Failure::Unreachable(e.into()),
+        ServerError::Config(_) | ServerError::Bind { .. } => Failure::Invalid(e.into()),
+        other => Failure::Internal(other.into()),
+    }
+}

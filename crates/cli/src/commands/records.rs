@@ -1,0 +1,211 @@
+//! `custodian records put|get`: a client of a running server.
+//!
+//! `put` streams an NDJSON file in batches, each with its own Idempotency-Key, and retries a
+//! batch whose answer was lost: the server stores it at most once. Stored ids go to stdout, one
+//! per line; progress and the summary go to stderr.
+
+use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::args::{ClientArgs, RecordsCommand};
+use crate::exit::{CmdResult, Failure, invalid};
+
+const ATTEMPTS: u32 = 4;
+
+#[derive(Deserialize)]
+struct Problem {
+    title: String,
+    detail: String,
+    #[serde(default)]
+    errors: Vec<LineError>,
+}
+
+#[derive(Deserialize)]
+struct LineError {
+    line: usize,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    accepted: usize,
+    ids: Vec<String>,
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    tenant: String,
+}
+
+impl Client {
+    fn new(args: &ClientArgs) -> Result<Client, Failure> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| Failure::Internal(e.into()))?;
+        Ok(Client {
+            http,
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+            tenant: args.tenant.clone(),
+        })
+    }
+
+    fn url(&self, rest: &str) -> String {
+        format!("{}/v1/tenants/{}/{rest}", self.base, self.tenant)
+    }
+}
+
+fn unreachable(server: &str, e: reqwest::Error) -> Failure {
+    Failure::Unreachable(anyhow!(
+        "cannot reach the server at {server}: {e}; is `custodian serve` running? (set --server or CUSTODIAN_ADDR)"
+    ))
+}
+
+/// Turns an error answer into a failure, renumbering batch lines to file lines.
+async fn refused(response: reqwest::Response, first_line: usize) -> Failure {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let Ok(problem) = serde_json::from_str::<Problem>(&text) else {
+        return Failure::Internal(anyhow!("the server answered {status}: {text}"));
+    };
+    let mut msg = format!("{} ({status}): {}", problem.title, problem.detail);
+    for e in &problem.errors {
+        msg.push_str(&format!(
+            "\n  line {}: {}",
+            e.line + first_line - 1,
+            e.reason
+        ));
+    }
+    if status.is_server_error() {
+        Failure::Internal(anyhow!(msg))
+    } else {
+        invalid(msg)
+    }
+}
+
+pub async fn run(cmd: RecordsCommand) -> CmdResult {
+    match cmd {
+        RecordsCommand::Put {
+            client,
+            file,
+            batch_size,
+        } => put(Client::new(&client)?, &file, batch_size as usize).await,
+        RecordsCommand::Get { client, id } => {
+            let c = Client::new(&client)?;
+            let response = c
+                .http
+                .get(c.url(&format!("records/{id}")))
+                .bearer_auth(&c.token)
+                .send()
+                .await
+                .map_err(|e| unreachable(&c.base, e))?;
+            if !response.status().is_success() {
+                return Err(refused(response, 1).await);
+            }
+            let value: serde_json::Value = response
+                .json()
+                .await
+                .map_err(|e| Failure::Internal(e.into()))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).map_err(|e| Failure::Internal(e.into()))?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn put(client: Client, file: &std::path::Path, batch_size: usize) -> CmdResult {
+    let (reader, total): (Box<dyn Read>, Option<u64>) = if file.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let f = std::fs::File::open(file)
+            .map_err(|e| invalid(format!("cannot open {}: {e}", file.display())))?;
+        let len = f.metadata().ok().map(|m| m.len());
+        (Box::new(f), len)
+    };
+    let progress = match total {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    let mut lines = BufReader::new(reader);
+    let mut stored = 0usize;
+    let mut line_no = 0usize;
+    loop {
+        let first_line = line_no + 1;
+        let mut body = String::new();
+        let mut count = 0;
+        while count < batch_size {
+            let n = lines
+                .read_line(&mut body)
+                .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            count += 1;
+        }
+        if count == 0 {
+            break;
+        }
+        let accepted = send_batch(&client, &body, first_line).await?;
+        stored += accepted.accepted;
+        for id in &accepted.ids {
+            println!("{id}");
+        }
+        progress.inc(body.len() as u64);
+        progress.set_message(format!("{stored} records"));
+    }
+    progress.finish_and_clear();
+    eprintln!("stored {stored} records for tenant {}", client.tenant);
+    Ok(())
+}
+
+async fn send_batch(client: &Client, body: &str, first_line: usize) -> Result<Accepted, Failure> {
+    let key: String = custodian_crypto::random_bytes::<16>()
+        .map_err(|e| Failure::Internal(e.into()))?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = client
+            .http
+            .post(client.url("records"))
+            .bearer_auth(&client.token)
+            .header("content-type", "application/x-ndjson")
+            .header("idempotency-key", &key)
+            .body(body.to_owned())
+            .send()
+            .await;
+        let retry = match result {
+            Ok(r) if r.status() == StatusCode::OK => {
+                return r.json().await.map_err(|e| Failure::Internal(e.into()));
+            }
+            Ok(r) if r.status().is_server_error() && attempt < ATTEMPTS => {
+                format!("server answered {}", r.status())
+            }
+            Ok(r) => return Err(refused(r, first_line).await),
+            Err(e) if attempt < ATTEMPTS => e.to_string(),
+            Err(e) => return Err(unreachable(&client.base, e)),
+        };
+        tracing::warn!(
+            attempt,
+            reason = retry,
+            "batch failed; retrying with the same idempotency key"
+        );
+        tokio::time::sleep(Duration::from_millis(250 * u64::from(2u32.pow(attempt)))).await;
+    }
+}

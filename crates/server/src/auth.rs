@@ -1,0 +1,148 @@
+//! API tokens: issuing them (shown once, only a hash kept) and turning a bearer header into a
+//! [`Principal`]. The tenant of every request comes from here, never from a request body.
+//!
+//! A token reads `cst_<id>_<secret>`: 16 hex digits of id, by which the row is found, and 64 hex
+//! digits (256 bits) of secret, whose SHA-256 is compared in constant time with the stored hash.
+//! A fast hash suffices because the secret is random, not a password.
+
+use custodian_core::access::{Principal, Role};
+use custodian_core::clock::Clock;
+use custodian_core::ids::TenantId;
+use custodian_store::{Store, TokenRow};
+use jiff::Timestamp;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::ServerError;
+use crate::problem::{Kind, Problem};
+
+const PREFIX: &str = "cst_";
+/// `last_used_at` is written at most this often per token, to keep reads off the write path.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+
+/// A newly issued token: the secret string is shown once and then dropped.
+pub struct IssuedToken {
+    pub token: Zeroizing<String>,
+    pub row: TokenRow,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates a token for `tenant` with `role`, stores its hash and returns the token once.
+pub async fn issue_token(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    tenant: &TenantId,
+    role: Role,
+    expires_at: Option<Timestamp>,
+) -> Result<IssuedToken, ServerError> {
+    let id = hex(&custodian_crypto::random_bytes::<8>()?);
+    let secret = Zeroizing::new(hex(custodian_crypto::random_key()?.as_ref()));
+    let row = TokenRow {
+        id: id.clone(),
+        tenant: tenant.clone(),
+        role: role.as_str().to_owned(),
+        secret_hash: custodian_crypto::sha256(secret.as_bytes()),
+        created_at: clock.now(),
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    store.insert_token(row.clone()).await?;
+    Ok(IssuedToken {
+        token: Zeroizing::new(format!("{PREFIX}{id}_{}", secret.as_str())),
+        row,
+    })
+}
+
+fn unauthorized(detail: &str) -> Problem {
+    Problem::new(Kind::Unauthorized, detail)
+}
+
+/// Splits `cst_<id>_<secret>`; `None` when the shape is wrong.
+fn parse_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    let is_hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (is_hex(id, 16) && is_hex(secret, 64)).then_some((id, secret))
+}
+
+/// Authenticates an `Authorization` header value.
+pub async fn authenticate(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    header: Option<&str>,
+) -> Result<Principal, Problem> {
+    let header = header.ok_or_else(|| {
+        unauthorized(
+            "send `Authorization: Bearer <token>`; create a token with `custodian token create`",
+        )
+    })?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| unauthorized("the Authorization header must use the Bearer scheme"))?
+        .trim();
+    let (id, secret) = parse_token(token)
+        .ok_or_else(|| unauthorized("the bearer token is not a custodian token (cst_…)"))?;
+    let row = store
+        .find_token(id)
+        .await
+        .map_err(|e| ServerError::from(e).into_problem())?;
+    let presented = custodian_crypto::sha256(secret.as_bytes());
+    let Some(row) = row else {
+        return Err(unauthorized("the token is not valid"));
+    };
+    if !bool::from(presented.ct_eq(&row.secret_hash)) {
+        return Err(unauthorized("the token is not valid"));
+    }
+    let now = clock.now();
+    if row.revoked_at.is_some() {
+        return Err(unauthorized("the token was revoked"));
+    }
+    if row.expires_at.is_some_and(|e| e <= now) {
+        return Err(unauthorized("the token has expired"));
+    }
+    let role = Role::parse(&row.role).ok_or_else(|| {
+        ServerError::Internal(format!("token {id} has unknown role")).into_problem()
+    })?;
+    let stale = row
+        .last_used_at
+        .is_none_or(|t| now.as_second() - t.as_second() >= TOUCH_INTERVAL_SECS);
+    if stale {
+        // Best effort: a failed touch must not fail the request it belongs to.
+        if let Err(e) = store.touch_token(id, now).await {
+            tracing::warn!(token = id, error = %e, "could not record token use");
+        }
+    }
+    Ok(Principal {
+        id: format!("token:{id}"),
+        tenant: row.tenant,
+        role,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_shape_is_checked() {
+        let id = "0123456789abcdef";
+        let secret = "a".repeat(64);
+        assert_eq!(
+            parse_token(&format!("cst_{id}_{secret}")),
+            Some((id, secret.as_str()))
+        );
+        assert_eq!(parse_token(&format!("cst_{id}_{}", "a".repeat(63))), None);
+        assert_eq!(parse_token(&format!("xyz_{id}_{secret}")), None);
+        assert_eq!(parse_token(&format!("cst_{id}{secret}")), None);
+        assert_eq!(
+            parse_token(&format!("cst_{}_{secret}", "g".repeat(16))),
+            None
+        );
+        assert_eq!(parse_token(""), None);
+    }
+}

@@ -1,0 +1,59 @@
+//! The OpenAPI document, generated from the route annotations so it cannot drift from the code.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::problem::{LineError, Problem};
+use crate::routes::{records, system};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("cst_<id>_<secret>")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "custodian",
+        description = "Multi-tenant data custody: classified, encrypted, retained by policy, audited."
+    ),
+    paths(
+        records::ingest,
+        records::get_record,
+        records::list_subject_records,
+        records::delete_record,
+        system::healthz,
+        system::readyz,
+        system::metrics,
+        system::openapi,
+        system::problem_type,
+    ),
+    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+/// The OpenAPI document as JSON, built once.
+pub fn openapi_json() -> String {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    })
+    .clone()
+}

@@ -1,0 +1,230 @@
+//! HTTP errors as RFC 9457 problem details. Every error the API returns has a stable `type`
+//! (`/problems/<slug>`, documented at that address by the server itself), a title that never
+//! changes for that type, and a detail that says what was wrong and how to fix it.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The kinds of error, each with its status, slug and title.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Unauthorized,
+    Forbidden,
+    UnknownTenant,
+    RecordNotFound,
+    NotFound,
+    MethodNotAllowed,
+    InvalidRequest,
+    InvalidBatch,
+    PayloadTooLarge,
+    IdempotencyKeyReused,
+    StorageUnavailable,
+    Internal,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::Unauthorized,
+        Kind::Forbidden,
+        Kind::UnknownTenant,
+        Kind::RecordNotFound,
+        Kind::NotFound,
+        Kind::MethodNotAllowed,
+        Kind::InvalidRequest,
+        Kind::InvalidBatch,
+        Kind::PayloadTooLarge,
+        Kind::IdempotencyKeyReused,
+        Kind::StorageUnavailable,
+        Kind::Internal,
+    ];
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::UnknownTenant | Kind::RecordNotFound | Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::InvalidRequest => StatusCode::BAD_REQUEST,
+            Kind::InvalidBatch | Kind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            Kind::Unauthorized => "unauthorized",
+            Kind::Forbidden => "forbidden",
+            Kind::UnknownTenant => "unknown-tenant",
+            Kind::RecordNotFound => "record-not-found",
+            Kind::NotFound => "not-found",
+            Kind::MethodNotAllowed => "method-not-allowed",
+            Kind::InvalidRequest => "invalid-request",
+            Kind::InvalidBatch => "invalid-batch",
+            Kind::PayloadTooLarge => "payload-too-large",
+            Kind::IdempotencyKeyReused => "idempotency-key-reused",
+            Kind::StorageUnavailable => "storage-unavailable",
+            Kind::Internal => "internal",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Unauthorized => "Authentication required",
+            Kind::Forbidden => "Not allowed",
+            Kind::UnknownTenant => "Unknown tenant",
+            Kind::RecordNotFound => "Record not found",
+            Kind::NotFound => "No such endpoint",
+            Kind::MethodNotAllowed => "Method not allowed",
+            Kind::InvalidRequest => "Invalid request",
+            Kind::InvalidBatch => "Invalid batch: nothing was stored",
+            Kind::PayloadTooLarge => "Request body too large",
+            Kind::IdempotencyKeyReused => "Idempotency key reused with a different body",
+            Kind::StorageUnavailable => "Storage unavailable",
+            Kind::Internal => "Internal error",
+        }
+    }
+
+    /// What the type means and what a client should do; served at the type URI.
+    pub fn description(self) -> &'static str {
+        match self {
+            Kind::Unauthorized => {
+                "The request has no valid credential. Send `Authorization: Bearer <token>` with a token from `custodian token create`; expired and revoked tokens are refused."
+            }
+            Kind::Forbidden => {
+                "The credential is valid but may not perform this action on this tenant: it belongs to another tenant or its role lacks the permission."
+            }
+            Kind::UnknownTenant => "The tenant in the path is not defined in the policy.",
+            Kind::RecordNotFound => {
+                "No record with this id exists for this tenant (it may have been deleted or expired)."
+            }
+            Kind::NotFound => "The path does not name an endpoint; see /openapi.json.",
+            Kind::MethodNotAllowed => {
+                "The endpoint exists but not for this HTTP method; see /openapi.json."
+            }
+            Kind::InvalidRequest => {
+                "A path segment, query parameter or header is malformed; the detail names it."
+            }
+            Kind::InvalidBatch => {
+                "At least one line of the NDJSON batch is invalid. `errors` lists every bad line with its number and reason. No line of the batch was stored; fix the lines and resend the whole batch."
+            }
+            Kind::PayloadTooLarge => "The body is larger than the server's limit; split the batch.",
+            Kind::IdempotencyKeyReused => {
+                "This Idempotency-Key was first used with a different body. Use a new key for a new request."
+            }
+            Kind::StorageUnavailable => {
+                "The database cannot be reached. Nothing was stored; retry later."
+            }
+            Kind::Internal => {
+                "An unexpected error occurred. Nothing was half-stored; the request id identifies the failure in the server log."
+            }
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.slug() == slug)
+    }
+}
+
+/// One invalid line of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct LineError {
+    /// 1-based line number in the request body.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<LineError>,
+    #[serde(skip)]
+    kind: Option<Kind>,
+}
+
+impl Problem {
+    pub fn new(kind: Kind, detail: impl Into<String>) -> Problem {
+        Problem {
+            type_uri: format!("/problems/{}", kind.slug()),
+            title: kind.title(),
+            status: kind.status().as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            kind: Some(kind),
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<LineError>) -> Problem {
+        self.errors = errors;
+        self
+    }
+
+    pub fn kind(&self) -> Option<Kind> {
+        self.kind
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let unauthorized = self.kind == Some(Kind::Unauthorized);
+        let mut response = (status, Json(self)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if unauthorized {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"custodian\""),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_unique_and_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_slug(k.slug()), Some(k));
+        }
+        let mut slugs: Vec<_> = Kind::ALL.iter().map(|k| k.slug()).collect();
+        slugs.sort();
+        slugs.dedup();
+        assert_eq!(slugs.len(), Kind::ALL.len());
+    }
+
+    #[test]
+    fn problems_serialise_per_rfc_9457() {
+        let p = Problem::new(Kind::InvalidBatch, "2 bad lines").with_errors(vec![LineError {
+            line: 3,
+            reason: "bad".into(),
+        }]);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "/problems/invalid-batch");
+        assert_eq!(v["status"], 422);
+        assert_eq!(v["title"], "Invalid batch: nothing was stored");
+        assert_eq!(v["errors"][0]["line"], 3);
+        let r = Problem::new(Kind::Unauthorized, "x").into_response();
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}

@@ -1,0 +1,396 @@
+//! Record routes: batch ingest, read, list a subject's records, delete.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use custodian_core::access::Action;
+use custodian_core::ids::{Class, RecordId};
+use custodian_crypto::RecordAad;
+use custodian_store::{IdempotentResponse, InsertOutcome, StoredRecord};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use super::admit;
+use crate::ingest::SealedBody;
+use crate::keys::Keyring;
+use crate::problem::{Kind, Problem};
+use crate::{AppState, ServerError};
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// The answer to an accepted batch.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct IngestResponse {
+    /// How many records were stored.
+    pub accepted: usize,
+    /// Their ids, in the order of the lines.
+    pub ids: Vec<String>,
+}
+
+/// When a record's retention ends.
+#[derive(Serialize, ToSchema)]
+pub struct RetentionView {
+    /// `scheduled` (expires at `expires_at`), `pending_event` (the clock starts when `event`
+    /// arrives) or `until_deleted`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+}
+
+/// A record with its decrypted payload.
+#[derive(Serialize, ToSchema)]
+pub struct RecordView {
+    pub id: String,
+    pub tenant: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub class: String,
+    pub subjects: Vec<String>,
+    pub event_time: Timestamp,
+    pub ingest_time: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub retention: RetentionView,
+    pub key_version: u32,
+    #[schema(value_type = Object)]
+    pub payload: Box<RawValue>,
+}
+
+/// One page of a subject's records.
+#[derive(Serialize, ToSchema)]
+pub struct RecordPage {
+    pub records: Vec<RecordView>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// The `next` value of the previous page.
+    after: Option<String>,
+}
+
+fn invalid(detail: impl Into<String>) -> Problem {
+    Problem::new(Kind::InvalidRequest, detail)
+}
+
+fn body_problem(rejection: BytesRejection) -> Problem {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::new(
+            Kind::PayloadTooLarge,
+            "the body is larger than this server's limit (--body-limit); send smaller batches",
+        )
+    } else {
+        invalid(format!("the body could not be read: {rejection}"))
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN => Ok(Some(k.to_owned())),
+        _ => Err(invalid(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+        ))),
+    }
+}
+
+fn parse_id(id: &str) -> Result<RecordId, Problem> {
+    id.parse()
+        .map_err(|e: custodian_core::error::InvalidId| invalid(e.to_string()))
+}
+
+/// Store a batch of records
+///
+/// The body is NDJSON, one record per line. The whole batch is validated first: if any line is
+/// bad the answer is 422 with every bad line and nothing is stored. Otherwise all records are
+/// stored in one transaction. With an `Idempotency-Key`, a replay returns the first answer and
+/// stores nothing new.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/records",
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+    ),
+    request_body(content = String, content_type = "application/x-ndjson",
+        description = r#"One record per line: {"type": "...", "subjects": ["..."], "event_time": "RFC 3339", "payload": {...}}"#),
+    responses(
+        (status = 200, description = "All records stored", body = IngestResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad lines; nothing stored", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn ingest(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let admitted = admit(&state, &headers, &tenant, Action::IngestRecords).await?;
+    let body = body.map_err(body_problem)?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let keyring = state
+        .keys
+        .keyring(&admitted.tenant.id)
+        .await
+        .map_err(ServerError::into_problem)?;
+    let now = state.clock.now();
+    let policy = state.policy.clone();
+    let tenant_policy = admitted.tenant.clone();
+    // Validation and sealing are CPU work: keep them off the async workers.
+    let prepared = tokio::task::spawn_blocking(move || {
+        crate::ingest::prepare_batch(&policy, &tenant_policy, keyring.current(), now, &body)
+            .map(|r| r.map(|batch| (batch, custodian_crypto::sha256(&body))))
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?
+    .map_err(ServerError::into_problem)?;
+    let (batch, request_hash) = match prepared {
+        Ok(ok) => ok,
+        Err(errors) => {
+            let detail = format!("{} line(s) are invalid; nothing was stored", errors.len());
+            return Err(Problem::new(Kind::InvalidBatch, detail).with_errors(errors));
+        }
+    };
+    let answer = IngestResponse {
+        accepted: batch.ids.len(),
+        ids: batch.ids.iter().map(|id| id.to_string()).collect(),
+    };
+    let answer_bytes = serde_json::to_vec(&answer)
+        .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?;
+    let idempotency = idempotency_key.map(|key| IdempotentResponse {
+        key,
+        request_hash,
+        status: 200,
+        body: answer_bytes.clone(),
+    });
+    let outcome = state
+        .store
+        .insert_records(&admitted.tenant.id, batch.records, idempotency)
+        .await
+        .map_err(|e| ServerError::from(e).into_problem())?;
+    match outcome {
+        InsertOutcome::Inserted => {
+            metrics::counter!("custodian_records_ingested_total", "tenant" => admitted.tenant.id.to_string())
+                .increment(answer.accepted as u64);
+            Ok(json_bytes(StatusCode::OK, answer_bytes, false))
+        }
+        InsertOutcome::Replayed(first) if first.request_hash == request_hash => Ok(json_bytes(
+            StatusCode::from_u16(first.status).unwrap_or(StatusCode::OK),
+            first.body,
+            true,
+        )),
+        InsertOutcome::Replayed(_) => Err(Problem::new(
+            Kind::IdempotencyKeyReused,
+            "this Idempotency-Key was used for a different body; nothing was stored",
+        )),
+    }
+}
+
+fn json_bytes(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn view(tenant: &str, keyring: &Keyring, record: StoredRecord) -> Result<RecordView, Problem> {
+    let key = keyring.version(record.key_version).ok_or_else(|| {
+        ServerError::Internal(format!(
+            "record {} needs key version {} which does not exist",
+            record.id, record.key_version
+        ))
+        .into_problem()
+    })?;
+    let tenant_id = custodian_core::ids::TenantId::new(tenant)
+        .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?;
+    let aad = RecordAad {
+        tenant: &tenant_id,
+        record: record.id,
+        data_type: &record.data_type,
+        class: record.class,
+    };
+    let plaintext = key
+        .open(&aad, &record.sealed)
+        .map_err(|e| ServerError::from(e).into_problem())?;
+    let body: SealedBody<'_> = serde_json::from_slice(&plaintext)
+        .map_err(|e| ServerError::Internal(format!("sealed body: {e}")).into_problem())?;
+    let retention = match (&record.expires_at, &record.pending_event) {
+        (Some(_), _) => RetentionView {
+            state: "scheduled",
+            event: None,
+        },
+        (None, Some(e)) => RetentionView {
+            state: "pending_event",
+            event: Some(e.clone()),
+        },
+        (None, None) => RetentionView {
+            state: "until_deleted",
+            event: None,
+        },
+    };
+    Ok(RecordView {
+        id: record.id.to_string(),
+        tenant: tenant.to_owned(),
+        data_type: record.data_type.to_string(),
+        class: Class::as_str(record.class).to_owned(),
+        subjects: body.subjects,
+        event_time: record.event_time,
+        ingest_time: record.ingest_time,
+        expires_at: record.expires_at,
+        retention,
+        key_version: record.key_version,
+        payload: body.payload.to_owned(),
+    })
+}
+
+/// Read one record
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/records/{id}",
+    params(("tenant" = String, Path), ("id" = String, Path, description = "Record id (ULID)")),
+    responses(
+        (status = 200, body = RecordView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_record(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<RecordView>, Problem> {
+    let admitted = admit(&state, &headers, &tenant, Action::ReadRecord).await?;
+    let id = parse_id(&id)?;
+    let record = state
+        .store
+        .get_record(&admitted.tenant.id, id)
+        .await
+        .map_err(|e| ServerError::from(e).into_problem())?
+        .ok_or_else(|| {
+            Problem::new(
+                Kind::RecordNotFound,
+                format!("no record {id} in tenant {tenant}"),
+            )
+        })?;
+    let keyring = state
+        .keys
+        .keyring(&admitted.tenant.id)
+        .await
+        .map_err(ServerError::into_problem)?;
+    Ok(Json(view(admitted.tenant.id.as_str(), &keyring, record)?))
+}
+
+/// List a subject's records
+///
+/// Subjects are found through a keyed index: the subject id itself is never stored in clear.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/subjects/{subject}/records",
+    params(("tenant" = String, Path), ("subject" = String, Path), PageParams),
+    responses(
+        (status = 200, body = RecordPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn list_subject_records(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, subject)): Path<(String, String)>,
+    params: Result<Query<PageParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<RecordPage>, Problem> {
+    let admitted = admit(&state, &headers, &tenant, Action::ListSubjectRecords).await?;
+    let Query(params) = params.map_err(|e| invalid(e.body_text()))?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid(format!("limit must be from 1 to {MAX_PAGE}")));
+    }
+    let after = params.after.as_deref().map(parse_id).transpose()?;
+    let keyring = state
+        .keys
+        .keyring(&admitted.tenant.id)
+        .await
+        .map_err(ServerError::into_problem)?;
+    let pseudonym = keyring.current().subject_pseudonym(&subject);
+    let records = state
+        .store
+        .list_subject_records(&admitted.tenant.id, &pseudonym, after, limit)
+        .await
+        .map_err(|e| ServerError::from(e).into_problem())?;
+    let next = (records.len() == limit as usize)
+        .then(|| records.last().map(|r| r.id.to_string()))
+        .flatten();
+    let records = records
+        .into_iter()
+        .map(|r| view(admitted.tenant.id.as_str(), &keyring, r))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(RecordPage { records, next }))
+}
+
+/// Delete a record
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/records/{id}",
+    params(("tenant" = String, Path), ("id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn delete_record(
+    State(state): State<Arc<AppState>>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Problem> {
+    let admitted = admit(&state, &headers, &tenant, Action::DeleteRecord).await?;
+    let id = parse_id(&id)?;
+    let deleted = state
+        .store
+        .delete_record(&admitted.tenant.id, id)
+        .await
+        .map_err(|e| ServerError::from(e).into_problem())?;
+    if deleted {
+        tracing::info!(principal = %admitted.principal.id, tenant, record = %id, "record deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::new(
+            Kind::RecordNotFound,
+            format!("no record {id} in tenant {tenant}"),
+        ))
+    }
+}
