@@ -154,6 +154,7 @@ fn validate_batch<'a>(
 }
 
 /// A validated, sealed batch ready for the store.
+#[derive(Debug)]
 pub struct SealedBatch {
     pub records: Vec<NewRecord>,
     pub ids: Vec<RecordId>,
