@@ -23,7 +23,7 @@ fn record(n: u64, subjects: &[u8]) -> NewRecord {
         class: Class::Confidential,
         event_time: ts("2025-01-01T00:00:00Z"),
         ingest_time: ts("2025-01-02T00:00:00.123456Z"),
-        expires_at: (n % 2 == 0).then(|| ts("2027-01-01T00:00:00Z")),
+        expires_at: n.is_multiple_of(2).then(|| ts("2027-01-01T00:00:00Z")),
         pending_event: (n % 2 == 1).then(|| "ticket_closed".to_owned()),
         key_version: 1,
         sealed: vec![n as u8; 40],
