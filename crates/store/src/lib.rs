@@ -221,6 +221,18 @@ pub mod testing {
         format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
     }
 
+    /// Drops a schema made by a test (and everything in it).
+    pub async fn drop_schema(schema: &str) {
+        if let Ok((client, conn)) =
+            tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await
+        {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await;
+        }
+    }
+
     /// Whether PostgreSQL is reachable. When it is not: under `CI=true` this panics (a missing
     /// service is a failure there); locally it prints a loud notice and returns `false`.
     pub async fn postgres_available() -> bool {

@@ -35,6 +35,7 @@ fn record(n: u64, subjects: &[u8]) -> NewRecord {
 struct Backend {
     store: Box<dyn Store>,
     _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
 }
 
 async fn sqlite() -> Option<Backend> {
@@ -43,6 +44,7 @@ async fn sqlite() -> Option<Backend> {
     Some(Backend {
         store: Box::new(store),
         _dir: Some(dir),
+        schema: None,
     })
 }
 
@@ -57,6 +59,7 @@ async fn postgres() -> Option<Backend> {
     Some(Backend {
         store: Box::new(store),
         _dir: None,
+        schema: Some(schema),
     })
 }
 
@@ -77,6 +80,9 @@ macro_rules! conformance {
                 async fn $case() {
                     if let Some(b) = super::postgres().await {
                         super::$case(b.store.as_ref()).await;
+                        if let Some(schema) = &b.schema {
+                            custodian_store::testing::drop_schema(schema).await;
+                        }
                     }
                 }
             )*

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custodian_core::access::Action;
-use custodian_core::ids::{Class, RecordId};
+use custodian_core::ids::{Class, RecordId, TenantId};
 use custodian_crypto::RecordAad;
 use custodian_store::{IdempotentResponse, InsertOutcome, StoredRecord};
 use jiff::Timestamp;
@@ -143,12 +143,14 @@ fn parse_id(id: &str) -> Result<RecordId, Problem> {
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, Problem> {
-    let admitted = admit(&state, &headers, &tenant, Action::IngestRecords).await?;
-    let body = body.map_err(body_problem)?;
-    let idempotency_key = idempotency_key(&headers)?;
+    let admitted = admit(&state, request.headers(), &tenant, Action::IngestRecords).await?;
+    let idempotency_key = idempotency_key(request.headers())?;
+    // The body is read only once the caller is admitted: strangers cannot make us buffer it.
+    let body = Bytes::from_request(request, &())
+        .await
+        .map_err(body_problem)?;
     let keyring = state
         .keys
         .keyring(&admitted.tenant.id)
@@ -220,7 +222,7 @@ fn json_bytes(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
     response
 }
 
-fn view(tenant: &str, keyring: &Keyring, record: StoredRecord) -> Result<RecordView, Problem> {
+fn view(tenant: &TenantId, keyring: &Keyring, record: StoredRecord) -> Result<RecordView, Problem> {
     let key = keyring.version(record.key_version).ok_or_else(|| {
         ServerError::Internal(format!(
             "record {} needs key version {} which does not exist",
@@ -228,10 +230,8 @@ fn view(tenant: &str, keyring: &Keyring, record: StoredRecord) -> Result<RecordV
         ))
         .into_problem()
     })?;
-    let tenant_id = custodian_core::ids::TenantId::new(tenant)
-        .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?;
     let aad = RecordAad {
-        tenant: &tenant_id,
+        tenant,
         record: record.id,
         data_type: &record.data_type,
         class: record.class,
@@ -257,7 +257,7 @@ fn view(tenant: &str, keyring: &Keyring, record: StoredRecord) -> Result<RecordV
     };
     Ok(RecordView {
         id: record.id.to_string(),
-        tenant: tenant.to_owned(),
+        tenant: tenant.to_string(),
         data_type: record.data_type.to_string(),
         class: Class::as_str(record.class).to_owned(),
         subjects: body.subjects,
@@ -306,7 +306,7 @@ pub async fn get_record(
         .keyring(&admitted.tenant.id)
         .await
         .map_err(ServerError::into_problem)?;
-    Ok(Json(view(admitted.tenant.id.as_str(), &keyring, record)?))
+    Ok(Json(view(&admitted.tenant.id, &keyring, record)?))
 }
 
 /// List a subject's records
@@ -354,7 +354,7 @@ pub async fn list_subject_records(
         .flatten();
     let records = records
         .into_iter()
-        .map(|r| view(admitted.tenant.id.as_str(), &keyring, r))
+        .map(|r| view(&admitted.tenant.id, &keyring, r))
         .collect::<Result<_, _>>()?;
     Ok(Json(RecordPage { records, next }))
 }
