@@ -7,7 +7,7 @@ use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_core::policy::{Policy, TenantPolicy};
 use custodian_core::retention::Expiry;
 use custodian_crypto::{RecordAad, TenantKey};
-use custodian_store::NewRecord;
+use custodian_store::{NewRecord, StoredRecord};
 use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -223,15 +223,17 @@ pub fn prepare_batch(
         subject_pseudonyms.sort_unstable();
         subject_pseudonyms.dedup();
         records.push(NewRecord {
-            id,
-            data_type: line.data_type,
-            class: line.class,
-            event_time: line.event_time,
-            ingest_time: now,
-            expires_at,
-            pending_event,
-            key_version: key.version(),
-            sealed,
+            record: StoredRecord {
+                id,
+                data_type: line.data_type,
+                class: line.class,
+                event_time: line.event_time,
+                ingest_time: now,
+                expires_at,
+                pending_event,
+                key_version: key.version(),
+                sealed,
+            },
             subject_pseudonyms,
         });
         ids.push(id);
@@ -296,12 +298,16 @@ home_region = "eu-west"
         );
         let batch = run("acme", body).unwrap();
         assert_eq!(batch.records.len(), 3);
-        let r = &batch.records;
+        let r: Vec<&StoredRecord> = batch.records.iter().map(|n| &n.record).collect();
         assert_eq!(
             r[0].expires_at,
             Some("2025-10-28T00:00:00Z".parse().unwrap())
         );
-        assert_eq!(r[0].subject_pseudonyms.len(), 1, "duplicates collapse");
+        assert_eq!(
+            batch.records[0].subject_pseudonyms.len(),
+            1,
+            "duplicates collapse"
+        );
         assert_eq!(r[1].pending_event.as_deref(), Some("ticket_closed"));
         assert_eq!(r[1].expires_at, None);
         assert_eq!(r[2].expires_at, None);

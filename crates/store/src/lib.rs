@@ -39,19 +39,11 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A record ready to be written: already encrypted, subjects already pseudonymised.
+/// A record ready to be written: already encrypted, with its subjects' keyed pseudonyms for
+/// the subject index.
 #[derive(Clone, Debug)]
 pub struct NewRecord {
-    pub id: RecordId,
-    pub data_type: DataTypeName,
-    pub class: Class,
-    pub event_time: Timestamp,
-    pub ingest_time: Timestamp,
-    pub expires_at: Option<Timestamp>,
-    /// The event that will start the retention clock, for `after_event` types.
-    pub pending_event: Option<String>,
-    pub key_version: u32,
-    pub sealed: Vec<u8>,
+    pub record: StoredRecord,
     pub subject_pseudonyms: Vec<[u8; 32]>,
 }
 
@@ -64,6 +56,7 @@ pub struct StoredRecord {
     pub event_time: Timestamp,
     pub ingest_time: Timestamp,
     pub expires_at: Option<Timestamp>,
+    /// The event that will start the retention clock, for `after_event` types.
     pub pending_event: Option<String>,
     pub key_version: u32,
     pub sealed: Vec<u8>,

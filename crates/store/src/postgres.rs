@@ -265,9 +265,10 @@ impl Store for PostgresStore {
         let mut sealed = Vec::with_capacity(n);
         let mut subject_hashes: Vec<&[u8]> = Vec::new();
         let mut subject_records = Vec::new();
-        for r in &records {
+        for new in &records {
+            let r = &new.record;
             let id = r.id.to_string();
-            for s in &r.subject_pseudonyms {
+            for s in &new.subject_pseudonyms {
                 subject_hashes.push(s.as_slice());
                 subject_records.push(id.clone());
             }

@@ -354,7 +354,8 @@ impl Store for SqliteStore {
                         "INSERT OR IGNORE INTO record_subjects (tenant_id, subject, record_id) VALUES (?1, ?2, ?3)",
                     )
                     .map_err(db_err)?;
-                for r in &records {
+                for new in &records {
+                    let r = &new.record;
                     let id = r.id.to_string();
                     insert
                         .execute(params![
@@ -370,7 +371,7 @@ impl Store for SqliteStore {
                             r.sealed,
                         ])
                         .map_err(db_err)?;
-                    for s in &r.subject_pseudonyms {
+                    for s in &new.subject_pseudonyms {
                         index
                             .execute(params![tenant, s.as_slice(), id])
                             .map_err(db_err)?;

@@ -3,8 +3,8 @@
 
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
-    IdempotentResponse, InsertOutcome, NewRecord, PostgresStore, SqliteStore, Store, TokenRow,
-    WrappedTenantKey, testing,
+    IdempotentResponse, InsertOutcome, NewRecord, PostgresStore, SqliteStore, Store, StoredRecord,
+    TokenRow, WrappedTenantKey, testing,
 };
 use jiff::Timestamp;
 
@@ -18,15 +18,17 @@ fn ts(s: &str) -> Timestamp {
 
 fn record(n: u64, subjects: &[u8]) -> NewRecord {
     NewRecord {
-        id: RecordId::from_ulid(ulid::Ulid::from_parts(1_700_000_000_000 + n, u128::from(n))),
-        data_type: DataTypeName::new("auth_log").unwrap(),
-        class: Class::Confidential,
-        event_time: ts("2025-01-01T00:00:00Z"),
-        ingest_time: ts("2025-01-02T00:00:00.123456Z"),
-        expires_at: n.is_multiple_of(2).then(|| ts("2027-01-01T00:00:00Z")),
-        pending_event: (n % 2 == 1).then(|| "ticket_closed".to_owned()),
-        key_version: 1,
-        sealed: vec![n as u8; 40],
+        record: StoredRecord {
+            id: RecordId::from_ulid(ulid::Ulid::from_parts(1_700_000_000_000 + n, u128::from(n))),
+            data_type: DataTypeName::new("auth_log").unwrap(),
+            class: Class::Confidential,
+            event_time: ts("2025-01-01T00:00:00Z"),
+            ingest_time: ts("2025-01-02T00:00:00.123456Z"),
+            expires_at: n.is_multiple_of(2).then(|| ts("2027-01-01T00:00:00Z")),
+            pending_event: (n % 2 == 1).then(|| "ticket_closed".to_owned()),
+            key_version: 1,
+            sealed: vec![n as u8; 40],
+        },
         subject_pseudonyms: subjects.iter().map(|s| [*s; 32]).collect(),
     }
 }
@@ -108,16 +110,8 @@ async fn records_round_trip_exactly(s: &dyn Store) {
     let out = s.insert_records(&acme, batch.clone(), None).await.unwrap();
     assert_eq!(out, InsertOutcome::Inserted);
     for r in batch {
-        let got = s.get_record(&acme, r.id).await.unwrap().unwrap();
-        assert_eq!(got.id, r.id);
-        assert_eq!(got.data_type, r.data_type);
-        assert_eq!(got.class, r.class);
-        assert_eq!(got.event_time, r.event_time);
-        assert_eq!(got.ingest_time, r.ingest_time);
-        assert_eq!(got.expires_at, r.expires_at);
-        assert_eq!(got.pending_event, r.pending_event);
-        assert_eq!(got.key_version, r.key_version);
-        assert_eq!(got.sealed, r.sealed);
+        let got = s.get_record(&acme, r.record.id).await.unwrap();
+        assert_eq!(got, Some(r.record));
     }
     let missing = RecordId::from_ulid(ulid::Ulid::from_parts(1, 1));
     assert_eq!(s.get_record(&acme, missing).await.unwrap(), None);
@@ -129,21 +123,21 @@ async fn tenants_never_see_each_other(s: &dyn Store) {
     s.insert_records(&acme, vec![r.clone()], None)
         .await
         .unwrap();
-    assert!(s.get_record(&globex, r.id).await.unwrap().is_none());
+    assert!(s.get_record(&globex, r.record.id).await.unwrap().is_none());
     assert!(
         s.list_subject_records(&globex, &[7; 32], None, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(!s.delete_record(&globex, r.id).await.unwrap());
-    assert!(s.get_record(&acme, r.id).await.unwrap().is_some());
+    assert!(!s.delete_record(&globex, r.record.id).await.unwrap());
+    assert!(s.get_record(&acme, r.record.id).await.unwrap().is_some());
     // The same record id may exist for two tenants without clashing.
     s.insert_records(&globex, vec![r.clone()], None)
         .await
         .unwrap();
-    assert!(s.delete_record(&globex, r.id).await.unwrap());
-    assert!(s.get_record(&acme, r.id).await.unwrap().is_some());
+    assert!(s.delete_record(&globex, r.record.id).await.unwrap());
+    assert!(s.get_record(&acme, r.record.id).await.unwrap().is_some());
 }
 
 async fn a_failing_batch_stores_nothing(s: &dyn Store) {
@@ -152,7 +146,7 @@ async fn a_failing_batch_stores_nothing(s: &dyn Store) {
     let batch = vec![record(3, &[3]), dup.clone(), dup];
     assert!(s.insert_records(&acme, batch, None).await.is_err());
     assert!(
-        s.get_record(&acme, record(3, &[]).id)
+        s.get_record(&acme, record(3, &[]).record.id)
             .await
             .unwrap()
             .is_none()
@@ -188,7 +182,7 @@ async fn idempotent_replays_store_nothing_new(s: &dyn Store) {
         .unwrap();
     assert_eq!(out, InsertOutcome::Replayed(first.clone()));
     assert!(
-        s.get_record(&acme, record(11, &[]).id)
+        s.get_record(&acme, record(11, &[]).record.id)
             .await
             .unwrap()
             .is_none()
@@ -219,7 +213,7 @@ async fn subject_listing_pages_in_id_order(s: &dyn Store) {
         .unwrap();
     assert_eq!(page2.len(), 3);
     let ids: Vec<RecordId> = page1.iter().chain(&page2).map(|r| r.id).collect();
-    let expected: Vec<RecordId> = (20..27).map(|n| record(n, &[]).id).collect();
+    let expected: Vec<RecordId> = (20..27).map(|n| record(n, &[]).record.id).collect();
     assert_eq!(ids, expected);
 }
 
@@ -229,15 +223,15 @@ async fn delete_removes_record_and_index(s: &dyn Store) {
     s.insert_records(&acme, vec![r.clone()], None)
         .await
         .unwrap();
-    assert!(s.delete_record(&acme, r.id).await.unwrap());
-    assert!(s.get_record(&acme, r.id).await.unwrap().is_none());
+    assert!(s.delete_record(&acme, r.record.id).await.unwrap());
+    assert!(s.get_record(&acme, r.record.id).await.unwrap().is_none());
     assert!(
         s.list_subject_records(&acme, &[8; 32], None, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(!s.delete_record(&acme, r.id).await.unwrap());
+    assert!(!s.delete_record(&acme, r.record.id).await.unwrap());
 }
 
 async fn tenant_key_versions_are_written_once(s: &dyn Store) {
@@ -299,7 +293,12 @@ async fn sqlite_data_survives_reopening() {
             .unwrap();
     }
     let s = SqliteStore::open(&path).await.unwrap();
-    assert!(s.get_record(&tenant("acme"), r.id).await.unwrap().is_some());
+    assert!(
+        s.get_record(&tenant("acme"), r.record.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
