@@ -119,7 +119,15 @@ impl fmt::Display for RecordId {
 impl FromStr for RecordId {
     type Err = InvalidId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ulid::Ulid::from_string(s).map(Self).map_err(|_| InvalidId {
+        // The first character carries only 3 bits: above '7' the value overflows 128 bits,
+        // and the ulid crate would silently drop the excess and name another record.
+        let in_range = s.as_bytes().first().is_some_and(|c| (b'0'..=b'7').contains(c));
+        let parsed = if in_range {
+            ulid::Ulid::from_string(s).ok()
+        } else {
+            None
+        };
+        parsed.map(Self).ok_or_else(|| InvalidId {
             kind: "record id",
             value: s.to_owned(),
             rule: "a 26-character ULID such as 01J9Z8Q4X6V3N2K7M5B8C1D0EF",
@@ -185,6 +193,9 @@ mod tests {
         let id = RecordId::from_ulid(ulid::Ulid::from_parts(1, 2));
         assert_eq!(id.to_string().parse::<RecordId>().unwrap(), id);
         assert!("not-a-ulid".parse::<RecordId>().is_err());
+        assert!("81M841GZ025FTHY6JFCMEXNJJ7".parse::<RecordId>().is_err());
+        assert!("ZZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<RecordId>().is_err());
+        assert!("7ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<RecordId>().is_ok());
     }
 
     #[test]

@@ -80,11 +80,12 @@ pub async fn authenticate(
             "send `Authorization: Bearer <token>`; create a token with `custodian token create`",
         )
     })?;
+    // Scheme names are case-insensitive (RFC 9110 §11.1).
     let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| unauthorized("the Authorization header must use the Bearer scheme"))?
-        .trim();
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| unauthorized("the Authorization header must use the Bearer scheme"))?;
     let (id, secret) = parse_token(token)
         .ok_or_else(|| unauthorized("the bearer token is not a custodian token (cst_…)"))?;
     let row = store

@@ -147,6 +147,7 @@ async fn put(client: Client, file: &std::path::Path, batch_size: usize) -> CmdRe
         let mut body = String::new();
         let mut count = 0;
         while count < batch_size {
+            let before = body.len();
             let n = lines
                 .read_line(&mut body)
                 .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
@@ -154,7 +155,11 @@ async fn put(client: Client, file: &std::path::Path, batch_size: usize) -> CmdRe
                 break;
             }
             line_no += 1;
-            count += 1;
+            // Blank lines stay in the body (the server's line numbers keep matching the
+            // file's) but do not count as records.
+            if !body[before..].trim().is_empty() {
+                count += 1;
+            }
         }
         if count == 0 {
             break;

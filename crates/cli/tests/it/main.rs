@@ -1,0 +1,9 @@
+//! Integration tests of custodian: the HTTP API against a real in-process server (SQLite and
+//! PostgreSQL), tenant isolation, encryption at rest, and the `custodian` binary itself.
+
+mod harness;
+
+mod api;
+mod at_rest;
+mod cli;
+mod isolation;
