@@ -121,7 +121,10 @@ impl FromStr for RecordId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // The first character carries only 3 bits: above '7' the value overflows 128 bits,
         // and the ulid crate would silently drop the excess and name another record.
-        let in_range = s.as_bytes().first().is_some_and(|c| (b'0'..=b'7').contains(c));
+        let in_range = s
+            .as_bytes()
+            .first()
+            .is_some_and(|c| (b'0'..=b'7').contains(c));
         let parsed = if in_range {
             ulid::Ulid::from_string(s).ok()
         } else {
