@@ -2,15 +2,16 @@
 //! their own checks. Deny by default: an action is allowed only when the permission matrix below
 //! lists the principal's role for it and the principal belongs to the tenant it acts on.
 //!
-//! | action                 | admin | writer | reader |
-//! |------------------------|:-----:|:------:|:------:|
-//! | ingest records         |   ✓   |   ✓    |        |
-//! | read a record          |   ✓   |   ✓    |   ✓    |
-//! | list subject's records |   ✓   |   ✓    |   ✓    |
-//! | delete a record        |   ✓   |        |        |
+//! | action                 | admin | writer | reader | auditor |
+//! |------------------------|:-----:|:------:|:------:|:-------:|
+//! | ingest records         |   ✓   |   ✓    |        |         |
+//! | read a record          |   ✓   |   ✓    |   ✓    |         |
+//! | list subject's records |   ✓   |   ✓    |   ✓    |         |
+//! | delete a record        |   ✓   |        |        |         |
+//! | read the audit log     |   ✓   |        |        |    ✓    |
 //!
-//! Platform roles (operator, support, approver) and the tenant roles auditor and
-//! security-officer exist in the policy vocabulary but hold no standing access to records.
+//! Platform roles (operator, support, approver) and the tenant role security-officer exist in
+//! the policy vocabulary but hold no standing access to records.
 
 use std::fmt;
 
@@ -74,14 +75,16 @@ pub enum Action {
     ReadRecord,
     ListSubjectRecords,
     DeleteRecord,
+    ReadAudit,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
+    pub const ALL: [Action; 5] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
         Action::DeleteRecord,
+        Action::ReadAudit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +93,7 @@ impl Action {
             Action::ReadRecord => "records.read",
             Action::ListSubjectRecords => "records.list_subject",
             Action::DeleteRecord => "records.delete",
+            Action::ReadAudit => "audit.read",
         }
     }
 
@@ -100,6 +104,7 @@ impl Action {
                 &[Role::Admin, Role::Writer, Role::Reader]
             }
             Action::DeleteRecord => &[Role::Admin],
+            Action::ReadAudit => &[Role::Admin, Role::Auditor],
         }
     }
 }
@@ -179,6 +184,7 @@ mod tests {
                     (Admin, _)
                         | (Writer, IngestRecords | ReadRecord | ListSubjectRecords)
                         | (Reader, ReadRecord | ListSubjectRecords)
+                        | (Auditor, ReadAudit)
                 );
                 let got = authorize(&principal("acme", role), &acme, action).is_ok();
                 assert_eq!(got, expected, "{role} {action:?}");

@@ -14,23 +14,58 @@ use crate::{CryptoError, TenantKey};
 const WRAP_FORMAT_V1: u8 = 1;
 const DEV_KEY_HEADER: &str = "# custodian DEVELOPMENT root key: NOT FOR PRODUCTION. Anyone who reads this file can decrypt every record.\n";
 
-/// Wraps and unwraps tenant keys under the deployment's root of trust.
+/// Wraps and unwraps secrets under the deployment's root of trust. Every wrapped secret is
+/// bound to a context (what it is, for whom), so a wrapped key moved elsewhere fails to unwrap.
 pub trait RootKeyProvider: Send + Sync + fmt::Debug {
     /// A short name for logs and status (`dev`, `shamir`, `pkcs11`).
     fn name(&self) -> &'static str;
+    fn wrap(&self, context: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>, CryptoError>;
+    fn unwrap(&self, context: &[u8], wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError>;
+}
+
+impl dyn RootKeyProvider + '_ {
     /// Creates a new tenant key and returns it with its wrapped form for storage.
-    fn new_tenant_key(
+    pub fn new_tenant_key(
         &self,
         tenant: &TenantId,
         version: u32,
-    ) -> Result<(TenantKey, Vec<u8>), CryptoError>;
+    ) -> Result<(TenantKey, Vec<u8>), CryptoError> {
+        let key = crate::random_key()?;
+        let wrapped = self.wrap(&wrap_aad(tenant, version), &key)?;
+        Ok((TenantKey::new(version, &key), wrapped))
+    }
+
     /// Unwraps a stored tenant key.
-    fn unwrap_tenant_key(
+    pub fn unwrap_tenant_key(
         &self,
         tenant: &TenantId,
         version: u32,
         wrapped: &[u8],
-    ) -> Result<TenantKey, CryptoError>;
+    ) -> Result<TenantKey, CryptoError> {
+        let key = self.unwrap(&wrap_aad(tenant, version), wrapped)?;
+        Ok(TenantKey::new(version, &key))
+    }
+
+    /// Creates a named deployment secret (e.g. the audit signing seed) and its wrapped form.
+    pub fn new_secret(&self, name: &str) -> Result<(Zeroizing<[u8; 32]>, Vec<u8>), CryptoError> {
+        let secret = crate::random_key()?;
+        let wrapped = self.wrap(&secret_aad(name), &secret)?;
+        Ok((secret, wrapped))
+    }
+
+    pub fn unwrap_secret(
+        &self,
+        name: &str,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        self.unwrap(&secret_aad(name), wrapped)
+    }
+}
+
+fn secret_aad(name: &str) -> Vec<u8> {
+    let mut aad = b"custodian/secret/v1".to_vec();
+    aad.extend_from_slice(name.as_bytes());
+    aad
 }
 
 fn wrap_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
@@ -99,35 +134,25 @@ impl RootKeyProvider for DevRootKey {
         "dev"
     }
 
-    fn new_tenant_key(
-        &self,
-        tenant: &TenantId,
-        version: u32,
-    ) -> Result<(TenantKey, Vec<u8>), CryptoError> {
-        let key = crate::random_key()?;
+    fn wrap(&self, context: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>, CryptoError> {
         let nonce = crate::random_bytes::<NONCE_LEN>()?;
         let mut wrapped = Vec::with_capacity(1 + NONCE_LEN + 32 + 16);
         wrapped.push(WRAP_FORMAT_V1);
         wrapped.extend_from_slice(&nonce);
-        wrapped.extend_from_slice(key.as_ref());
+        wrapped.extend_from_slice(secret);
         let tag = self
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(wrap_aad(tenant, version)),
+                Aad::from(context),
                 &mut wrapped[1 + NONCE_LEN..],
             )
             .map_err(|_| CryptoError::Decrypt)?;
         wrapped.extend_from_slice(tag.as_ref());
-        Ok((TenantKey::new(version, &key), wrapped))
+        Ok(wrapped)
     }
 
-    fn unwrap_tenant_key(
-        &self,
-        tenant: &TenantId,
-        version: u32,
-        wrapped: &[u8],
-    ) -> Result<TenantKey, CryptoError> {
+    fn unwrap(&self, context: &[u8], wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         let Some((&WRAP_FORMAT_V1, rest)) = wrapped.split_first() else {
             return Err(CryptoError::Malformed("unknown wrapped-key format"));
         };
@@ -140,11 +165,11 @@ impl RootKeyProvider for DevRootKey {
         let mut buf = Zeroizing::new(sealed.to_vec());
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(wrap_aad(tenant, version)), &mut buf)
+            .open_in_place(nonce, Aad::from(context), &mut buf)
             .map_err(|_| CryptoError::Decrypt)?;
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(plain);
-        Ok(TenantKey::new(version, &key))
+        Ok(key)
     }
 }
 
@@ -199,6 +224,8 @@ mod tests {
         assert!(!created);
 
         let tenant = TenantId::new("acme").unwrap();
+        let first: &dyn RootKeyProvider = &first;
+        let second: &dyn RootKeyProvider = &second;
         let (key, wrapped) = first.new_tenant_key(&tenant, 3).unwrap();
         let again = second.unwrap_tenant_key(&tenant, 3, &wrapped).unwrap();
         let ty = DataTypeName::new("t").unwrap();
@@ -216,8 +243,15 @@ mod tests {
         assert!(second.unwrap_tenant_key(&other, 3, &wrapped).is_err());
         assert!(second.unwrap_tenant_key(&tenant, 4, &wrapped).is_err());
         // Another root key cannot unwrap it.
-        let stranger = DevRootKey::from_bytes(&[9; 32]);
+        let stranger: &dyn RootKeyProvider = &DevRootKey::from_bytes(&[9; 32]);
         assert!(stranger.unwrap_tenant_key(&tenant, 3, &wrapped).is_err());
+        // Named secrets are bound to their name.
+        let (secret, wrapped) = first.new_secret("audit-signing").unwrap();
+        assert_eq!(
+            *second.unwrap_secret("audit-signing", &wrapped).unwrap(),
+            *secret
+        );
+        assert!(second.unwrap_secret("other", &wrapped).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod ingest;
@@ -36,6 +37,9 @@ pub enum ServerError {
     Bind { addr: SocketAddr, reason: String },
     #[error("{0}")]
     Config(String),
+    /// A request parameter the domain refused (e.g. a proof beyond the log).
+    #[error("{0}")]
+    Invalid(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -44,6 +48,7 @@ impl ServerError {
     /// The API's answer for this error. Details of internal failures stay in the log.
     pub fn into_problem(self) -> Problem {
         match &self {
+            ServerError::Invalid(detail) => Problem::new(Kind::InvalidRequest, detail.clone()),
             ServerError::Store(StoreError::Unavailable { .. }) => {
                 tracing::error!(error = %self, "storage unavailable");
                 Problem::new(
@@ -67,6 +72,7 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub store: Arc<dyn Store>,
     pub keys: KeyService,
+    pub audit: audit::Auditor,
     pub clock: Arc<dyn Clock>,
     pub body_limit: usize,
 }
@@ -153,8 +159,16 @@ pub async fn build_state(
     let root = root_key_provider(&policy, &config.data_dir)?;
     let store: Arc<dyn Store> = Arc::from(custodian_store::open(store_config).await?);
     tracing::info!(backend = store.backend(), "store opened");
+    let audit = audit::Auditor::load(
+        store.clone(),
+        clock.clone(),
+        root.as_ref(),
+        policy.deployment.region.clone(),
+    )
+    .await?;
     Ok(Arc::new(AppState {
         policy: Arc::new(policy),
+        audit,
         keys: KeyService::new(root, store.clone(), clock.clone()),
         store,
         clock,

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{LineError, Problem};
-use crate::routes::{records, system};
+use crate::routes::{audit, records, system};
 
 struct BearerAuth;
 
@@ -36,13 +36,17 @@ impl Modify for BearerAuth {
         records::get_record,
         records::list_subject_records,
         records::delete_record,
+        audit::checkpoint,
+        audit::entries,
+        audit::inclusion,
+        audit::consistency,
         system::healthz,
         system::readyz,
         system::metrics,
         system::openapi,
         system::problem_type,
     ),
-    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView)),
+    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

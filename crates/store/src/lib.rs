@@ -30,6 +30,8 @@ pub enum StoreError {
     Migration { version: u32, reason: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("audit log: {0}")]
+    Audit(#[from] custodian_tlog::Error),
     #[error("{backend} error: {reason}")]
     Backend {
         backend: &'static str,
@@ -79,6 +81,33 @@ pub enum InsertOutcome {
     Replayed(IdempotentResponse),
 }
 
+/// An audit log: one per tenant, plus the system log for actions outside any tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AuditLog {
+    Tenant(TenantId),
+    System,
+}
+
+impl AuditLog {
+    /// The key the log is stored under. Tenant ids start with a letter or digit, so the
+    /// system log's key can never collide with a tenant's.
+    pub fn key(&self) -> &str {
+        match self {
+            AuditLog::Tenant(t) => t.as_str(),
+            AuditLog::System => "_system",
+        }
+    }
+}
+
+/// The nodes an append adds to an audit log whose peaks are `appender`'s: each entry's leaf
+/// and every subtree it completes. Shared by both backends so they build identical trees.
+fn audit_append_nodes(
+    mut appender: custodian_tlog::Appender,
+    entries: &[Vec<u8>],
+) -> Result<Vec<custodian_tlog::Node>> {
+    Ok(appender.append(entries.iter().map(|e| custodian_tlog::leaf_hash(e)))?)
+}
+
 /// A tenant data key as stored: wrapped by the root key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrappedTenantKey {
@@ -108,13 +137,15 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database can serve queries.
     async fn ping(&self) -> Result<()>;
 
-    /// Writes all records and their subject index entries in one transaction, or nothing.
-    /// With `idempotency`, a key seen before returns the first response and writes nothing.
+    /// Writes all records, their subject index entries and the `audit` entry (to the tenant's
+    /// log) in one transaction, or nothing. With `idempotency`, a key seen before returns the
+    /// first response and writes nothing.
     async fn insert_records(
         &self,
         tenant: &TenantId,
         records: Vec<NewRecord>,
         idempotency: Option<IdempotentResponse>,
+        audit: Vec<u8>,
     ) -> Result<InsertOutcome>;
 
     async fn get_record(&self, tenant: &TenantId, id: RecordId) -> Result<Option<StoredRecord>>;
@@ -128,8 +159,30 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredRecord>>;
 
-    /// Deletes a record and its index entries. `false` when it did not exist.
-    async fn delete_record(&self, tenant: &TenantId, id: RecordId) -> Result<bool>;
+    /// Deletes a record and its index entries, and appends `audit` to the tenant's log, in one
+    /// transaction. `false` when the record did not exist (the attempt is still audited).
+    async fn delete_record(&self, tenant: &TenantId, id: RecordId, audit: Vec<u8>) -> Result<bool>;
+
+    /// Appends entries to an audit log in one transaction; returns the new size.
+    async fn append_audit(&self, log: &AuditLog, entries: Vec<Vec<u8>>) -> Result<u64>;
+
+    async fn audit_size(&self, log: &AuditLog) -> Result<u64>;
+
+    /// Stored subtree hashes of a log, in the order asked; a missing node is an error.
+    async fn audit_nodes(
+        &self,
+        log: &AuditLog,
+        ids: &[custodian_tlog::NodeId],
+    ) -> Result<Vec<custodian_tlog::Hash>>;
+
+    /// Entries `[start, end)` of a log, in order.
+    async fn audit_entries(&self, log: &AuditLog, start: u64, end: u64) -> Result<Vec<Vec<u8>>>;
+
+    /// A deployment secret wrapped by the root key (e.g. the audit signing seed).
+    async fn system_secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Stores a deployment secret unless one of that name exists; `false` when it did.
+    async fn insert_system_secret(&self, name: &str, wrapped: Vec<u8>) -> Result<bool>;
 
     async fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>>;
 

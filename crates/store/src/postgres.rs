@@ -10,18 +10,19 @@ use async_trait::async_trait;
 use custodian_core::ids::{RecordId, TenantId};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{GenericClient, NoTls, Row, Transaction};
 
 use crate::{
-    IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError, StoredRecord,
-    TokenRow, WrappedTenantKey,
+    AuditLog, IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError,
+    StoredRecord, TokenRow, WrappedTenantKey,
 };
 
 const BACKEND: &str = "postgres";
 /// Arbitrary, fixed: the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0001;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE records (
     tenant_id     TEXT        NOT NULL,
     id            TEXT        NOT NULL,
@@ -69,7 +70,45 @@ CREATE TABLE api_tokens (
     last_used_at TIMESTAMPTZ
 );
 CREATE INDEX api_tokens_by_tenant ON api_tokens (tenant_id, id);
-"#];
+"#,
+    r#"
+CREATE TABLE audit_heads (
+    log_id TEXT   NOT NULL PRIMARY KEY,
+    size   BIGINT NOT NULL
+);
+CREATE TABLE audit_entries (
+    log_id TEXT   NOT NULL,
+    idx    BIGINT NOT NULL,
+    body   BYTEA  NOT NULL,
+    PRIMARY KEY (log_id, idx)
+);
+CREATE TABLE audit_nodes (
+    log_id TEXT     NOT NULL,
+    level  SMALLINT NOT NULL,
+    idx    BIGINT   NOT NULL,
+    hash   BYTEA    NOT NULL,
+    PRIMARY KEY (log_id, level, idx)
+);
+CREATE TABLE system_secrets (
+    name    TEXT  NOT NULL PRIMARY KEY,
+    wrapped BYTEA NOT NULL
+);
+-- The log is append-only for everyone who goes through SQL, administrators included.
+CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only';
+END
+$$;
+CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_nodes_append_only BEFORE UPDATE OR DELETE ON audit_nodes
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_nodes_no_truncate BEFORE TRUNCATE ON audit_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+"#,
+];
 
 const RECORD_COLUMNS: &str =
     "id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_version, sealed";
@@ -115,6 +154,97 @@ fn idempotent_from_row(key: &str, row: &Row) -> Result<IdempotentResponse> {
         status: row.get::<_, i32>(1) as u16,
         body: row.get(2),
     })
+}
+
+/// Stored nodes of a log, in the order of `ids`; a missing node is an error.
+async fn fetch_nodes(
+    client: &impl GenericClient,
+    log: &str,
+    ids: &[custodian_tlog::NodeId],
+) -> Result<Vec<custodian_tlog::Hash>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let levels: Vec<i16> = ids.iter().map(|id| i16::from(id.level)).collect();
+    let indexes: Vec<i64> = ids.iter().map(|id| id.index as i64).collect();
+    let rows = client
+        .query(
+            "SELECT n.level, n.idx, n.hash FROM audit_nodes n
+             JOIN UNNEST($2::int2[], $3::int8[]) AS want(level, idx)
+               ON n.level = want.level AND n.idx = want.idx
+             WHERE n.log_id = $1",
+            &[&log, &levels, &indexes],
+        )
+        .await
+        .map_err(db_err)?;
+    let found: std::collections::HashMap<(i16, i64), Vec<u8>> = rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    ids.iter()
+        .map(|id| {
+            let hash = found.get(&(i16::from(id.level), id.index as i64)).ok_or(
+                custodian_tlog::Error::MissingNode {
+                    level: id.level,
+                    index: id.index,
+                },
+            )?;
+            Ok(custodian_tlog::hash_from_slice(hash)?)
+        })
+        .collect()
+}
+
+/// Appends entries to a log inside the caller's transaction; returns the new size. The head
+/// row is locked, so concurrent appends to one log queue here and never fork the tree.
+async fn append_audit_tx(tx: &Transaction<'_>, log: &str, entries: &[Vec<u8>]) -> Result<u64> {
+    tx.execute(
+        "INSERT INTO audit_heads (log_id, size) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+        &[&log],
+    )
+    .await
+    .map_err(db_err)?;
+    let size = tx
+        .query_one(
+            "SELECT size FROM audit_heads WHERE log_id = $1 FOR UPDATE",
+            &[&log],
+        )
+        .await
+        .map_err(db_err)?
+        .get::<_, i64>(0) as u64;
+    // The appender asks for the log's peaks in one read: record which, fetch them, resume.
+    let recorder = custodian_tlog::Recorder::new();
+    let _ = custodian_tlog::Appender::resume(&recorder, size);
+    let ids = recorder.into_ids();
+    let hashes = fetch_nodes(tx, log, &ids).await?;
+    let peaks = custodian_tlog::Prefetched::new(ids.into_iter().zip(hashes));
+    let appender = custodian_tlog::Appender::resume(&peaks, size)?;
+    let nodes = crate::audit_append_nodes(appender, entries)?;
+    let indexes: Vec<i64> = (0..entries.len() as u64)
+        .map(|i| (size + i) as i64)
+        .collect();
+    tx.execute(
+        "INSERT INTO audit_entries (log_id, idx, body) SELECT $1, * FROM UNNEST($2::int8[], $3::bytea[])",
+        &[&log, &indexes, &entries],
+    )
+    .await
+    .map_err(db_err)?;
+    let levels: Vec<i16> = nodes.iter().map(|n| i16::from(n.id.level)).collect();
+    let node_indexes: Vec<i64> = nodes.iter().map(|n| n.id.index as i64).collect();
+    let hashes: Vec<&[u8]> = nodes.iter().map(|n| n.hash.as_slice()).collect();
+    tx.execute(
+        "INSERT INTO audit_nodes (log_id, level, idx, hash) SELECT $1, * FROM UNNEST($2::int2[], $3::int8[], $4::bytea[])",
+        &[&log, &levels, &node_indexes, &hashes],
+    )
+    .await
+    .map_err(db_err)?;
+    let new_size = size + entries.len() as u64;
+    tx.execute(
+        "UPDATE audit_heads SET size = $2 WHERE log_id = $1",
+        &[&log, &(new_size as i64)],
+    )
+    .await
+    .map_err(db_err)?;
+    Ok(new_size)
 }
 
 impl PostgresStore {
@@ -219,6 +349,7 @@ impl Store for PostgresStore {
         tenant: &TenantId,
         records: Vec<NewRecord>,
         idempotency: Option<IdempotentResponse>,
+        audit: Vec<u8>,
     ) -> Result<InsertOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -309,6 +440,8 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
         }
+        // Last, so the log's head row is locked only for the commit.
+        append_audit_tx(&tx, tenant, &[audit]).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(InsertOutcome::Inserted)
     }
@@ -359,7 +492,7 @@ impl Store for PostgresStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn delete_record(&self, tenant: &TenantId, id: RecordId) -> Result<bool> {
+    async fn delete_record(&self, tenant: &TenantId, id: RecordId, audit: Vec<u8>) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         let id = id.to_string();
@@ -376,8 +509,78 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(db_err)?;
+        append_audit_tx(&tx, tenant.as_str(), &[audit]).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(n > 0)
+    }
+
+    async fn append_audit(&self, log: &AuditLog, entries: Vec<Vec<u8>>) -> Result<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let size = append_audit_tx(&tx, log.key(), &entries).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(size)
+    }
+
+    async fn audit_size(&self, log: &AuditLog) -> Result<u64> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT size FROM audit_heads WHERE log_id = $1",
+                &[&log.key()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn audit_nodes(
+        &self,
+        log: &AuditLog,
+        ids: &[custodian_tlog::NodeId],
+    ) -> Result<Vec<custodian_tlog::Hash>> {
+        let client = self.client().await?;
+        fetch_nodes(&**client, log.key(), ids).await
+    }
+
+    async fn audit_entries(&self, log: &AuditLog, start: u64, end: u64) -> Result<Vec<Vec<u8>>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT body FROM audit_entries WHERE log_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                &[&log.key(), &(start as i64), &(end as i64)],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn system_secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT wrapped FROM system_secrets WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn insert_system_secret(&self, name: &str, wrapped: Vec<u8>) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO system_secrets (name, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &wrapped],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
     }
 
     async fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>> {

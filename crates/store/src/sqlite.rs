@@ -14,14 +14,15 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError, StoredRecord,
-    TokenRow, WrappedTenantKey,
+    AuditLog, IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError,
+    StoredRecord, TokenRow, WrappedTenantKey,
 };
 
 const BACKEND: &str = "sqlite";
 const MAX_IDLE_READERS: usize = 8;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE records (
     tenant_id      TEXT    NOT NULL,
     id             TEXT    NOT NULL,
@@ -69,7 +70,40 @@ CREATE TABLE api_tokens (
     last_used_at_us INTEGER
 );
 CREATE INDEX api_tokens_by_tenant ON api_tokens (tenant_id, id);
-"#];
+"#,
+    r#"
+CREATE TABLE audit_heads (
+    log_id TEXT    NOT NULL PRIMARY KEY,
+    size   INTEGER NOT NULL
+);
+CREATE TABLE audit_entries (
+    log_id TEXT    NOT NULL,
+    idx    INTEGER NOT NULL,
+    body   BLOB    NOT NULL,
+    PRIMARY KEY (log_id, idx)
+);
+CREATE TABLE audit_nodes (
+    log_id TEXT    NOT NULL,
+    level  INTEGER NOT NULL,
+    idx    INTEGER NOT NULL,
+    hash   BLOB    NOT NULL,
+    PRIMARY KEY (log_id, level, idx)
+) WITHOUT ROWID;
+CREATE TABLE system_secrets (
+    name    TEXT NOT NULL PRIMARY KEY,
+    wrapped BLOB NOT NULL
+);
+-- The log is append-only for everyone who goes through SQL, administrators included.
+CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+    BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
+CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+    BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
+CREATE TRIGGER audit_nodes_no_update BEFORE UPDATE ON audit_nodes
+    BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+CREATE TRIGGER audit_nodes_no_delete BEFORE DELETE ON audit_nodes
+    BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
+"#,
+];
 
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -148,6 +182,85 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         .map_err(fail)?;
     }
     tx.commit().map_err(db_err)
+}
+
+/// The stored nodes of one audit log, read inside the caller's transaction.
+struct SqliteNodes<'a> {
+    conn: &'a Connection,
+    log: &'a str,
+}
+
+impl custodian_tlog::HashReader for SqliteNodes<'_> {
+    fn read_nodes(
+        &self,
+        ids: &[custodian_tlog::NodeId],
+    ) -> Result<Vec<custodian_tlog::Hash>, custodian_tlog::Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT hash FROM audit_nodes WHERE log_id = ?1 AND level = ?2 AND idx = ?3",
+            )
+            .map_err(|e| custodian_tlog::Error::Store(Box::new(e)))?;
+        ids.iter()
+            .map(|id| {
+                let hash: Option<Vec<u8>> = stmt
+                    .query_row(params![self.log, id.level, id.index as i64], |r| r.get(0))
+                    .optional()
+                    .map_err(|e| custodian_tlog::Error::Store(Box::new(e)))?;
+                let hash = hash.ok_or(custodian_tlog::Error::MissingNode {
+                    level: id.level,
+                    index: id.index,
+                })?;
+                custodian_tlog::hash_from_slice(&hash)
+            })
+            .collect()
+    }
+}
+
+/// Appends entries to a log inside the caller's transaction; returns the new size.
+fn append_audit_tx(conn: &Connection, log: &str, entries: &[Vec<u8>]) -> Result<u64> {
+    let size: u64 = conn
+        .query_row(
+            "SELECT size FROM audit_heads WHERE log_id = ?1",
+            params![log],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map_err(db_err)?
+        .map_or(0, |n| n as u64);
+    let appender = custodian_tlog::Appender::resume(&SqliteNodes { conn, log }, size)?;
+    let nodes = crate::audit_append_nodes(appender, entries)?;
+    let mut insert_entry = conn
+        .prepare_cached("INSERT INTO audit_entries (log_id, idx, body) VALUES (?1, ?2, ?3)")
+        .map_err(db_err)?;
+    for (i, body) in entries.iter().enumerate() {
+        insert_entry
+            .execute(params![log, (size + i as u64) as i64, body])
+            .map_err(db_err)?;
+    }
+    let mut insert_node = conn
+        .prepare_cached(
+            "INSERT INTO audit_nodes (log_id, level, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(db_err)?;
+    for node in &nodes {
+        insert_node
+            .execute(params![
+                log,
+                node.id.level,
+                node.id.index as i64,
+                node.hash.as_slice()
+            ])
+            .map_err(db_err)?;
+    }
+    let new_size = size + entries.len() as u64;
+    conn.execute(
+        "INSERT INTO audit_heads (log_id, size) VALUES (?1, ?2)
+         ON CONFLICT (log_id) DO UPDATE SET size = excluded.size",
+        params![log, new_size as i64],
+    )
+    .map_err(db_err)?;
+    Ok(new_size)
 }
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
@@ -326,6 +439,7 @@ impl Store for SqliteStore {
         tenant: &TenantId,
         records: Vec<NewRecord>,
         idempotency: Option<IdempotentResponse>,
+        audit: Vec<u8>,
     ) -> Result<InsertOutcome> {
         let tenant = tenant.as_str().to_owned();
         self.write(move |conn| {
@@ -378,6 +492,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
+            append_audit_tx(&tx, &tenant, &[audit])?;
             tx.commit().map_err(db_err)?;
             Ok(InsertOutcome::Inserted)
         })
@@ -431,7 +546,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_record(&self, tenant: &TenantId, id: RecordId) -> Result<bool> {
+    async fn delete_record(&self, tenant: &TenantId, id: RecordId, audit: Vec<u8>) -> Result<bool> {
         let tenant = tenant.as_str().to_owned();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(db_err)?;
@@ -447,8 +562,95 @@ impl Store for SqliteStore {
                     params![tenant, id],
                 )
                 .map_err(db_err)?;
+            append_audit_tx(&tx, &tenant, &[audit])?;
             tx.commit().map_err(db_err)?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, log: &AuditLog, entries: Vec<Vec<u8>>) -> Result<u64> {
+        let log = log.key().to_owned();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let size = append_audit_tx(&tx, &log, &entries)?;
+            tx.commit().map_err(db_err)?;
+            Ok(size)
+        })
+        .await
+    }
+
+    async fn audit_size(&self, log: &AuditLog) -> Result<u64> {
+        let log = log.key().to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT size FROM audit_heads WHERE log_id = ?1",
+                params![log],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(db_err)
+            .map(|n| n.map_or(0, |n| n as u64))
+        })
+        .await
+    }
+
+    async fn audit_nodes(
+        &self,
+        log: &AuditLog,
+        ids: &[custodian_tlog::NodeId],
+    ) -> Result<Vec<custodian_tlog::Hash>> {
+        let log = log.key().to_owned();
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            use custodian_tlog::HashReader;
+            Ok(SqliteNodes { conn, log: &log }.read_nodes(&ids)?)
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, log: &AuditLog, start: u64, end: u64) -> Result<Vec<Vec<u8>>> {
+        let log = log.key().to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT body FROM audit_entries WHERE log_id = ?1 AND idx >= ?2 AND idx < ?3 ORDER BY idx",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![log, start as i64, end as i64], |r| r.get(0))
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err)).collect()
+        })
+        .await
+    }
+
+    async fn system_secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT wrapped FROM system_secrets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn insert_system_secret(&self, name: &str, wrapped: Vec<u8>) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "INSERT OR IGNORE INTO system_secrets (name, wrapped) VALUES (?1, ?2)",
+                    params![name, wrapped],
+                )
+                .map_err(db_err)?;
+            Ok(n == 1)
         })
         .await
     }

@@ -3,8 +3,8 @@
 
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
-    IdempotentResponse, InsertOutcome, NewRecord, PostgresStore, SqliteStore, Store, StoredRecord,
-    TokenRow, WrappedTenantKey, testing,
+    AuditLog, IdempotentResponse, InsertOutcome, NewRecord, PostgresStore, SqliteStore, Store,
+    StoredRecord, TokenRow, WrappedTenantKey, testing,
 };
 use jiff::Timestamp;
 
@@ -31,6 +31,10 @@ fn record(n: u64, subjects: &[u8]) -> NewRecord {
         },
         subject_pseudonyms: subjects.iter().map(|s| [*s; 32]).collect(),
     }
+}
+
+fn audit() -> Vec<u8> {
+    b"{\"action\":\"test\"}".to_vec()
 }
 
 /// A backend for one test: a fresh SQLite file or a fresh PostgreSQL schema.
@@ -102,12 +106,18 @@ conformance!(
     tenant_key_versions_are_written_once,
     tokens_are_found_and_touched,
     ping_answers,
+    audit_log_appends_and_proves,
+    audit_entries_ride_with_their_action,
+    system_secrets_are_written_once,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
     let acme = tenant("acme");
     let batch = vec![record(0, &[1]), record(1, &[1, 2])];
-    let out = s.insert_records(&acme, batch.clone(), None).await.unwrap();
+    let out = s
+        .insert_records(&acme, batch.clone(), None, audit())
+        .await
+        .unwrap();
     assert_eq!(out, InsertOutcome::Inserted);
     for r in batch {
         let got = s.get_record(&acme, r.record.id).await.unwrap();
@@ -120,7 +130,7 @@ async fn records_round_trip_exactly(s: &dyn Store) {
 async fn tenants_never_see_each_other(s: &dyn Store) {
     let (acme, globex) = (tenant("acme"), tenant("globex"));
     let r = record(2, &[7]);
-    s.insert_records(&acme, vec![r.clone()], None)
+    s.insert_records(&acme, vec![r.clone()], None, audit())
         .await
         .unwrap();
     assert!(s.get_record(&globex, r.record.id).await.unwrap().is_none());
@@ -130,13 +140,21 @@ async fn tenants_never_see_each_other(s: &dyn Store) {
             .unwrap()
             .is_empty()
     );
-    assert!(!s.delete_record(&globex, r.record.id).await.unwrap());
+    assert!(
+        !s.delete_record(&globex, r.record.id, audit())
+            .await
+            .unwrap()
+    );
     assert!(s.get_record(&acme, r.record.id).await.unwrap().is_some());
     // The same record id may exist for two tenants without clashing.
-    s.insert_records(&globex, vec![r.clone()], None)
+    s.insert_records(&globex, vec![r.clone()], None, audit())
         .await
         .unwrap();
-    assert!(s.delete_record(&globex, r.record.id).await.unwrap());
+    assert!(
+        s.delete_record(&globex, r.record.id, audit())
+            .await
+            .unwrap()
+    );
     assert!(s.get_record(&acme, r.record.id).await.unwrap().is_some());
 }
 
@@ -144,7 +162,7 @@ async fn a_failing_batch_stores_nothing(s: &dyn Store) {
     let acme = tenant("acme");
     let dup = record(4, &[3]);
     let batch = vec![record(3, &[3]), dup.clone(), dup];
-    assert!(s.insert_records(&acme, batch, None).await.is_err());
+    assert!(s.insert_records(&acme, batch, None, audit()).await.is_err());
     assert!(
         s.get_record(&acme, record(3, &[]).record.id)
             .await
@@ -168,7 +186,7 @@ async fn idempotent_replays_store_nothing_new(s: &dyn Store) {
         body: b"{\"accepted\":1}".to_vec(),
     };
     let out = s
-        .insert_records(&acme, vec![record(10, &[])], Some(first.clone()))
+        .insert_records(&acme, vec![record(10, &[])], Some(first.clone()), audit())
         .await
         .unwrap();
     assert_eq!(out, InsertOutcome::Inserted);
@@ -177,7 +195,7 @@ async fn idempotent_replays_store_nothing_new(s: &dyn Store) {
         ..first.clone()
     };
     let out = s
-        .insert_records(&acme, vec![record(11, &[])], Some(replay))
+        .insert_records(&acme, vec![record(11, &[])], Some(replay), audit())
         .await
         .unwrap();
     assert_eq!(out, InsertOutcome::Replayed(first.clone()));
@@ -189,7 +207,12 @@ async fn idempotent_replays_store_nothing_new(s: &dyn Store) {
     );
     // Keys are per tenant.
     let out = s
-        .insert_records(&tenant("globex"), vec![record(12, &[])], Some(first))
+        .insert_records(
+            &tenant("globex"),
+            vec![record(12, &[])],
+            Some(first),
+            audit(),
+        )
         .await
         .unwrap();
     assert_eq!(out, InsertOutcome::Inserted);
@@ -198,8 +221,8 @@ async fn idempotent_replays_store_nothing_new(s: &dyn Store) {
 async fn subject_listing_pages_in_id_order(s: &dyn Store) {
     let acme = tenant("acme");
     let batch: Vec<NewRecord> = (20..27).rev().map(|n| record(n, &[5])).collect();
-    s.insert_records(&acme, batch, None).await.unwrap();
-    s.insert_records(&acme, vec![record(30, &[6])], None)
+    s.insert_records(&acme, batch, None, audit()).await.unwrap();
+    s.insert_records(&acme, vec![record(30, &[6])], None, audit())
         .await
         .unwrap();
     let page1 = s
@@ -220,10 +243,10 @@ async fn subject_listing_pages_in_id_order(s: &dyn Store) {
 async fn delete_removes_record_and_index(s: &dyn Store) {
     let acme = tenant("acme");
     let r = record(40, &[8]);
-    s.insert_records(&acme, vec![r.clone()], None)
+    s.insert_records(&acme, vec![r.clone()], None, audit())
         .await
         .unwrap();
-    assert!(s.delete_record(&acme, r.record.id).await.unwrap());
+    assert!(s.delete_record(&acme, r.record.id, audit()).await.unwrap());
     assert!(s.get_record(&acme, r.record.id).await.unwrap().is_none());
     assert!(
         s.list_subject_records(&acme, &[8; 32], None, 10)
@@ -231,7 +254,7 @@ async fn delete_removes_record_and_index(s: &dyn Store) {
             .unwrap()
             .is_empty()
     );
-    assert!(!s.delete_record(&acme, r.record.id).await.unwrap());
+    assert!(!s.delete_record(&acme, r.record.id, audit()).await.unwrap());
 }
 
 async fn tenant_key_versions_are_written_once(s: &dyn Store) {
@@ -288,7 +311,7 @@ async fn sqlite_data_survives_reopening() {
     let r = record(50, &[1]);
     {
         let s = SqliteStore::open(&path).await.unwrap();
-        s.insert_records(&tenant("acme"), vec![r.clone()], None)
+        s.insert_records(&tenant("acme"), vec![r.clone()], None, audit())
             .await
             .unwrap();
     }
@@ -312,4 +335,163 @@ async fn unreachable_postgres_is_a_clear_error() {
         msg.starts_with("the postgres database is unreachable"),
         "{msg}"
     );
+}
+
+async fn audit_log_appends_and_proves(s: &dyn Store) {
+    use custodian_tlog::{Prefetched, Recorder, inclusion_proof, leaf_hash, reference, root};
+    let log = AuditLog::Tenant(tenant("acme"));
+    assert_eq!(s.audit_size(&log).await.unwrap(), 0);
+    let entries: Vec<Vec<u8>> = (0..37u32)
+        .map(|i| format!("entry {i}").into_bytes())
+        .collect();
+    assert_eq!(
+        s.append_audit(&log, entries[..5].to_vec()).await.unwrap(),
+        5
+    );
+    assert_eq!(
+        s.append_audit(&log, entries[5..6].to_vec()).await.unwrap(),
+        6
+    );
+    assert_eq!(
+        s.append_audit(&log, entries[6..].to_vec()).await.unwrap(),
+        37
+    );
+    assert_eq!(
+        s.audit_entries(&log, 3, 7).await.unwrap(),
+        entries[3..7].to_vec()
+    );
+    // Roots and proofs from stored nodes match the RFC's definitions over the entries.
+    let leaves: Vec<_> = entries.iter().map(|e| leaf_hash(e)).collect();
+    for size in [1u64, 6, 16, 37] {
+        let recorder = Recorder::new();
+        let _ = root(&recorder, size);
+        let ids = recorder.into_ids();
+        let hashes = s.audit_nodes(&log, &ids).await.unwrap();
+        let nodes = Prefetched::new(ids.into_iter().zip(hashes));
+        assert_eq!(
+            root(&nodes, size).unwrap(),
+            reference::mth(&leaves[..size as usize])
+        );
+    }
+    let recorder = Recorder::new();
+    let _ = inclusion_proof(&recorder, 12, 37);
+    let ids = recorder.into_ids();
+    let hashes = s.audit_nodes(&log, &ids).await.unwrap();
+    let proof = inclusion_proof(&Prefetched::new(ids.into_iter().zip(hashes)), 12, 37).unwrap();
+    assert_eq!(proof, reference::path(12, &leaves));
+    // Logs are separate.
+    assert_eq!(s.audit_size(&AuditLog::System).await.unwrap(), 0);
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(tenant("globex")))
+            .await
+            .unwrap(),
+        0
+    );
+    let missing = [custodian_tlog::NodeId::new(0, 99)];
+    assert!(s.audit_nodes(&log, &missing).await.is_err());
+}
+
+async fn audit_entries_ride_with_their_action(s: &dyn Store) {
+    let acme = tenant("acme");
+    let log = AuditLog::Tenant(acme.clone());
+    s.insert_records(&acme, vec![record(60, &[])], None, audit())
+        .await
+        .unwrap();
+    assert_eq!(s.audit_size(&log).await.unwrap(), 1);
+    // A failed batch leaves no audit entry of its success.
+    let dup = record(61, &[]);
+    assert!(
+        s.insert_records(&acme, vec![dup.clone(), dup], None, audit())
+            .await
+            .is_err()
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 1);
+    // A replay writes nothing, audit included.
+    let idem = IdempotentResponse {
+        key: "k".into(),
+        request_hash: [1; 32],
+        status: 200,
+        body: vec![],
+    };
+    s.insert_records(&acme, vec![record(62, &[])], Some(idem.clone()), audit())
+        .await
+        .unwrap();
+    s.insert_records(&acme, vec![record(63, &[])], Some(idem), audit())
+        .await
+        .unwrap();
+    assert_eq!(s.audit_size(&log).await.unwrap(), 2);
+    // Deletes are audited, found or not.
+    s.delete_record(&acme, record(60, &[]).record.id, audit())
+        .await
+        .unwrap();
+    s.delete_record(&acme, record(60, &[]).record.id, audit())
+        .await
+        .unwrap();
+    assert_eq!(s.audit_size(&log).await.unwrap(), 4);
+    assert_eq!(s.audit_entries(&log, 0, 4).await.unwrap(), vec![audit(); 4]);
+}
+
+/// The audit tables refuse updates and deletes even from someone with direct SQL access.
+#[tokio::test]
+async fn sqlite_audit_rows_cannot_be_rewritten_through_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    s.append_audit(&AuditLog::System, vec![b"one".to_vec(), b"two".to_vec()])
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for sql in [
+        "UPDATE audit_entries SET body = x'00'",
+        "DELETE FROM audit_entries",
+        "UPDATE audit_nodes SET hash = x'00'",
+        "DELETE FROM audit_nodes",
+    ] {
+        let err = conn.execute(sql, []).expect_err(sql).to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(s.audit_size(&AuditLog::System).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn postgres_audit_rows_cannot_be_rewritten_through_sql() {
+    if !testing::postgres_available().await {
+        return;
+    }
+    let schema = testing::unique_schema("conformance");
+    let s = PostgresStore::connect(&testing::postgres_url(), Some(&schema))
+        .await
+        .unwrap();
+    s.append_audit(&AuditLog::System, vec![b"one".to_vec(), b"two".to_vec()])
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&testing::postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for sql in [
+        "UPDATE audit_entries SET body = '\\x00'",
+        "DELETE FROM audit_entries",
+        "TRUNCATE audit_entries",
+        "UPDATE audit_nodes SET hash = '\\x00'",
+        "DELETE FROM audit_nodes",
+    ] {
+        let err = client
+            .batch_execute(&format!("SET search_path = {schema}; {sql}"))
+            .await
+            .expect_err(sql);
+        let msg = err
+            .as_db_error()
+            .map_or(err.to_string(), |e| e.message().to_owned());
+        assert!(msg.contains("append-only"), "{sql}: {msg}");
+    }
+    assert_eq!(s.audit_size(&AuditLog::System).await.unwrap(), 2);
+    testing::drop_schema(&schema).await;
+}
+
+async fn system_secrets_are_written_once(s: &dyn Store) {
+    assert_eq!(s.system_secret("audit").await.unwrap(), None);
+    assert!(s.insert_system_secret("audit", vec![1, 2]).await.unwrap());
+    assert!(!s.insert_system_secret("audit", vec![3]).await.unwrap());
+    assert_eq!(s.system_secret("audit").await.unwrap(), Some(vec![1, 2]));
 }

@@ -35,7 +35,7 @@ pub use proof::{
     consistency_proof, inclusion_proof, root, root_from_inclusion_proof, verify_consistency,
     verify_inclusion,
 };
-pub use store::{HashReader, MemoryStore, Node, NodeId};
+pub use store::{HashReader, MemoryStore, Node, NodeId, Prefetched, Recorder};
 
 /// Everything that can go wrong in this crate.
 ///

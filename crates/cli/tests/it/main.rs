@@ -5,5 +5,6 @@ mod harness;
 
 mod api;
 mod at_rest;
+mod audit;
 mod cli;
 mod isolation;

@@ -1,5 +1,6 @@
 //! The router: every route, its middleware, and the one access check every tenant route calls.
 
+pub(crate) mod audit;
 pub(crate) mod records;
 pub(crate) mod system;
 
@@ -11,8 +12,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::routing::get;
 use custodian_core::access::{Action, Principal, authorize};
+use custodian_core::audit::Decision;
 use custodian_core::ids::TenantId;
 use custodian_core::policy::TenantPolicy;
+use custodian_store::AuditLog;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -20,6 +23,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::AppState;
+use crate::audit::Actor;
 use crate::problem::{Kind, Problem};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -38,6 +42,19 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tenants/{tenant}/subjects/{subject}/records",
             get(records::list_subject_records),
+        )
+        .route(
+            "/v1/tenants/{tenant}/audit/checkpoint",
+            get(audit::checkpoint),
+        )
+        .route("/v1/tenants/{tenant}/audit/entries", get(audit::entries))
+        .route(
+            "/v1/tenants/{tenant}/audit/proof/inclusion",
+            get(audit::inclusion),
+        )
+        .route(
+            "/v1/tenants/{tenant}/audit/proof/consistency",
+            get(audit::consistency),
         )
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
@@ -71,15 +88,24 @@ impl MakeRequestId for UlidRequestId {
     }
 }
 
-/// A request admitted to a tenant: who asked, and the tenant's policy.
+/// A request admitted to a tenant: who asked, the tenant's policy, and the actor to audit.
 pub(crate) struct Admitted<'a> {
     pub principal: Principal,
     pub tenant: &'a TenantPolicy,
+    pub actor: Actor,
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Authenticates the caller and decides whether it may perform `action` on the tenant named
 /// in the path. Membership is checked before existence, so a foreign credential cannot probe
-/// which tenants exist.
+/// which tenants exist. Every refusal is audited: in the tenant's log when the tenant exists,
+/// otherwise in the system log.
 pub(crate) async fn admit<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
@@ -89,25 +115,64 @@ pub(crate) async fn admit<'a>(
     let header = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    let principal =
-        crate::auth::authenticate(state.store.as_ref(), state.clock.as_ref(), header).await?;
-    let forbidden = |reason: String| {
-        tracing::info!(principal = %principal.id, tenant, action = action.as_str(), reason, "access denied");
-        Problem::new(Kind::Forbidden, reason)
+    let tenant_id = TenantId::new(tenant).ok();
+    let known_tenant = tenant_id
+        .as_ref()
+        .and_then(|t| state.policy.tenant(t))
+        .map(|t| t.id.clone());
+    let deny = |actor: &Actor, reason: String| {
+        let mut event = state.audit.event(
+            actor,
+            action.as_str(),
+            known_tenant.as_ref(),
+            Decision::Deny,
+        );
+        event.reason = Some(reason);
+        let log = known_tenant
+            .clone()
+            .map_or(AuditLog::System, AuditLog::Tenant);
+        async move {
+            // The request is refused either way; a failed audit write is logged loudly.
+            if let Err(e) = state.audit.record(&log, &event).await {
+                tracing::error!(error = %e, "could not audit a refused request");
+            }
+        }
     };
-    let Ok(tenant_id) = TenantId::new(tenant) else {
-        return Err(forbidden(
-            custodian_core::access::Denial::OtherTenant.to_string(),
+    let anonymous = Actor {
+        id: "anonymous".into(),
+        request_id: request_id(headers),
+    };
+    let principal =
+        match crate::auth::authenticate(state.store.as_ref(), state.clock.as_ref(), header).await {
+            Ok(p) => p,
+            Err(problem) => {
+                deny(&anonymous, problem.detail.clone()).await;
+                return Err(problem);
+            }
+        };
+    let actor = Actor {
+        id: principal.id.clone(),
+        request_id: anonymous.request_id,
+    };
+    let decision = match &tenant_id {
+        None => Err(custodian_core::access::Denial::OtherTenant),
+        Some(t) => authorize(&principal, t, action),
+    };
+    if let Err(denial) = decision {
+        let reason = denial.to_string();
+        tracing::info!(principal = %principal.id, tenant, action = action.as_str(), reason, "access denied");
+        deny(&actor, reason.clone()).await;
+        return Err(Problem::new(Kind::Forbidden, reason));
+    }
+    let Some(tenant) = known_tenant.and_then(|t| state.policy.tenant(&t)) else {
+        return Err(Problem::new(
+            Kind::UnknownTenant,
+            format!("tenant {tenant} is not defined in the policy"),
         ));
     };
-    if let Err(denial) = authorize(&principal, &tenant_id, action) {
-        return Err(forbidden(denial.to_string()));
-    }
-    let tenant = state.policy.tenant(&tenant_id).ok_or_else(|| {
-        Problem::new(
-            Kind::UnknownTenant,
-            format!("tenant {tenant_id} is not defined in the policy"),
-        )
-    })?;
-    Ok(Admitted { principal, tenant })
+    Ok(Admitted {
+        principal,
+        tenant,
+        actor,
+    })
 }

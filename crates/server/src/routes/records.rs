@@ -9,9 +9,10 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custodian_core::access::Action;
+use custodian_core::audit::Decision;
 use custodian_core::ids::{Class, RecordId, TenantId};
 use custodian_crypto::RecordAad;
-use custodian_store::{IdempotentResponse, InsertOutcome, StoredRecord};
+use custodian_store::{AuditLog, IdempotentResponse, InsertOutcome, StoredRecord};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -183,6 +184,21 @@ pub async fn ingest(
     };
     let answer_bytes = serde_json::to_vec(&answer)
         .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?;
+    let mut event = state.audit.event(
+        &admitted.actor,
+        Action::IngestRecords.as_str(),
+        Some(&admitted.tenant.id),
+        Decision::Allow,
+    );
+    event.objects = answer.ids.clone();
+    let mut subjects: Vec<[u8; 32]> = batch
+        .records
+        .iter()
+        .flat_map(|r| r.subject_pseudonyms.iter().copied())
+        .collect();
+    subjects.sort_unstable();
+    subjects.dedup();
+    event.subjects = subjects.iter().map(|p| hex(p)).collect();
     let idempotency = idempotency_key.map(|key| IdempotentResponse {
         key,
         request_hash,
@@ -191,7 +207,12 @@ pub async fn ingest(
     });
     let outcome = state
         .store
-        .insert_records(&admitted.tenant.id, batch.records, idempotency)
+        .insert_records(
+            &admitted.tenant.id,
+            batch.records,
+            idempotency,
+            event.canonical_bytes(),
+        )
         .await
         .map_err(|e| ServerError::from(e).into_problem())?;
     match outcome {
@@ -309,7 +330,52 @@ pub async fn get_record(
         .keyring(&admitted.tenant.id)
         .await
         .map_err(ServerError::into_problem)?;
-    Ok(Json(view(&admitted.tenant.id, &keyring, record)?))
+    let view = view(&admitted.tenant.id, &keyring, record)?;
+    audit_read(
+        &state,
+        &admitted,
+        Action::ReadRecord,
+        &keyring,
+        &view.subjects,
+        vec![view.id.clone()],
+    )
+    .await?;
+    Ok(Json(view))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Audits a read before its data leaves the server: no audit entry, no data.
+async fn audit_read(
+    state: &AppState,
+    admitted: &super::Admitted<'_>,
+    action: Action,
+    keyring: &Keyring,
+    subjects: &[String],
+    objects: Vec<String>,
+) -> Result<(), Problem> {
+    let mut event = state.audit.event(
+        &admitted.actor,
+        action.as_str(),
+        Some(&admitted.tenant.id),
+        Decision::Allow,
+    );
+    let mut pseudonyms: Vec<String> = subjects
+        .iter()
+        .map(|s| hex(&keyring.current().subject_pseudonym(s)))
+        .collect();
+    pseudonyms.sort_unstable();
+    pseudonyms.dedup();
+    event.subjects = pseudonyms;
+    event.objects = objects;
+    state
+        .audit
+        .record(&AuditLog::Tenant(admitted.tenant.id.clone()), &event)
+        .await
+        .map(|_| ())
+        .map_err(ServerError::into_problem)
 }
 
 /// List a subject's records
@@ -355,10 +421,20 @@ pub async fn list_subject_records(
     let next = (records.len() == limit as usize)
         .then(|| records.last().map(|r| r.id.to_string()))
         .flatten();
-    let records = records
+    let records: Vec<RecordView> = records
         .into_iter()
         .map(|r| view(&admitted.tenant.id, &keyring, r))
         .collect::<Result<_, _>>()?;
+    let objects = records.iter().map(|r| r.id.clone()).collect();
+    audit_read(
+        &state,
+        &admitted,
+        Action::ListSubjectRecords,
+        &keyring,
+        std::slice::from_ref(&subject),
+        objects,
+    )
+    .await?;
     Ok(Json(RecordPage { records, next }))
 }
 
@@ -382,9 +458,16 @@ pub async fn delete_record(
 ) -> Result<StatusCode, Problem> {
     let admitted = admit(&state, &headers, &tenant, Action::DeleteRecord).await?;
     let id = parse_id(&id)?;
+    let mut event = state.audit.event(
+        &admitted.actor,
+        Action::DeleteRecord.as_str(),
+        Some(&admitted.tenant.id),
+        Decision::Allow,
+    );
+    event.objects = vec![id.to_string()];
     let deleted = state
         .store
-        .delete_record(&admitted.tenant.id, id)
+        .delete_record(&admitted.tenant.id, id, event.canonical_bytes())
         .await
         .map_err(|e| ServerError::from(e).into_problem())?;
     if deleted {

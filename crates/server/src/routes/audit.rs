@@ -1,0 +1,221 @@
+//! Audit routes: a tenant's signed checkpoint, its entries, and inclusion and consistency
+//! proofs. A caller sees only the log of the tenant it belongs to.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use custodian_core::access::Action;
+use custodian_core::audit::AuditEvent;
+use custodian_store::AuditLog;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::admit;
+use crate::problem::{Kind, Problem};
+use crate::{AppState, ServerError};
+
+const MAX_ENTRIES: u64 = 1000;
+
+fn invalid(detail: impl Into<String>) -> Problem {
+    Problem::new(Kind::InvalidRequest, detail)
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    q.map(|Query(t)| t).map_err(|e| invalid(e.body_text()))
+}
+
+async fn tenant_log(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant: &str,
+) -> Result<AuditLog, Problem> {
+    let admitted = admit(state, headers, tenant, Action::ReadAudit).await?;
+    Ok(AuditLog::Tenant(admitted.tenant.id.clone()))
+}
+
+/// The tenant log's current head, as a C2SP signed note
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/audit/checkpoint",
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, description = "Signed checkpoint (text/plain)", content_type = "text/plain"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn checkpoint(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let log = tenant_log(&state, &headers, &tenant).await?;
+    let note = state
+        .audit
+        .checkpoint(&log)
+        .await
+        .map_err(ServerError::into_problem)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesParams {
+    /// First index (inclusive).
+    start: u64,
+    /// Last index (exclusive); at most 1000 entries per call.
+    end: u64,
+}
+
+/// One log entry: its canonical bytes (what the leaf hash covers) and the decoded event.
+#[derive(Serialize, ToSchema)]
+pub struct EntryView {
+    pub index: u64,
+    /// Base64 of the canonical bytes.
+    pub entry: String,
+    #[schema(value_type = Object)]
+    pub event: Option<AuditEvent>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntriesView {
+    pub entries: Vec<EntryView>,
+}
+
+/// Entries `[start, end)` of the tenant's log
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/audit/entries",
+    params(("tenant" = String, Path), EntriesParams),
+    responses(
+        (status = 200, body = EntriesView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn entries(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    params: Result<Query<EntriesParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<EntriesView>, Problem> {
+    let log = tenant_log(&state, &headers, &tenant).await?;
+    let EntriesParams { start, end } = query(params)?;
+    if start > end || end - start > MAX_ENTRIES {
+        return Err(invalid(format!(
+            "need start <= end and at most {MAX_ENTRIES} entries per call"
+        )));
+    }
+    let size = state
+        .audit
+        .size(&log)
+        .await
+        .map_err(ServerError::into_problem)?;
+    if end > size {
+        return Err(invalid(format!(
+            "end {end} is beyond the log's size {size}"
+        )));
+    }
+    let bodies = state
+        .store
+        .audit_entries(&log, start, end)
+        .await
+        .map_err(|e| ServerError::from(e).into_problem())?;
+    let entries = bodies
+        .into_iter()
+        .zip(start..)
+        .map(|(bytes, index)| EntryView {
+            index,
+            event: AuditEvent::from_canonical(&bytes),
+            entry: STANDARD.encode(&bytes),
+        })
+        .collect();
+    Ok(Json(EntriesView { entries }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionParams {
+    index: u64,
+    size: u64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyParams {
+    from: u64,
+    to: u64,
+}
+
+/// A proof: the hashes (base64), in RFC 9162 order.
+#[derive(Serialize, ToSchema)]
+pub struct ProofView {
+    pub hashes: Vec<String>,
+}
+
+fn proof_view(hashes: Vec<custodian_tlog::Hash>) -> Json<ProofView> {
+    Json(ProofView {
+        hashes: hashes.iter().map(|h| STANDARD.encode(h)).collect(),
+    })
+}
+
+/// Inclusion proof of entry `index` in the tree of `size` entries
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/audit/proof/inclusion",
+    params(("tenant" = String, Path), InclusionParams),
+    responses(
+        (status = 200, body = ProofView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn inclusion(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    params: Result<Query<InclusionParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ProofView>, Problem> {
+    let log = tenant_log(&state, &headers, &tenant).await?;
+    let InclusionParams { index, size } = query(params)?;
+    state
+        .audit
+        .inclusion_proof(&log, index, size)
+        .await
+        .map(proof_view)
+        .map_err(ServerError::into_problem)
+}
+
+/// Consistency proof between tree sizes `from` and `to`
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/audit/proof/consistency",
+    params(("tenant" = String, Path), ConsistencyParams),
+    responses(
+        (status = 200, body = ProofView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn consistency(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ProofView>, Problem> {
+    let log = tenant_log(&state, &headers, &tenant).await?;
+    let ConsistencyParams { from, to } = query(params)?;
+    state
+        .audit
+        .consistency_proof(&log, from, to)
+        .await
+        .map(proof_view)
+        .map_err(ServerError::into_problem)
+}
