@@ -52,6 +52,19 @@ pub enum Command {
     /// Send records to and read records from a running server.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Print the public key that verifies this deployment's audit checkpoints
+    /// (signed-note verifier-key format). Works directly on the data store.
+    Key {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// Where the policy and the data live; shared by `serve` and `token`.
@@ -118,7 +131,8 @@ pub enum TokenCommand {
         /// The tenant the token acts for (must exist in the policy).
         #[arg(long)]
         tenant: String,
-        /// What the token may do: writer (ingest + read), reader (read), admin (also delete).
+        /// What the token may do: writer (ingest + read), reader (read), admin (also delete and
+        /// read the audit log), auditor (the audit log only).
         #[arg(long, value_enum)]
         role: TokenRole,
         /// Lifetime, e.g. 24h, 90d, 1y. Without it the token lasts until revoked.
@@ -132,6 +146,7 @@ pub enum TokenRole {
     Writer,
     Reader,
     Admin,
+    Auditor,
 }
 
 /// How to reach a running server.

@@ -1,5 +1,6 @@
 //! One module per command. Shared here: logging set-up, policy loading, error mapping.
 
+mod audit;
 mod policy;
 mod records;
 mod serve;
@@ -42,6 +43,7 @@ pub fn run(command: Command) -> CmdResult {
                     Command::Serve(args) => serve::run(args).await,
                     Command::Token(cmd) => token::run(cmd).await,
                     Command::Records(cmd) => records::run(cmd).await,
+                    Command::Audit(cmd) => audit::run(cmd).await,
                     Command::Policy(_) => unreachable!("handled above"),
                 }
             })
@@ -72,6 +74,22 @@ pub fn load_policy(path: Option<&Path>) -> Result<Policy, Failure> {
         eprintln!("{w}");
     }
     Ok(policy)
+}
+
+/// Opens the configured store directly (no server), for offline administration commands.
+pub async fn open_store(
+    args: &crate::args::StoreArgs,
+) -> Result<std::sync::Arc<dyn custodian_store::Store>, Failure> {
+    let config = custodian_server::ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("valid literal"),
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
+        body_limit: 0,
+    };
+    let store = custodian_store::open(&config.store_config())
+        .await
+        .map_err(|e| server_failure(e.into()))?;
+    Ok(std::sync::Arc::from(store))
 }
 
 /// Maps a server start-up error to its exit code.

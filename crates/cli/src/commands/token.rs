@@ -4,8 +4,8 @@
 use custodian_core::access::Role;
 use custodian_core::duration::CalDuration;
 use custodian_core::ids::TenantId;
+use custodian_server::auth;
 use custodian_server::clock::SystemClock;
-use custodian_server::{ServerConfig, auth};
 
 use crate::args::{TokenCommand, TokenRole};
 use crate::exit::{CmdResult, invalid};
@@ -47,16 +47,9 @@ pub async fn run(cmd: TokenCommand) -> CmdResult {
         TokenRole::Writer => Role::Writer,
         TokenRole::Reader => Role::Reader,
         TokenRole::Admin => Role::Admin,
+        TokenRole::Auditor => Role::Auditor,
     };
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("valid literal"),
-        data_dir: store.data_dir.clone(),
-        database_url: store.database_url.clone(),
-        body_limit: 0,
-    };
-    let store = custodian_store::open(&config.store_config())
-        .await
-        .map_err(|e| super::server_failure(e.into()))?;
+    let store = super::open_store(&store).await?;
     let issued = auth::issue_token(store.as_ref(), &clock, &tenant, role, expires_at)
         .await
         .map_err(super::server_failure)?;

@@ -269,3 +269,21 @@ async fn audit_requests_are_checked(server: TestServer) {
             .problem(400, "invalid-request");
     }
 }
+
+#[tokio::test]
+async fn audit_key_prints_the_servers_verifier_key() {
+    let server = TestServer::sqlite().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(["audit", "key", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(printed.trim(), server.state.audit.verifier_key());
+    assert!(printed.starts_with("custodian-local+"));
+}
