@@ -1,1 +1,670 @@
-fn main() {}
+//! Ingest benchmark: batches of 1,000 records of ~1 KiB sent over HTTP on loopback to an
+//! in-process server, with 2 and 4 concurrent client connections, against SQLite and (when
+//! reachable) PostgreSQL. Every configuration starts on a fresh, empty store. The clients run in
+//! the same process and runtime as the server, so they share its cores.
+//!
+//! `cargo bench -p custodian --bench ingest`. Environment:
+//! - `CUSTODIAN_BENCH_BATCHES`: timed batches per configuration (default 60, after 2 warm-up);
+//! - `CUSTODIAN_BENCH_ONLY=sqlite|postgres`: run one backend only;
+//! - `CUSTODIAN_TEST_DATABASE_URL`: the PostgreSQL server (default the local one).
+//!
+//! Besides the end-to-end figure, two in-process phases are measured on the same bodies, so the
+//! report says where the time goes:
+//! - seal: `custodian_server::ingest::prepare_batch` (validate + encrypt + pseudonymise) plus the
+//!   body hash, the baseline: the CPU work every record needs whatever the transport and store;
+//! - store: `Store::insert_records` on batches sealed beforehand, with the same concurrency.
+//!
+//! Each store figure also shows the bytes written per record: for SQLite what this process sent
+//! to storage (`/proc/self/io`), for PostgreSQL the WAL generated (via `psql`, when installed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use custodian_core::access::{Action, Role};
+use custodian_core::audit::Decision;
+use custodian_core::ids::TenantId;
+use custodian_core::policy::Policy;
+use custodian_server::audit::Actor;
+use custodian_server::clock::SystemClock;
+use custodian_server::keys::Keyring;
+use custodian_server::{AppState, ServerConfig};
+use custodian_store::{IdempotentResponse, NewRecord, StoreConfig, testing};
+
+const POLICY: &str = include_str!("../../../examples/policies/default.toml");
+const TENANT: &str = "acme";
+const RECORDS_PER_BATCH: usize = 1000;
+const PAYLOAD_BYTES: usize = 1024;
+const WARMUP_BATCHES: usize = 2;
+const DEFAULT_BATCHES: usize = 60;
+const CONCURRENCY: &[usize] = &[2, 4];
+/// Distinct bodies; the timed loop cycles through them.
+const DISTINCT_BODIES: usize = 16;
+
+/// The server's own clock adapter: the one place allowed to read the system time.
+fn now() -> jiff::Timestamp {
+    custodian_core::clock::Clock::now(&custodian_server::clock::SystemClock)
+}
+
+/// xorshift64*: varied content without a `rand` dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+const WORDS: &[&str] = &[
+    "request",
+    "completed",
+    "user",
+    "login",
+    "timeout",
+    "retry",
+    "invoice",
+    "shipped",
+    "error",
+    "warning",
+    "cache",
+    "miss",
+    "hit",
+    "database",
+    "latency",
+    "Zürich",
+    "café",
+    "order",
+    "payment",
+    "declined",
+    "accepted",
+    "session",
+    "expired",
+    "token",
+    "refresh",
+    "upload",
+    "download",
+    "\"q\"",
+];
+
+fn text(rng: &mut Rng, len: usize) -> String {
+    let mut s = String::with_capacity(len + 16);
+    while s.len() < len {
+        s.push_str(WORDS[(rng.next() % WORDS.len() as u64) as usize]);
+        s.push(' ');
+    }
+    s
+}
+
+/// One NDJSON line: ~1 KiB payload, one subject, `app_log` or `customer_record`.
+fn record_line(rng: &mut Rng, event_time: &str, n: u64) -> String {
+    let customer = rng.next().is_multiple_of(3);
+    let data_type = if customer {
+        "customer_record"
+    } else {
+        "app_log"
+    };
+    let subject = format!("user-{}", rng.next() % 100_000);
+    let level = ["info", "warn", "error", "debug"][(rng.next() % 4) as usize];
+    let status = [200, 201, 204, 400, 404, 500][(rng.next() % 6) as usize];
+    let payload = if customer {
+        serde_json::json!({
+            "customer_id": format!("C{:08}", rng.next() % 100_000_000),
+            "name": text(rng, 24),
+            "email": format!("u{}@example.com", rng.next() % 1_000_000),
+            "balance": (rng.next() % 10_000_000) as f64 / 100.0,
+            "tags": [text(rng, 10), text(rng, 12)],
+            "notes": text(rng, PAYLOAD_BYTES - 250),
+            "n": n,
+        })
+    } else {
+        serde_json::json!({
+            "level": level,
+            "service": format!("svc-{}", rng.next() % 40),
+            "latency_ms": rng.next() % 5000,
+            "status": status,
+            "message": text(rng, PAYLOAD_BYTES - 200),
+            "trace": format!("{:032x}", (u128::from(rng.next()) << 64) | u128::from(rng.next())),
+            "n": n,
+        })
+    };
+    format!(
+        r#"{{"type":"{data_type}","subjects":["{subject}"],"event_time":"{event_time}","payload":{payload}}}"#
+    )
+}
+
+fn build_bodies(count: usize) -> Vec<&'static [u8]> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let event_time = now().to_string();
+    let mut n = 0;
+    (0..count)
+        .map(|_| {
+            let mut body = String::with_capacity(RECORDS_PER_BATCH * 1200);
+            for _ in 0..RECORDS_PER_BATCH {
+                n += 1;
+                body.push_str(&record_line(&mut rng, &event_time, n));
+                body.push('\n');
+            }
+            // Leaked on purpose: `&'static [u8]` bodies go to reqwest without a copy.
+            &*Box::leak(body.into_bytes().into_boxed_slice())
+        })
+        .collect()
+}
+
+struct Measured {
+    records: usize,
+    bytes: usize,
+    elapsed: Duration,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
+    fn mib_s(&self) -> f64 {
+        self.bytes as f64 / (1024.0 * 1024.0) / self.elapsed.as_secs_f64()
+    }
+    fn line(&self, label: &str) -> String {
+        format!(
+            "  {label:<34} {:>9.0} records/s  {:>7.1} MiB/s  ({} records in {:.2?})",
+            self.rate(),
+            self.mib_s(),
+            self.records,
+            self.elapsed
+        )
+    }
+}
+
+fn idempotency_key(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{}-{i}", ulid::Ulid::new())
+}
+
+/// `batches` batches over HTTP from `concurrency` clients, each with its own connection.
+async fn http_ingest(
+    base: &str,
+    token: &str,
+    bodies: &[&'static [u8]],
+    concurrency: usize,
+    batches: usize,
+) -> Measured {
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("{base}/v1/tenants/{TENANT}/records");
+    let clients: Vec<reqwest::Client> = (0..concurrency)
+        .map(|_| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(300))
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("http client")
+        })
+        .collect();
+    // Open every connection before timing.
+    for c in &clients {
+        let r = c
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert!(r.status().is_success());
+    }
+    let bytes: usize = (0..batches).map(|i| bodies[i % bodies.len()].len()).sum();
+    let started = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|http| {
+            let (next, url, token) = (next.clone(), url.clone(), token.to_owned());
+            let bodies = bodies.to_vec();
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= batches {
+                        break;
+                    }
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/x-ndjson")
+                        .header("idempotency-key", idempotency_key("bench", i))
+                        .body(bodies[i % bodies.len()])
+                        .send()
+                        .await
+                        .expect("POST records");
+                    let status = r.status();
+                    let text = r.text().await.expect("response body");
+                    assert_eq!(status, reqwest::StatusCode::OK, "ingest failed: {text}");
+                    let answer: serde_json::Value =
+                        serde_json::from_str(&text).expect("JSON answer");
+                    assert_eq!(answer["accepted"], RECORDS_PER_BATCH);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    Measured {
+        records: batches * RECORDS_PER_BATCH,
+        bytes,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Validate + seal (`prepare_batch`) on `threads` threads, in-process, no I/O.
+fn seal_only(
+    state: &AppState,
+    keyring: &Keyring,
+    bodies: &[&'static [u8]],
+    threads: usize,
+    batches: usize,
+) -> Measured {
+    let tenant = TenantId::new(TENANT).expect("tenant id");
+    let tenant_policy = state.policy.tenant(&tenant).expect("tenant in policy");
+    let key = keyring.current();
+    let next = AtomicUsize::new(0);
+    let bytes: usize = (0..batches).map(|i| bodies[i % bodies.len()].len()).sum();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= batches {
+                        break;
+                    }
+                    let body = bodies[i % bodies.len()];
+                    let sealed = custodian_server::ingest::prepare_batch(
+                        &state.policy,
+                        tenant_policy,
+                        key,
+                        now(),
+                        body,
+                    )
+                    .expect("prepare_batch")
+                    .expect("valid batch");
+                    // The handler also hashes the body (for idempotency).
+                    std::hint::black_box(custodian_crypto::sha256(body));
+                    assert_eq!(sealed.records.len(), RECORDS_PER_BATCH);
+                    std::hint::black_box(sealed);
+                }
+            });
+        }
+    });
+    Measured {
+        records: batches * RECORDS_PER_BATCH,
+        bytes,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// `Store::insert_records` alone (records, subject index, idempotency row and the batch's audit
+/// entry in one transaction), on batches sealed beforehand, from `concurrency` tasks.
+async fn store_only(
+    state: &Arc<AppState>,
+    bodies: &[&'static [u8]],
+    concurrency: usize,
+    batches: usize,
+) -> Measured {
+    let tenant = TenantId::new(TENANT).expect("tenant id");
+    let tenant_policy = state.policy.tenant(&tenant).expect("tenant in policy");
+    let keyring = state.keys.keyring(&tenant).await.expect("keyring");
+    // Sealed records plus the audit entry the handler writes with them (same shape: every id
+    // and every subject pseudonym of the batch), all built before timing.
+    let actor = Actor {
+        id: "token:0123456789abcdef".to_owned(),
+        request_id: Some(ulid::Ulid::new().to_string()),
+    };
+    let mut sealed: Vec<(Vec<NewRecord>, Vec<u8>)> = (0..batches)
+        .map(|i| {
+            let batch = custodian_server::ingest::prepare_batch(
+                &state.policy,
+                tenant_policy,
+                keyring.current(),
+                now(),
+                bodies[i % bodies.len()],
+            )
+            .expect("prepare_batch")
+            .expect("valid batch");
+            let mut event = state.audit.event(
+                &actor,
+                Action::IngestRecords.as_str(),
+                Some(&tenant),
+                Decision::Allow,
+            );
+            event.objects = batch.ids.iter().map(|id| id.to_string()).collect();
+            let mut subjects: Vec<[u8; 32]> = batch
+                .records
+                .iter()
+                .flat_map(|r| r.subject_pseudonyms.iter().copied())
+                .collect();
+            subjects.sort_unstable();
+            subjects.dedup();
+            event.subjects = subjects
+                .iter()
+                .map(|p| p.iter().map(|b| format!("{b:02x}")).collect())
+                .collect();
+            (batch.records, event.canonical_bytes())
+        })
+        .collect();
+    let bytes: usize = (0..batches).map(|i| bodies[i % bodies.len()].len()).sum();
+    let queue = Arc::new(std::sync::Mutex::new(
+        sealed.drain(..).enumerate().collect::<Vec<_>>(),
+    ));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (queue, state, tenant) = (queue.clone(), state.clone(), tenant.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some((i, (records, audit))) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let idem = IdempotentResponse {
+                        key: idempotency_key("store", i),
+                        request_hash: [i as u8; 32],
+                        status: 200,
+                        body: vec![b'x'; 30 * RECORDS_PER_BATCH],
+                    };
+                    state
+                        .store
+                        .insert_records(&tenant, records, Some(idem), audit)
+                        .await
+                        .expect("insert_records");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("store task");
+    }
+    Measured {
+        records: batches * RECORDS_PER_BATCH,
+        bytes,
+        elapsed: started.elapsed(),
+    }
+}
+
+struct RunningServer {
+    state: Arc<AppState>,
+    base: String,
+    token: String,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server(store_config: StoreConfig) -> RunningServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy = Policy::parse("default.toml", POLICY).expect("default policy is valid");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: dir.path().to_owned(),
+        database_url: None,
+        body_limit: custodian_server::DEFAULT_BODY_LIMIT,
+    };
+    let state =
+        custodian_server::build_state(policy, &config, &store_config, Arc::new(SystemClock))
+            .await
+            .expect("build server state");
+    let issued = custodian_server::auth::issue_token(
+        state.store.as_ref(),
+        &SystemClock,
+        &TenantId::new(TENANT).expect("tenant id"),
+        Role::Writer,
+        None,
+    )
+    .await
+    .expect("issue token");
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(custodian_server::serve(
+        state.clone(),
+        config.listen,
+        async move {
+            let _ = shutdown_rx.await;
+        },
+        move |addr| {
+            let _ = bound_tx.send(addr);
+        },
+    ));
+    let addr = bound_rx.await.expect("server bound");
+    let task = tokio::spawn(async move {
+        task.await.expect("server task").expect("server failed");
+    });
+    RunningServer {
+        state,
+        base: format!("http://{addr}"),
+        token: issued.token.as_str().to_owned(),
+        shutdown,
+        task,
+        _dir: dir,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty store for one configuration, so every figure starts from the same state.
+struct FreshStore {
+    config: StoreConfig,
+    schema: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl FreshStore {
+    fn new(backend: Backend) -> FreshStore {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => FreshStore {
+                config: StoreConfig::Sqlite {
+                    path: custodian_store::sqlite_path(dir.path()),
+                },
+                schema: None,
+                _dir: dir,
+            },
+            Backend::Postgres => {
+                let schema = testing::unique_schema("bench");
+                FreshStore {
+                    config: StoreConfig::Postgres {
+                        url: testing::postgres_url(),
+                        schema: Some(schema.clone()),
+                    },
+                    schema: Some(schema),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FreshStore {
+    fn drop(&mut self) {
+        if let Some(schema) = &self.schema {
+            psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+/// Runs one statement with `psql` (best effort: diagnostics only) and returns its output.
+fn psql(sql: &str) -> Option<String> {
+    let out = std::process::Command::new("psql")
+        .arg(testing::postgres_url())
+        .args(["-qtA", "-c", sql])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Where the bytes go: for SQLite what this process wrote to storage (`/proc/self/io`), for
+/// PostgreSQL the WAL it generated (its data files are written later by the checkpointer).
+enum WriteProbe {
+    Process(u64),
+    Wal(String),
+    None,
+}
+
+impl WriteProbe {
+    fn start(backend: Backend) -> WriteProbe {
+        match backend {
+            Backend::Sqlite => process_write_bytes().map_or(WriteProbe::None, WriteProbe::Process),
+            Backend::Postgres => {
+                psql("SELECT pg_current_wal_lsn()").map_or(WriteProbe::None, WriteProbe::Wal)
+            }
+        }
+    }
+
+    fn per_record(&self, records: usize) -> String {
+        let bytes = match self {
+            WriteProbe::Process(before) => {
+                process_write_bytes().map(|after| after.saturating_sub(*before))
+            }
+            WriteProbe::Wal(lsn) => psql(&format!(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}')::bigint"
+            ))
+            .and_then(|s| s.parse().ok()),
+            WriteProbe::None => None,
+        };
+        let what = match self {
+            WriteProbe::Process(_) => "written to disk",
+            _ => "of WAL",
+        };
+        bytes.map_or(String::new(), |b| {
+            format!(
+                "  [{:.1} KiB {what} per record]",
+                b as f64 / 1024.0 / records as f64
+            )
+        })
+    }
+}
+
+fn process_write_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn bench_backend(
+    backend: Backend,
+    bodies: &[&'static [u8]],
+    batches: usize,
+    seal_rate: f64,
+) -> f64 {
+    let mut best = 0f64;
+    for &c in CONCURRENCY {
+        let store = FreshStore::new(backend);
+        let server = start_server(store.config.clone()).await;
+        http_ingest(&server.base, &server.token, bodies, c, WARMUP_BATCHES).await;
+        let probe = WriteProbe::start(backend);
+        let m = http_ingest(&server.base, &server.token, bodies, c, batches).await;
+        best = best.max(m.rate());
+        println!(
+            "{}  = {:.2}x seal-only (all cores){}",
+            m.line(&format!("HTTP + store, {c} connections")),
+            m.rate() / seal_rate,
+            probe.per_record(m.records)
+        );
+        let _ = server.shutdown.send(());
+        server.task.await.expect("server stopped");
+    }
+    for &c in CONCURRENCY {
+        let store = FreshStore::new(backend);
+        let server = start_server(store.config.clone()).await;
+        store_only(&server.state, bodies, c, WARMUP_BATCHES).await;
+        let probe = WriteProbe::start(backend);
+        let m = store_only(&server.state, bodies, c, batches).await;
+        println!(
+            "{}{}",
+            m.line(&format!("store only (pre-sealed), {c} tasks")),
+            probe.per_record(m.records)
+        );
+        let _ = server.shutdown.send(());
+        server.task.await.expect("server stopped");
+    }
+    best
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; with harness = false there is nothing else to parse.
+    let batches = std::env::var("CUSTODIAN_BENCH_BATCHES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_BATCHES);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let bodies = build_bodies(DISTINCT_BODIES.min(batches.max(WARMUP_BATCHES)));
+    let avg_line =
+        bodies.iter().map(|b| b.len()).sum::<usize>() / (bodies.len() * RECORDS_PER_BATCH);
+    println!(
+        "custodian ingest benchmark: {cores} core(s), batches of {RECORDS_PER_BATCH} records \
+         (~{avg_line} bytes per NDJSON line), {WARMUP_BATCHES} warm-up + {batches} timed batches per configuration"
+    );
+
+    runtime.block_on(async {
+        // Baseline: validate + seal in-process, with a throwaway SQLite store for the key.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let baseline = start_server(StoreConfig::Sqlite {
+            path: custodian_store::sqlite_path(dir.path()),
+        })
+        .await;
+        let state = baseline.state.clone();
+        let keyring = state
+            .keys
+            .keyring(&TenantId::new(TENANT).expect("tenant id"))
+            .await
+            .expect("keyring");
+        let bodies_ref = bodies.clone();
+        let (one, all) = tokio::task::spawn_blocking(move || {
+            seal_only(&state, &keyring, &bodies_ref, 1, WARMUP_BATCHES);
+            let one = seal_only(&state, &keyring, &bodies_ref, 1, batches);
+            let all = seal_only(&state, &keyring, &bodies_ref, cores, batches);
+            (one, all)
+        })
+        .await
+        .expect("seal baseline");
+        let _ = baseline.shutdown.send(());
+        baseline.task.await.expect("server stopped");
+        println!("\nbaseline: validate + seal (prepare_batch + body SHA-256), in-process");
+        println!("{}", one.line("1 thread"));
+        println!("{}", all.line(&format!("{cores} threads")));
+        let seal_rate = all.rate();
+
+        let only = std::env::var("CUSTODIAN_BENCH_ONLY").unwrap_or_default();
+        let mut summary = Vec::new();
+        if only.is_empty() || only == "sqlite" {
+            println!("\nSQLite (WAL, synchronous=FULL), a fresh database per configuration");
+            let best = bench_backend(Backend::Sqlite, &bodies, batches, seal_rate).await;
+            summary.push(format!("SQLite {best:.0} records/s (target 50000)"));
+        }
+        if (only.is_empty() || only == "postgres") && testing::postgres_available().await {
+            println!(
+                "\nPostgreSQL ({}), a fresh schema per configuration",
+                testing::postgres_url()
+            );
+            let best = bench_backend(Backend::Postgres, &bodies, batches, seal_rate).await;
+            summary.push(format!("PostgreSQL {best:.0} records/s (target 20000)"));
+        } else if only.is_empty() || only == "postgres" {
+            println!("\nPostgreSQL: not reachable, skipped");
+        }
+        println!(
+            "\nbest end-to-end on {cores} core(s): {}",
+            summary.join("; ")
+        );
+    });
+}
