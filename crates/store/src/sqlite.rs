@@ -143,7 +143,8 @@ fn open_connection(path: &Path) -> Result<Connection> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA busy_timeout = 10000;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -65536;",
     )
     .map_err(|e| StoreError::Unavailable {
         backend: BACKEND,
@@ -322,6 +323,13 @@ impl SqliteStore {
             }
             let mut writer = open_connection(&path)?;
             migrate(&mut writer)?;
+            // Checkpoints move the WAL into the database file. Left to the writer, one runs
+            // inside every large commit, on the request's time; a background thread does it
+            // instead (it never blocks the writer).
+            writer
+                .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                .map_err(db_err)?;
+            spawn_checkpointer(&path)?;
             Ok(SqliteStore {
                 inner: Arc::new(Inner {
                     path,
@@ -373,6 +381,27 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Runs a passive checkpoint every 250 ms while the database is open; it stops when the
+/// store is dropped (its connection then sees the file gone or simply idles until exit).
+fn spawn_checkpointer(path: &Path) -> Result<()> {
+    let conn = open_connection(path)?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError::Unavailable {
+            backend: BACKEND,
+            reason: format!("cannot start the checkpoint thread: {e}"),
+        })
 }
 
 async fn run_blocking<T: Send + 'static>(
