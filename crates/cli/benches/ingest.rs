@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use custodian_core::access::{Action, Role};
-use custodian_core::audit::Decision;
+use custodian_core::access::Role;
 use custodian_core::ids::TenantId;
 use custodian_core::policy::Policy;
 use custodian_server::audit::Actor;
@@ -327,24 +326,7 @@ async fn store_only(
             )
             .expect("prepare_batch")
             .expect("valid batch");
-            let mut event = state.audit.event(
-                &actor,
-                Action::IngestRecords.as_str(),
-                Some(&tenant),
-                Decision::Allow,
-            );
-            event.objects = batch.ids.iter().map(|id| id.to_string()).collect();
-            let mut subjects: Vec<[u8; 32]> = batch
-                .records
-                .iter()
-                .flat_map(|r| r.subject_pseudonyms.iter().copied())
-                .collect();
-            subjects.sort_unstable();
-            subjects.dedup();
-            event.subjects = subjects
-                .iter()
-                .map(|p| p.iter().map(|b| format!("{b:02x}")).collect())
-                .collect();
+            let event = state.audit.ingest_event(&actor, &tenant, &batch);
             (batch.records, event.canonical_bytes())
         })
         .collect();

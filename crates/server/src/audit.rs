@@ -94,6 +94,31 @@ impl Auditor {
         }
     }
 
+    /// The event of an accepted ingest batch: every record id and each subject pseudonym once.
+    pub fn ingest_event(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        batch: &crate::ingest::SealedBatch,
+    ) -> AuditEvent {
+        let mut event = self.event(
+            actor,
+            custodian_core::access::Action::IngestRecords.as_str(),
+            Some(tenant),
+            Decision::Allow,
+        );
+        event.objects = batch.ids.iter().map(|id| id.to_string()).collect();
+        let mut subjects: Vec<[u8; 32]> = batch
+            .records
+            .iter()
+            .flat_map(|r| r.subject_pseudonyms.iter().copied())
+            .collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        event.subjects = subjects.iter().map(|p| hex(p)).collect();
+        event
+    }
+
     /// Appends one event; the caller's action must fail if this does.
     pub async fn record(&self, log: &AuditLog, event: &AuditEvent) -> Result<u64, ServerError> {
         Ok(self
@@ -164,6 +189,11 @@ impl Auditor {
         }
         Ok(())
     }
+}
+
+/// Lower-case hex, the form pseudonyms take in audit events.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn tlog_error(e: custodian_tlog::Error) -> ServerError {

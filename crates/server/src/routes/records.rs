@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use super::admit;
+use crate::audit::hex;
 use crate::ingest::SealedBody;
 use crate::keys::Keyring;
 use crate::problem::{Kind, Problem};
@@ -184,21 +185,9 @@ pub async fn ingest(
     };
     let answer_bytes = serde_json::to_vec(&answer)
         .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?;
-    let mut event = state.audit.event(
-        &admitted.actor,
-        Action::IngestRecords.as_str(),
-        Some(&admitted.tenant.id),
-        Decision::Allow,
-    );
-    event.objects = answer.ids.clone();
-    let mut subjects: Vec<[u8; 32]> = batch
-        .records
-        .iter()
-        .flat_map(|r| r.subject_pseudonyms.iter().copied())
-        .collect();
-    subjects.sort_unstable();
-    subjects.dedup();
-    event.subjects = subjects.iter().map(|p| hex(p)).collect();
+    let event = state
+        .audit
+        .ingest_event(&admitted.actor, &admitted.tenant.id, &batch);
     let idempotency = idempotency_key.map(|key| IdempotentResponse {
         key,
         request_hash,
@@ -341,10 +330,6 @@ pub async fn get_record(
     )
     .await?;
     Ok(Json(view))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Audits a read before its data leaves the server: no audit entry, no data.
