@@ -103,7 +103,29 @@ CREATE TRIGGER audit_nodes_no_update BEFORE UPDATE ON audit_nodes
 CREATE TRIGGER audit_nodes_no_delete BEFORE DELETE ON audit_nodes
     BEGIN SELECT RAISE(ABORT, 'audit nodes are append-only'); END;
 "#,
+    r#"
+-- Subject index entries of recent batches, one row per batch, merged into record_subjects in
+-- sorted runs by the maintenance thread (see SUBJECT_ENTRY_LEN).
+CREATE TABLE subject_staging (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    entries   BLOB NOT NULL
+);
+CREATE INDEX subject_staging_by_tenant ON subject_staging (tenant_id, seq);
+"#,
 ];
+
+/// A staged subject index entry: a 32-byte pseudonym followed by a 26-character record id.
+///
+/// Pseudonyms are uniformly random, so inserting a batch's entries straight into the
+/// `(tenant, subject, record)` B-tree dirties one page per entry, and every dirty page is
+/// written to the WAL again at each commit: four times the record data itself. Staging a
+/// batch's entries as one appended row and merging many batches at once in key order writes
+/// each index page once per merge instead.
+const SUBJECT_ENTRY_LEN: usize = 32 + 26;
+/// How often staged subject entries are merged into the index.
+const MERGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -329,14 +351,13 @@ impl SqliteStore {
             writer
                 .execute_batch("PRAGMA wal_autocheckpoint = 0;")
                 .map_err(db_err)?;
-            spawn_checkpointer(&path)?;
-            Ok(SqliteStore {
-                inner: Arc::new(Inner {
-                    path,
-                    writer: Mutex::new(writer),
-                    readers: Mutex::new(Vec::new()),
-                }),
-            })
+            let inner = Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            });
+            spawn_maintenance(Arc::downgrade(&inner), &inner.path)?;
+            Ok(SqliteStore { inner })
         })
         .await
         .map_err(|e| StoreError::Unavailable {
@@ -383,16 +404,110 @@ impl SqliteStore {
     }
 }
 
-/// Runs a passive checkpoint every 250 ms while the database is open; it stops when the
-/// store is dropped (its connection then sees the file gone or simply idles until exit).
-fn spawn_checkpointer(path: &Path) -> Result<()> {
-    let conn = open_connection(path)?;
+/// The ids (as a JSON array) of a subject's records still in the staging table, after `after`.
+fn staged_record_ids(
+    conn: &Connection,
+    tenant: &str,
+    subject: &[u8],
+    after: &str,
+) -> Result<String> {
+    let mut stmt = conn
+        .prepare_cached("SELECT entries FROM subject_staging WHERE tenant_id = ?1")
+        .map_err(db_err)?;
+    let mut rows = stmt.query(params![tenant]).map_err(db_err)?;
+    let mut ids = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let entries: Vec<u8> = row.get(0).map_err(db_err)?;
+        for entry in entries.chunks_exact(SUBJECT_ENTRY_LEN) {
+            let (pseudonym, id) = entry.split_at(32);
+            let id = std::str::from_utf8(id)
+                .map_err(|_| StoreError::Corrupt("staged record id is not UTF-8".into()))?;
+            if pseudonym == subject && id > after {
+                ids.push(format!("\"{id}\""));
+            }
+        }
+    }
+    Ok(format!("[{}]", ids.join(",")))
+}
+
+/// Moves every staged subject entry into the index, sorted, in one transaction. Entries of
+/// records deleted meanwhile are dropped. Returns how many entries were merged.
+fn merge_subject_staging(conn: &mut Connection) -> Result<usize> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let mut entries: Vec<(String, Vec<u8>, String)> = Vec::new();
+    let mut last_seq: Option<i64> = None;
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT seq, tenant_id, entries FROM subject_staging ORDER BY seq")
+            .map_err(db_err)?;
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            last_seq = Some(row.get(0).map_err(db_err)?);
+            let tenant: String = row.get(1).map_err(db_err)?;
+            let blob: Vec<u8> = row.get(2).map_err(db_err)?;
+            for entry in blob.chunks_exact(SUBJECT_ENTRY_LEN) {
+                let (pseudonym, id) = entry.split_at(32);
+                entries.push((
+                    tenant.clone(),
+                    pseudonym.to_vec(),
+                    String::from_utf8_lossy(id).into_owned(),
+                ));
+            }
+        }
+    }
+    let Some(last_seq) = last_seq else {
+        return Ok(0);
+    };
+    entries.sort_unstable();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO record_subjects (tenant_id, subject, record_id)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM records WHERE tenant_id = ?1 AND id = ?3)",
+            )
+            .map_err(db_err)?;
+        for (tenant, pseudonym, id) in &entries {
+            insert
+                .execute(params![tenant, pseudonym, id])
+                .map_err(db_err)?;
+        }
+    }
+    tx.execute(
+        "DELETE FROM subject_staging WHERE seq <= ?1",
+        params![last_seq],
+    )
+    .map_err(db_err)?;
+    tx.commit().map_err(db_err)?;
+    Ok(entries.len())
+}
+
+/// The store's maintenance thread: passive WAL checkpoints (which never block the writer) and
+/// merges of staged subject entries. It ends once the store is dropped.
+fn spawn_maintenance(inner: std::sync::Weak<Inner>, path: &Path) -> Result<()> {
+    let checkpointer = open_connection(path)?;
     std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
+        .name("sqlite-maintenance".into())
         .spawn(move || {
+            let mut since_merge = std::time::Duration::ZERO;
             loop {
-                std::thread::sleep(std::time::Duration::from_millis(250));
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                let Some(inner) = inner.upgrade() else {
+                    return;
+                };
+                since_merge += CHECKPOINT_INTERVAL;
+                if since_merge >= MERGE_INTERVAL {
+                    since_merge = std::time::Duration::ZERO;
+                    let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = merge_subject_staging(&mut writer) {
+                        tracing::warn!(error = %e, "subject index merge failed; will retry");
+                    }
+                }
+                drop(inner);
+                if let Err(e) =
+                    checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
                     tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
                 }
             }
@@ -400,8 +515,15 @@ fn spawn_checkpointer(path: &Path) -> Result<()> {
         .map(|_| ())
         .map_err(|e| StoreError::Unavailable {
             backend: BACKEND,
-            reason: format!("cannot start the checkpoint thread: {e}"),
+            reason: format!("cannot start the maintenance thread: {e}"),
         })
+}
+
+impl SqliteStore {
+    /// Merges staged subject index entries now (the maintenance thread does it every second).
+    pub async fn merge_subject_index(&self) -> Result<usize> {
+        self.write(merge_subject_staging).await
+    }
 }
 
 async fn run_blocking<T: Send + 'static>(
@@ -492,11 +614,7 @@ impl Store for SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )
                     .map_err(db_err)?;
-                let mut index = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO record_subjects (tenant_id, subject, record_id) VALUES (?1, ?2, ?3)",
-                    )
-                    .map_err(db_err)?;
+                let mut staged = Vec::new();
                 for new in &records {
                     let r = &new.record;
                     let id = r.id.to_string();
@@ -515,10 +633,16 @@ impl Store for SqliteStore {
                         ])
                         .map_err(db_err)?;
                     for s in &new.subject_pseudonyms {
-                        index
-                            .execute(params![tenant, s.as_slice(), id])
-                            .map_err(db_err)?;
+                        staged.extend_from_slice(s);
+                        staged.extend_from_slice(id.as_bytes());
                     }
+                }
+                if !staged.is_empty() {
+                    tx.execute(
+                        "INSERT INTO subject_staging (tenant_id, entries) VALUES (?1, ?2)",
+                        params![tenant, staged],
+                    )
+                    .map_err(db_err)?;
                 }
             }
             append_audit_tx(&tx, &tenant, &[audit])?;
@@ -556,18 +680,23 @@ impl Store for SqliteStore {
         let subject = subject_pseudonym.to_vec();
         let after = after.map(|a| a.to_string()).unwrap_or_default();
         self.read(move |c| {
+            let staged = staged_record_ids(c, &tenant, &subject, &after)?;
             let mut stmt = c
                 .prepare_cached(
                     "SELECT r.id, r.data_type, r.class, r.event_time_us, r.ingest_time_us, r.expires_at_us, r.pending_event, r.key_version, r.sealed
-                     FROM record_subjects s
-                     JOIN records r ON r.tenant_id = s.tenant_id AND r.id = s.record_id
-                     WHERE s.tenant_id = ?1 AND s.subject = ?2 AND s.record_id > ?3
-                     ORDER BY s.record_id
+                     FROM (
+                         SELECT record_id AS id FROM record_subjects
+                         WHERE tenant_id = ?1 AND subject = ?2 AND record_id > ?3
+                         UNION
+                         SELECT value FROM json_each(?5)
+                     ) c
+                     JOIN records r ON r.tenant_id = ?1 AND r.id = c.id
+                     ORDER BY r.id
                      LIMIT ?4",
                 )
                 .map_err(db_err)?;
             let rows = stmt
-                .query_map(params![tenant, subject, after, limit], read_record)
+                .query_map(params![tenant, subject, after, limit, staged], read_record)
                 .map_err(db_err)?;
             rows.map(|r| r.map_err(db_err).and_then(RawRecord::into_record))
                 .collect()
