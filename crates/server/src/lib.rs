@@ -205,8 +205,36 @@ pub async fn serve(
         reason: e.to_string(),
     })?;
     on_bound(bound);
-    axum::serve(listener, router(state))
+    lifecycle_event(&state, "server.start", format!("listening on {bound}")).await?;
+    axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| ServerError::Internal(e.to_string()))
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    lifecycle_event(&state, "server.stop", "graceful shutdown".into()).await
+}
+
+/// Start and stop are audited in the system log (seed 003: process start-up and shutdown).
+async fn lifecycle_event(
+    state: &AppState,
+    action: &str,
+    reason: String,
+) -> Result<(), ServerError> {
+    let actor = audit::Actor {
+        id: "system".into(),
+        request_id: None,
+    };
+    let mut event = state
+        .audit
+        .event(&actor, action, None, custodian_core::audit::Decision::Allow);
+    event.subsystem = "server".into();
+    event.reason = Some(format!(
+        "{reason}; store {}; root key {}",
+        state.store.backend(),
+        state.keys.root_provider()
+    ));
+    state
+        .audit
+        .record(&custodian_store::AuditLog::System, &event)
+        .await
+        .map(|_| ())
 }

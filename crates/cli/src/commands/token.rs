@@ -4,8 +4,13 @@
 use custodian_core::access::Role;
 use custodian_core::duration::CalDuration;
 use custodian_core::ids::TenantId;
+use std::sync::Arc;
+
+use custodian_core::audit::Decision;
+use custodian_server::audit::{Actor, Auditor};
 use custodian_server::auth;
 use custodian_server::clock::SystemClock;
+use custodian_store::AuditLog;
 
 use crate::args::{TokenCommand, TokenRole};
 use crate::exit::{CmdResult, invalid};
@@ -49,8 +54,35 @@ pub async fn run(cmd: TokenCommand) -> CmdResult {
         TokenRole::Admin => Role::Admin,
         TokenRole::Auditor => Role::Auditor,
     };
+    let args_data_dir = store.data_dir.clone();
     let store = super::open_store(&store).await?;
     let issued = auth::issue_token(store.as_ref(), &clock, &tenant, role, expires_at)
+        .await
+        .map_err(super::server_failure)?;
+    // Token changes are audited in the tenant's log, like every other action.
+    let root = custodian_server::root_key_provider(&policy, &args_data_dir)
+        .map_err(super::server_failure)?;
+    let auditor = Auditor::load(
+        store.clone(),
+        Arc::new(SystemClock),
+        root.as_ref(),
+        policy.deployment.region.clone(),
+    )
+    .await
+    .map_err(super::server_failure)?;
+    let actor = Actor {
+        id: format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "operator".into())
+        ),
+        request_id: None,
+    };
+    let mut event = auditor.event(&actor, "tokens.create", Some(&tenant), Decision::Allow);
+    event.subsystem = "cli".into();
+    event.objects = vec![format!("token:{}", issued.row.id)];
+    event.reason = Some(format!("role {role}"));
+    auditor
+        .record(&AuditLog::Tenant(tenant.clone()), &event)
         .await
         .map_err(super::server_failure)?;
     println!("{}", issued.token.as_str());

@@ -287,3 +287,54 @@ async fn audit_key_prints_the_servers_verifier_key() {
     assert_eq!(printed.trim(), server.state.audit.verifier_key());
     assert!(printed.starts_with("custodian-local+"));
 }
+
+#[tokio::test]
+async fn token_creation_and_server_start_are_audited() {
+    use custodian_store::AuditLog;
+    let server = TestServer::sqlite().await;
+    let system = server
+        .state
+        .store
+        .audit_entries(&AuditLog::System, 0, 1)
+        .await
+        .unwrap();
+    let start: Value = serde_json::from_slice(&system[0]).unwrap();
+    assert_eq!(start["action"], "server.start");
+    assert_eq!(start["subsystem"], "server");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args([
+            "token",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "reader",
+            "--data-dir",
+        ])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let auditor = server.token("acme", Role::Auditor).await;
+    let log = read_log(&server, "acme", &auditor).await;
+    let created = log.events.last().unwrap();
+    assert_eq!(created["action"], "tokens.create");
+    assert_eq!(created["reason"], "role reader");
+    assert!(
+        created["objects"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("token:")
+    );
+    // The token itself never reaches the log.
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        log.entries
+            .iter()
+            .all(|e| !String::from_utf8_lossy(e).contains(token.trim()))
+    );
+}
