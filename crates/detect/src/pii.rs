@@ -1,0 +1,759 @@
+//! Personal-data detectors: e-mail addresses, phone numbers, payment cards, IBANs, US SSNs, IP
+//! and MAC addresses.
+//!
+//! One pass over the bytes ([`Layout::of`]) finds where anything can match: digit groups, runs
+//! of hex digits and colons, two capitals before two digits (an IBAN's start), an '@'. Only
+//! digits, ':' and '@' make that pass do any work, so prose costs a table load per byte. The
+//! detectors then run there and nowhere else: IBANs are read directly, the others by a byte
+//! regex on the group, followed by boundary checks and a validator.
+//!
+//! Boundaries are checked in code rather than with look-around (which the linear-time `regex`
+//! crate lacks): a candidate must not be glued to more digits or letters, nor be one piece of a
+//! longer dotted or dashed number such as a version string or an OID. Where a greedy match can
+//! swallow a neighbouring number (`4111 1111 1111 1111 2024`), the shorter prefixes ending at a
+//! group separator are tried too. A span already taken by a card, SSN, IBAN or IPv4 address is
+//! not parsed again as a phone number.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use regex::bytes::Regex;
+
+use crate::DetectError;
+use crate::entity::{Entity, EntitySet};
+use crate::phone::PhoneRules;
+use crate::scan::Candidate;
+use crate::validate;
+
+pub(crate) struct Pii {
+    email: Regex,
+    card: Regex,
+    ssn: Regex,
+    phone_intl: Regex,
+    phone_national: Regex,
+    ipv4: Regex,
+    ipv6: Regex,
+    mac: Regex,
+    phone: PhoneRules,
+}
+
+fn compile(pattern: &str, name: &'static str) -> Result<Regex, DetectError> {
+    Regex::new(pattern).map_err(|_| DetectError::Pattern(name))
+}
+
+/// What the single pass over the text found worth a closer look.
+#[derive(Debug, Default)]
+pub(crate) struct Layout {
+    at: bool,
+    /// Runs of digits joined by at most two of ` .-()`, with at least four digits.
+    numeric: Vec<Cluster>,
+    /// Runs of hex digits, colons, dots and dashes shaped enough like an IPv6 or MAC address.
+    hex: Vec<HexRun>,
+    /// Offsets of two upper-case letters followed by two digits: where an IBAN can start.
+    iban: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HexRun {
+    start: usize,
+    end: usize,
+    /// Enough colons for IPv6: a `::` or seven single ones.
+    ipv6: bool,
+    /// Five colons or dashes, or two dots, as a MAC address has.
+    mac: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cluster {
+    start: usize,
+    end: usize,
+    digits: usize,
+    dots: usize,
+}
+
+/// Bytes that can continue a digit group: `415 555-2671`, `(0)30 1234`, `10.0.0.1`.
+fn joins_digits(c: u8) -> bool {
+    matches!(c, b' ' | b'.' | b'-' | b'(' | b')')
+}
+
+/// Bytes of an IPv6 or MAC address.
+fn hex_run_byte(c: u8) -> bool {
+    c.is_ascii_hexdigit() || matches!(c, b':' | b'.' | b'-')
+}
+
+const K_DIGIT: u8 = 1;
+const K_COLON: u8 = 2;
+const K_AT: u8 = 4;
+
+/// The bytes that start work in [`Layout::of`]; every other byte costs one table load.
+const TRIGGERS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = K_DIGIT;
+        d += 1;
+    }
+    t[b':' as usize] = K_COLON;
+    t[b'@' as usize] = K_AT;
+    t
+};
+
+impl Layout {
+    /// One pass over the bytes, so that detectors run on the few places that can match instead
+    /// of each searching the whole text. Only digits, ':' and '@' start any work.
+    pub(crate) fn of(b: &[u8]) -> Layout {
+        let mut l = Layout::default();
+        // Hex runs are examined once: none starts before this offset.
+        let mut hex_done = 0;
+        let mut i = 0;
+        while i < b.len() {
+            match TRIGGERS[usize::from(b[i])] {
+                0 => i += 1,
+                K_AT => {
+                    l.at = true;
+                    i += 1;
+                }
+                K_COLON => {
+                    l.hex_run_around(b, i, &mut hex_done);
+                    i += 1;
+                }
+                _ => {
+                    let start = i;
+                    let mut c = Cluster {
+                        start,
+                        end: start,
+                        digits: 0,
+                        dots: 0,
+                    };
+                    let mut pending = 0;
+                    let mut punctuated = false;
+                    while i < b.len() {
+                        let byte = b[i];
+                        if byte.is_ascii_digit() {
+                            c.digits += 1;
+                            c.end = i + 1;
+                            pending = 0;
+                        } else if joins_digits(byte) && pending < 2 {
+                            pending += 1;
+                            c.dots += usize::from(byte == b'.');
+                            punctuated |= byte != b' ';
+                        } else {
+                            break;
+                        }
+                        i += 1;
+                    }
+                    // An IBAN starts with two upper-case letters and two check digits.
+                    if start >= 2
+                        && b[start - 2].is_ascii_uppercase()
+                        && b[start - 1].is_ascii_uppercase()
+                        && b.get(start + 1).is_some_and(u8::is_ascii_digit)
+                    {
+                        l.iban.push(start - 2);
+                    }
+                    // Digits punctuated or touching hex letters may be part of a MAC address
+                    // (00-1A-2B-…, 0011.2233.4455); colons are handled on their own.
+                    let touches_hex = (start > 0 && hex_run_byte(b[start - 1]))
+                        || b.get(c.end)
+                            .is_some_and(|&n| n.is_ascii_hexdigit() || n == b':');
+                    if punctuated || touches_hex {
+                        l.hex_run_around(b, start, &mut hex_done);
+                    }
+                    if c.digits >= 4 {
+                        l.numeric.push(c);
+                    }
+                    // Resume right after the last digit: a joiner that ended the group may start
+                    // the next one, and an '@' or ':' after it must still be seen.
+                    i = c.end.max(start + 1);
+                }
+            }
+        }
+        l
+    }
+
+    /// Records the maximal run of hex-address bytes around `i` if it is shaped enough like an
+    /// IPv6 or MAC address (two colons, five dashes, or two dots).
+    fn hex_run_around(&mut self, b: &[u8], i: usize, hex_done: &mut usize) {
+        if i < *hex_done {
+            return;
+        }
+        let mut start = i;
+        while start > *hex_done && hex_run_byte(b[start - 1]) {
+            start -= 1;
+        }
+        let (mut colons, mut dashes, mut dots, mut double) = (0, 0, 0, false);
+        let mut end = start;
+        while end < b.len() && hex_run_byte(b[end]) {
+            match b[end] {
+                b':' => {
+                    colons += 1;
+                    double |= end > start && b[end - 1] == b':';
+                }
+                b'-' => dashes += 1,
+                b'.' => dots += 1,
+                _ => {}
+            }
+            end += 1;
+        }
+        *hex_done = end.max(i + 1);
+        let run = HexRun {
+            start,
+            end,
+            ipv6: double || colons >= 7,
+            mac: colons >= 5 || dashes >= 5 || dots == 2,
+        };
+        if run.ipv6 || run.mac {
+            self.hex.push(run);
+        }
+    }
+}
+
+impl Pii {
+    pub(crate) fn new(regions: &[String]) -> Result<Pii, DetectError> {
+        Ok(Pii {
+            email: compile(
+                r"(?-u)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}",
+                "email",
+            )?,
+            // Card numbers are written ungrouped, in fours (the last group shorter for 13 and
+            // 19 digits), or 4-6-5 / 4-6-4 (Amex, Diners): not as arbitrary digit groups.
+            card: compile(
+                r"(?-u)\b(?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5})\b",
+                "card",
+            )?,
+            ssn: compile(
+                r"(?-u)\b(?:[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}|[0-9]{9})\b",
+                "ssn",
+            )?,
+            phone_intl: compile(r"(?-u)\+[0-9][0-9 .()\-]{5,24}[0-9]", "phone_intl")?,
+            phone_national: compile(
+                r"(?-u)(?:\([0-9]{1,5}\)[ .\-]?|\b[0-9]{1,5}[ .\-])[0-9]{2,8}(?:[ .\-][0-9]{2,8}){0,3}",
+                "phone_national",
+            )?,
+            ipv4: compile(r"(?-u)\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b", "ipv4")?,
+            ipv6: compile(
+                r"(?i-u)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}",
+                "ipv6",
+            )?,
+            mac: compile(
+                r"(?i-u)\b(?:[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})\b",
+                "mac",
+            )?,
+            phone: PhoneRules::new(regions)?,
+        })
+    }
+
+    /// Runs the detectors that `enabled` asks for where the layout says they can match.
+    pub(crate) fn detect(&self, text: &str, enabled: EntitySet, out: &mut Vec<Candidate>) {
+        let b = text.as_bytes();
+        let layout = Layout::of(b);
+        if enabled.contains(Entity::EmailAddress) && layout.at {
+            self.emails(b, out);
+        }
+        // IBANs first: their digit groups are not then parsed as phone numbers.
+        let mut ibans = Vec::new();
+        if enabled.contains(Entity::IbanCode) {
+            let mut after = 0;
+            for &start in &layout.iban {
+                if start >= after
+                    && let Some(end) = iban_at(b, start)
+                {
+                    out.push(Candidate::new(Entity::IbanCode, start, end, 0.95));
+                    ibans.push((start, end));
+                    after = end;
+                }
+            }
+        }
+        let phones = enabled.contains(Entity::PhoneNumber);
+        for c in &layout.numeric {
+            // Include a '(' or '+' just before the first digit; end at the last digit.
+            let from = c.start.saturating_sub(1);
+            let hay = &b[..c.end];
+            let first = out.len();
+            if enabled.contains(Entity::CreditCard) && c.digits >= 13 {
+                self.cards(hay, b, from, out);
+            }
+            if enabled.contains(Entity::UsSsn) && c.digits >= 9 {
+                self.ssns(hay, b, from, out);
+            }
+            if enabled.contains(Entity::IpAddress) && c.dots >= 3 {
+                self.ipv4s(hay, b, from, out);
+            }
+            // A lone date (2026-11-05) is the commonest seven-plus-digit group in logs.
+            let lone_date = c.digits == 8 && looks_like_other_number(&b[c.start..c.end]);
+            if phones && c.digits >= 7 && !lone_date {
+                // A span already taken by a card, SSN or address is not also parsed as a phone
+                // number: parsing is the most expensive check here.
+                let taken = Taken {
+                    found: out.len() - first,
+                    ibans: &ibans,
+                };
+                if b[from] == b'+' {
+                    self.phones_intl(hay, b, from, first, &taken, out);
+                }
+                if self.phone.has_regions() {
+                    self.phones_national(hay, b, from, first, &taken, out);
+                }
+            }
+        }
+        for run in &layout.hex {
+            let hay = &b[..run.end];
+            if run.ipv6 && enabled.contains(Entity::IpAddress) {
+                self.ipv6s(hay, b, run.start, out);
+            }
+            if run.mac && enabled.contains(Entity::MacAddress) {
+                self.macs(hay, b, run.start, out);
+            }
+        }
+    }
+
+    fn emails(&self, b: &[u8], out: &mut Vec<Candidate>) {
+        let local_char = |c: u8| c.is_ascii_alphanumeric() || b"._%+-".contains(&c);
+        for m in self.email.find_iter(b) {
+            let (start, end) = (m.start(), m.end());
+            // A local part glued to more local-part characters is longer than the 64 bytes the
+            // pattern allows, and a domain glued to more name characters is cut short.
+            if start > 0 && local_char(b[start - 1]) {
+                continue;
+            }
+            if end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'-' || b[end] == b'_')
+            {
+                continue;
+            }
+            let value = &b[start..end];
+            let Some(at) = value.iter().position(|&c| c == b'@') else {
+                continue;
+            };
+            let (local, domain) = (&value[..at], &value[at + 1..]);
+            if local.len() > 64
+                || domain.len() > 253
+                || local.ends_with(b".")
+                || local.windows(2).any(|w| w == b"..")
+            {
+                continue;
+            }
+            let test = std::str::from_utf8(domain).is_ok_and(validate::is_reserved_email_domain);
+            out.push(Candidate::new(Entity::EmailAddress, start, end, 0.9).test(test));
+        }
+    }
+
+    /// Card numbers in `hay[from..]`; `b` is the whole text, for boundary checks.
+    fn cards(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
+        let mut pos = from;
+        while let Some(m) = self.card.find_at(hay, pos) {
+            let start = m.start();
+            pos = start + 1;
+            if !numeric_left_ok(b, start) {
+                continue;
+            }
+            let groups = Digits::of(&b[start..m.end()]);
+            let found = (13..=groups.len.min(19)).rev().find_map(|n| {
+                let end = start + groups.ends[n - 1];
+                (groups.is_group_end(b, end)
+                    && numeric_right_ok(b, end)
+                    && validate::card_number(&groups.digits[..n]))
+                .then_some((n, end))
+            });
+            if let Some((n, end)) = found {
+                let test = validate::is_test_card(&groups.digits[..n]);
+                out.push(Candidate::new(Entity::CreditCard, start, end, 0.9).test(test));
+                pos = end;
+            }
+        }
+    }
+
+    fn ssns(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
+        let mut pos = from;
+        while let Some(m) = self.ssn.find_at(hay, pos) {
+            let (start, end) = (m.start(), m.end());
+            pos = end;
+            if !numeric_left_ok(b, start) || !numeric_right_ok(b, end) {
+                continue;
+            }
+            let span = m.as_bytes();
+            let d = Digits::of(span);
+            if d.len != 9 || !validate::us_ssn(&d.digits[..9]) {
+                continue;
+            }
+            let mut c = Candidate::new(Entity::UsSsn, start, end, 0.5);
+            if span.contains(&b' ') {
+                c.score = 0.4;
+            } else if !span.contains(&b'-') {
+                // Any nine-digit number passes the SSN rules a third of the time: report a bare
+                // one only when the text says it is an SSN.
+                c.score = 0.3;
+                c.needs_context = true;
+            }
+            out.push(c);
+        }
+    }
+
+    fn phones_intl(
+        &self,
+        hay: &[u8],
+        b: &[u8],
+        from: usize,
+        first: usize,
+        taken: &Taken<'_>,
+        out: &mut Vec<Candidate>,
+    ) {
+        let mut pos = from;
+        while let Some(m) = self.phone_intl.find_at(hay, pos) {
+            let start = m.start();
+            pos = start + 1;
+            if start > 0 && (b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'+') {
+                continue;
+            }
+            let d = Digits::of(&b[start..m.end()]);
+            let found = (7..=d.len.min(15)).rev().find_map(|n| {
+                let end = start + d.ends[n - 1];
+                if !d.is_group_end(b, end)
+                    || !numeric_right_ok(b, end)
+                    || taken.overlaps(&out[first..], start, end)
+                    || !phone_shaped(&b[start..end])
+                {
+                    return None;
+                }
+                std::str::from_utf8(&d.digits[..n])
+                    .ok()
+                    .and_then(|digits| self.phone.international(digits))
+                    .map(|test| (end, test))
+            });
+            if let Some((end, test)) = found {
+                out.push(Candidate::new(Entity::PhoneNumber, start, end, 0.6).test(test));
+                pos = end;
+            }
+        }
+    }
+
+    fn phones_national(
+        &self,
+        hay: &[u8],
+        b: &[u8],
+        from: usize,
+        first: usize,
+        taken: &Taken<'_>,
+        out: &mut Vec<Candidate>,
+    ) {
+        let mut pos = from;
+        while let Some(m) = self.phone_national.find_at(hay, pos) {
+            let start = m.start();
+            pos = start + 1;
+            if !numeric_left_ok(b, start) || (start > 0 && b[start - 1] == b'+') {
+                continue;
+            }
+            let d = Digits::of(&b[start..m.end()]);
+            let found = (7..=d.len.min(12)).rev().find_map(|n| {
+                let end = start + d.ends[n - 1];
+                if !d.is_group_end(b, end)
+                    || !numeric_right_ok(b, end)
+                    || taken.overlaps(&out[first..], start, end)
+                    || !phone_shaped(&b[start..end])
+                    || looks_like_other_number(&b[start..end])
+                {
+                    return None;
+                }
+                std::str::from_utf8(&d.digits[..n])
+                    .ok()
+                    .and_then(|digits| self.phone.national(digits))
+                    .map(|test| (end, test))
+            });
+            if let Some((end, test)) = found {
+                out.push(Candidate::new(Entity::PhoneNumber, start, end, 0.5).test(test));
+                pos = end;
+            }
+        }
+    }
+
+    fn ipv4s(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
+        let mut pos = from;
+        while let Some(m) = self.ipv4.find_at(hay, pos) {
+            let (start, end) = (m.start(), m.end());
+            pos = end;
+            if !numeric_left_ok(b, start) || !numeric_right_ok(b, end) {
+                continue;
+            }
+            let Some(ip) = std::str::from_utf8(m.as_bytes())
+                .ok()
+                .and_then(|s| Ipv4Addr::from_str(s).ok())
+            else {
+                continue;
+            };
+            let test = validate::is_documentation_ipv4(ip);
+            out.push(Candidate::new(Entity::IpAddress, start, end, 0.6).test(test));
+        }
+    }
+
+    fn ipv6s(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
+        let hexish = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':' || c == b'.';
+        let mut pos = from;
+        while let Some(m) = self.ipv6.find_at(hay, pos) {
+            let start = m.start();
+            pos = m.end().max(start + 1);
+            if start > 0 && hexish(b[start - 1]) {
+                continue;
+            }
+            // "fe80::1: error" ends the match on the colon of the prose.
+            let mut end = m.end();
+            let mut ip = None;
+            while end > start {
+                if let Some(parsed) = std::str::from_utf8(&b[start..end])
+                    .ok()
+                    .and_then(|s| Ipv6Addr::from_str(s).ok())
+                {
+                    ip = Some(parsed);
+                    break;
+                }
+                if b[end - 1] != b':' {
+                    break;
+                }
+                end -= 1;
+            }
+            let Some(ip) = ip else { continue };
+            if end < b.len()
+                && (b[end].is_ascii_alphanumeric()
+                    || b[end] == b'_'
+                    || (b[end] == b':' && end == m.end()))
+            {
+                continue;
+            }
+            // "::" alone is the unspecified address, and more often C++ or Rust than a network.
+            if !b[start..end].iter().any(u8::is_ascii_hexdigit) {
+                continue;
+            }
+            let test = validate::is_documentation_ipv6(ip);
+            out.push(Candidate::new(Entity::IpAddress, start, end, 0.6).test(test));
+        }
+    }
+
+    fn macs(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
+        let mut pos = from;
+        while let Some(m) = self.mac.find_at(hay, pos) {
+            let (start, end) = (m.start(), m.end());
+            pos = end;
+            // Six groups glued to a seventh are part of an IPv6 address or an EUI-64.
+            let sep = |c: u8| c == b':' || c == b'-' || c == b'.';
+            if (start >= 2 && sep(b[start - 1]) && b[start - 2].is_ascii_hexdigit())
+                || (end + 1 < b.len() && sep(b[end]) && b[end + 1].is_ascii_hexdigit())
+            {
+                continue;
+            }
+            let mut hex = m.as_bytes().iter().filter(|c| c.is_ascii_hexdigit());
+            // All-zero and broadcast addresses identify nobody.
+            if hex.clone().all(|&c| c == b'0') || hex.all(|&c| c == b'f' || c == b'F') {
+                continue;
+            }
+            out.push(Candidate::new(Entity::MacAddress, start, end, 0.6));
+        }
+    }
+}
+
+/// The IBAN starting at `start` (two upper-case letters and two digits there), if there is one:
+/// exactly the country's length of letters and digits, optionally grouped by single spaces or
+/// dashes, passing the mod-97 check, and not glued to more letters or digits.
+fn iban_at(b: &[u8], start: usize) -> Option<usize> {
+    if start > 0 && (b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_') {
+        return None;
+    }
+    let len = validate::iban_length(b.get(start..start + 2)?)?;
+    let mut compact = [0u8; 34];
+    let mut n = 0;
+    let mut i = start;
+    while i < b.len() && n < len {
+        let c = b[i];
+        if c.is_ascii_uppercase() || c.is_ascii_digit() {
+            compact[n] = c;
+            n += 1;
+            i += 1;
+        } else if (c == b' ' || c == b'-')
+            && n >= 4
+            && b.get(i + 1)
+                .is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let glued = b
+        .get(i)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    (n == len && !glued && validate::iban(&compact[..n])).then_some(i)
+}
+
+/// The digits of a candidate span and where each one ends, so shorter candidates ending at a
+/// digit group boundary can be tried without re-reading the span.
+struct Digits {
+    digits: [u8; 20],
+    /// `ends[k]` is the offset (from the span start) just past digit `k`.
+    ends: [usize; 20],
+    len: usize,
+}
+
+impl Digits {
+    fn of(span: &[u8]) -> Digits {
+        let mut d = Digits {
+            digits: [0; 20],
+            ends: [0; 20],
+            len: 0,
+        };
+        for (i, &c) in span.iter().enumerate() {
+            if c.is_ascii_digit() {
+                if d.len == d.digits.len() {
+                    break;
+                }
+                d.digits[d.len] = c;
+                d.ends[d.len] = i + 1;
+                d.len += 1;
+            }
+        }
+        d
+    }
+
+    /// Whether a candidate ending at `end` stops at the end of a digit group.
+    fn is_group_end(&self, b: &[u8], end: usize) -> bool {
+        !b.get(end).is_some_and(u8::is_ascii_digit)
+    }
+}
+
+/// Spans a phone candidate may not overlap: the cluster's cards, SSNs and IPv4 addresses (the
+/// first `found` candidates pushed for it) and every IBAN.
+struct Taken<'a> {
+    found: usize,
+    ibans: &'a [(usize, usize)],
+}
+
+impl Taken<'_> {
+    fn overlaps(&self, cluster: &[Candidate], start: usize, end: usize) -> bool {
+        // IBANs are sorted and disjoint, so their ends are sorted too.
+        let i = self.ibans.partition_point(|&(_, e)| e <= start);
+        self.ibans.get(i).is_some_and(|&(s, _)| s < end)
+            || cluster[..self.found.min(cluster.len())]
+                .iter()
+                .any(|c| c.start < end && start < c.end)
+    }
+}
+
+/// Whether a phone candidate is punctuated like a phone number: balanced parentheses, at most
+/// one level deep, and no two separators in a row except around a parenthesis.
+fn phone_shaped(span: &[u8]) -> bool {
+    let mut depth = 0i32;
+    let mut prev_sep = false;
+    for &c in span {
+        match c {
+            b'0'..=b'9' => prev_sep = false,
+            b'(' => {
+                depth += 1;
+                if depth > 1 {
+                    return false;
+                }
+            }
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            b'+' => {}
+            _ => {
+                if prev_sep {
+                    return false;
+                }
+                prev_sep = true;
+            }
+        }
+    }
+    depth == 0
+}
+
+/// Digit groups that are far likelier a date (2024-01-15, 15.01.2024), an IPv4 address or an
+/// SSN than a phone number.
+fn looks_like_other_number(span: &[u8]) -> bool {
+    let groups: Vec<usize> = span
+        .split(|c| !c.is_ascii_digit())
+        .filter(|g| !g.is_empty())
+        .map(<[u8]>::len)
+        .collect();
+    let dotted = span.contains(&b'.');
+    // 3-2-4 with dashes is how SSNs are written, and no national plan groups phone numbers so.
+    let ssn_shaped = groups.as_slice() == [3, 2, 4] && span.contains(&b'-');
+    matches!(
+        groups.as_slice(),
+        [4, 2, 2] | [4, 2, 2, _] | [2, 2, 4] | [1 | 2, 1 | 2, 4]
+    ) || ssn_shaped
+        || (dotted && groups.len() == 4 && groups.iter().all(|&g| g <= 3))
+}
+
+/// Punctuation that joins digit groups into one larger number (1.2.3.4.5, 12/31/2024, 10:30).
+fn joiner(c: u8) -> bool {
+    matches!(c, b'.' | b',' | b'-' | b'/' | b':')
+}
+
+/// Whether a number starting at `start` is not the tail of a longer word or number.
+fn numeric_left_ok(b: &[u8], start: usize) -> bool {
+    if start == 0 {
+        return true;
+    }
+    let p = b[start - 1];
+    if p.is_ascii_alphanumeric() || p == b'_' {
+        return false;
+    }
+    !(joiner(p) && start >= 2 && b[start - 2].is_ascii_digit())
+}
+
+/// Whether a number ending at `end` is not the head of a longer word or number.
+fn numeric_right_ok(b: &[u8], end: usize) -> bool {
+    let Some(&n) = b.get(end) else {
+        return true;
+    };
+    if n.is_ascii_alphanumeric() || n == b'_' {
+        return false;
+    }
+    !(joiner(n) && b.get(end + 1).is_some_and(u8::is_ascii_digit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries() {
+        assert!(numeric_left_ok(b"x 123", 2));
+        assert!(!numeric_left_ok(b"1.123", 2));
+        assert!(!numeric_left_ok(b"a123", 1));
+        assert!(numeric_right_ok(b"123. ", 3));
+        assert!(!numeric_right_ok(b"123.4", 3));
+    }
+
+    #[test]
+    fn layout_finds_places_to_look() {
+        let l = Layout::of(b"call 415-555-2671 or DE89 3704; at 2001:db8::1 x@y 12 34");
+        assert!(l.at);
+        let spans: Vec<_> = l
+            .numeric
+            .iter()
+            .map(|c| (c.start, c.end, c.digits))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![(5, 17, 10), (23, 30, 6), (35, 39, 4), (51, 56, 4)]
+        );
+        assert_eq!(l.iban, vec![21]);
+        let hex: Vec<_> = l
+            .hex
+            .iter()
+            .map(|h| (h.start, h.end, h.ipv6, h.mac))
+            .collect();
+        assert_eq!(hex, vec![(35, 46, true, false)]);
+    }
+
+    #[test]
+    fn phone_shapes() {
+        assert!(phone_shaped(b"(415) 555-2671"));
+        assert!(!phone_shaped(b"415--555-2671"));
+        assert!(!phone_shaped(b"((415) 555-2671"));
+        assert!(looks_like_other_number(b"2024-01-15"));
+        assert!(looks_like_other_number(b"15.01.2024"));
+        assert!(looks_like_other_number(b"10.1.20.30"));
+        assert!(!looks_like_other_number(b"415.555.2671"));
+    }
+}

@@ -1,0 +1,374 @@
+//! The scanner: configuration, context words, allowlists, and the resolution of overlapping
+//! findings into one sorted list.
+//!
+//! Detectors live in `pii` (personal data found by pattern and validator, each run only where
+//! the single pass over the bytes says it can match) and `secrets` (credentials found from a
+//! literal prefix or an assignment to a secret-sounding key). They produce candidates; this
+//! module scores them with context, drops what the configuration excludes, and keeps the best of
+//! overlapping candidates.
+
+use std::collections::{BTreeMap, HashSet};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::DetectError;
+use crate::entity::{Entity, EntitySet};
+use crate::pii::Pii;
+use crate::secrets::Secrets;
+
+/// One sensitive value found in scanned text.
+///
+/// Offsets are byte offsets into the scanned `&str`, always on `char` boundaries, so
+/// `&text[f.start..f.end]` is the value. The value itself is deliberately not stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Finding {
+    pub entity: Entity,
+    pub start: usize,
+    pub end: usize,
+    /// Confidence in 0..=1: the detector's base score, raised when a context word for the
+    /// entity appears shortly before the value.
+    pub score: f32,
+    /// The value validates but is reserved for documentation or testing (a processor's test
+    /// card, an RFC 5737 address, an `example.com` mailbox, a Stripe test key, AWS's example
+    /// key): reported so a policy can decide, rather than silently dropped.
+    pub test: bool,
+}
+
+impl Finding {
+    /// The byte range of the value in the scanned text.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start..self.end
+    }
+}
+
+/// How a [`Scanner`] behaves. `ScanConfig::default()` enables every entity.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    /// The entities to look for; the others' detectors do not run.
+    pub entities: Vec<Entity>,
+    /// Findings scoring below this (after context) are dropped. In 0..=1.
+    pub min_score: f32,
+    /// How many bytes before a value are searched for context words. At most 1024.
+    pub context_window: usize,
+    /// ISO 3166-1 alpha-2 regions whose national phone number formats are recognised (numbers
+    /// written with a leading `+` and country code are recognised for every region). Each region
+    /// added makes more digit groups valid phone numbers somewhere, so keep this to the regions
+    /// the data comes from.
+    pub phone_regions: Vec<String>,
+    /// Minimum Shannon entropy, in bits per byte, of a value assigned to a `password`, `secret`,
+    /// `api_key`, … key for it to count as a generic secret. In 0..=8.
+    pub entropy_threshold: f64,
+    /// Drop findings flagged `test` instead of reporting them.
+    pub drop_test: bool,
+    /// Exact values never reported (a tenant's own support address, a known public key id).
+    pub allow: Vec<String>,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            entities: Entity::ALL.to_vec(),
+            min_score: 0.3,
+            context_window: 48,
+            phone_regions: vec!["US".into(), "GB".into(), "DE".into()],
+            entropy_threshold: 3.0,
+            drop_test: false,
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// What a detector proposes before context, allowlists and overlap resolution.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Candidate {
+    pub(crate) entity: Entity,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) score: f32,
+    pub(crate) test: bool,
+    /// Report only if a context word is present (a bare nine-digit number is an SSN only when
+    /// the text says so).
+    pub(crate) needs_context: bool,
+}
+
+impl Candidate {
+    pub(crate) fn new(entity: Entity, start: usize, end: usize, score: f32) -> Candidate {
+        Candidate {
+            entity,
+            start,
+            end,
+            score,
+            test: false,
+            needs_context: false,
+        }
+    }
+
+    pub(crate) fn test(mut self, test: bool) -> Candidate {
+        self.test = test;
+        self
+    }
+}
+
+/// How much a context word raises a score (Presidio's default context similarity factor).
+const CONTEXT_BOOST: f32 = 0.35;
+
+/// Words that, shortly before a value, make it likelier to be the entity. Matched
+/// case-insensitively at the start of a word.
+const CONTEXT_WORDS: &[(&str, &[Entity])] = &[
+    ("card", &[Entity::CreditCard]),
+    ("credit", &[Entity::CreditCard]),
+    ("debit", &[Entity::CreditCard]),
+    ("visa", &[Entity::CreditCard]),
+    ("mastercard", &[Entity::CreditCard]),
+    ("amex", &[Entity::CreditCard]),
+    ("american express", &[Entity::CreditCard]),
+    ("discover", &[Entity::CreditCard]),
+    ("jcb", &[Entity::CreditCard]),
+    ("diners", &[Entity::CreditCard]),
+    ("unionpay", &[Entity::CreditCard]),
+    ("cc", &[Entity::CreditCard]),
+    ("payment", &[Entity::CreditCard, Entity::IbanCode]),
+    ("ssn", &[Entity::UsSsn]),
+    ("social security", &[Entity::UsSsn]),
+    ("social sec", &[Entity::UsSsn]),
+    ("ss#", &[Entity::UsSsn]),
+    ("ssa", &[Entity::UsSsn]),
+    ("taxpayer", &[Entity::UsSsn]),
+    ("iban", &[Entity::IbanCode]),
+    ("bank", &[Entity::IbanCode]),
+    ("account", &[Entity::IbanCode]),
+    ("acct", &[Entity::IbanCode]),
+    ("bic", &[Entity::IbanCode]),
+    ("swift", &[Entity::IbanCode]),
+    ("transfer", &[Entity::IbanCode]),
+    ("phone", &[Entity::PhoneNumber]),
+    ("tel", &[Entity::PhoneNumber]),
+    ("mobile", &[Entity::PhoneNumber]),
+    ("cell", &[Entity::PhoneNumber]),
+    ("fax", &[Entity::PhoneNumber]),
+    ("call", &[Entity::PhoneNumber]),
+    ("contact", &[Entity::PhoneNumber, Entity::EmailAddress]),
+    ("whatsapp", &[Entity::PhoneNumber]),
+    ("sms", &[Entity::PhoneNumber]),
+    ("email", &[Entity::EmailAddress]),
+    ("e-mail", &[Entity::EmailAddress]),
+    ("mail", &[Entity::EmailAddress]),
+    ("ip", &[Entity::IpAddress]),
+    ("address", &[Entity::IpAddress]),
+    ("addr", &[Entity::IpAddress, Entity::MacAddress]),
+    ("host", &[Entity::IpAddress]),
+    ("client", &[Entity::IpAddress]),
+    ("remote", &[Entity::IpAddress]),
+    ("src", &[Entity::IpAddress]),
+    ("dst", &[Entity::IpAddress]),
+    ("mac", &[Entity::MacAddress]),
+    ("hwaddr", &[Entity::MacAddress]),
+    ("ether", &[Entity::MacAddress]),
+    ("bssid", &[Entity::MacAddress]),
+];
+
+/// A reusable, thread-safe detector built from a [`ScanConfig`].
+pub struct Scanner {
+    enabled: EntitySet,
+    min_score: f32,
+    context_window: usize,
+    drop_test: bool,
+    allow: HashSet<String>,
+    context: AhoCorasick,
+    context_entities: Vec<EntitySet>,
+    pii: Pii,
+    secrets: Secrets,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The allowlist can hold personal data (a support mailbox): print only its size.
+        f.debug_struct("Scanner")
+            .field("enabled", &self.enabled)
+            .field("min_score", &self.min_score)
+            .field("context_window", &self.context_window)
+            .field("drop_test", &self.drop_test)
+            .field("allow", &self.allow.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scanner {
+    /// Compiles the detectors. Fails only on a configuration out of range (a score outside
+    /// 0..=1, an unknown phone region, …).
+    pub fn new(config: ScanConfig) -> Result<Scanner, DetectError> {
+        if !(0.0..=1.0).contains(&config.min_score) {
+            return Err(DetectError::Config("min_score must be in 0..=1"));
+        }
+        if !(0.0..=8.0).contains(&config.entropy_threshold) {
+            return Err(DetectError::Config("entropy_threshold must be in 0..=8"));
+        }
+        if config.context_window > 1024 {
+            return Err(DetectError::Config(
+                "context_window must be at most 1024 bytes",
+            ));
+        }
+        let context = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(CONTEXT_WORDS.iter().map(|(w, _)| w))
+            .map_err(|_| DetectError::Pattern("context words"))?;
+        let context_entities = CONTEXT_WORDS
+            .iter()
+            .map(|(_, es)| EntitySet::of(es))
+            .collect();
+        Ok(Scanner {
+            enabled: EntitySet::of(&config.entities),
+            min_score: config.min_score,
+            context_window: config.context_window,
+            drop_test: config.drop_test,
+            allow: config.allow.into_iter().collect(),
+            context,
+            context_entities,
+            pii: Pii::new(&config.phone_regions)?,
+            secrets: Secrets::new(config.entropy_threshold)?,
+        })
+    }
+
+    /// Every sensitive value in `text`, sorted by start offset and without overlaps: where
+    /// candidates overlap, the highest score wins, then a specific secret rule over personal
+    /// data over the generic `key = value` rule, then the longer match.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let mut candidates = Vec::new();
+        self.pii.detect(text, self.enabled, &mut candidates);
+        if self.enabled.any_secret() {
+            self.secrets.detect(text, self.enabled, &mut candidates);
+        }
+        let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
+        for mut c in candidates {
+            if !self.enabled.contains(c.entity)
+                || c.start >= c.end
+                || !text.is_char_boundary(c.start)
+                || !text.is_char_boundary(c.end)
+            {
+                continue;
+            }
+            if self.drop_test && c.test {
+                continue;
+            }
+            if !self.allow.is_empty()
+                && text
+                    .get(c.start..c.end)
+                    .is_some_and(|v| self.allow.contains(v))
+            {
+                continue;
+            }
+            if !c.entity.is_secret() {
+                let has_context = self.has_context(text, c.start, c.entity);
+                if c.needs_context && !has_context {
+                    continue;
+                }
+                if has_context {
+                    c.score = (c.score + CONTEXT_BOOST).min(1.0);
+                }
+            }
+            if c.score < self.min_score {
+                continue;
+            }
+            kept.push(c);
+        }
+        resolve_overlaps(kept)
+    }
+
+    /// Whether a context word for `entity` starts a word within the window before `start`.
+    fn has_context(&self, text: &str, start: usize, entity: Entity) -> bool {
+        if self.context_window == 0 {
+            return false;
+        }
+        let from = floor_char_boundary(text, start.saturating_sub(self.context_window));
+        let window = &text.as_bytes()[from..start];
+        self.context.find_overlapping_iter(window).any(|m| {
+            self.context_entities[m.pattern().as_usize()].contains(entity)
+                && (m.start() == 0 || !window[m.start() - 1].is_ascii_alphanumeric())
+        })
+    }
+}
+
+/// Keeps the best of overlapping candidates (see [`Scanner::scan`]) and sorts by offset.
+fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Finding> {
+    candidates.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.entity.rank().cmp(&b.entity.rank()))
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
+    });
+    // Accepted intervals never overlap, so the one starting last before a candidate's end is
+    // the only one that can overlap it.
+    let mut accepted: BTreeMap<usize, (usize, Candidate)> = BTreeMap::new();
+    for c in candidates {
+        let overlaps = accepted
+            .range(..c.end)
+            .next_back()
+            .is_some_and(|(_, &(end, _))| end > c.start);
+        if !overlaps {
+            accepted.insert(c.start, (c.end, c));
+        }
+    }
+    accepted
+        .into_values()
+        .map(|(_, c)| Finding {
+            entity: c.entity,
+            start: c.start,
+            end: c.end,
+            score: c.score,
+            test: c.test,
+        })
+        .collect()
+}
+
+/// The largest char boundary of `text` at or below `i` (`str::floor_char_boundary` is not
+/// stable yet).
+pub(crate) fn floor_char_boundary(text: &str, i: usize) -> usize {
+    let mut i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(entity: Entity, start: usize, end: usize, score: f32) -> Candidate {
+        Candidate::new(entity, start, end, score)
+    }
+
+    #[test]
+    fn overlaps_keep_highest_score_then_secrets() {
+        let out = resolve_overlaps(vec![
+            cand(Entity::PhoneNumber, 0, 10, 0.5),
+            cand(Entity::CreditCard, 0, 16, 0.9),
+            cand(Entity::EmailAddress, 20, 30, 0.9),
+            cand(Entity::GenericSecret, 40, 60, 0.9),
+            cand(Entity::StripeKey, 40, 60, 0.9),
+            cand(Entity::UsSsn, 100, 109, 0.5),
+        ]);
+        let got: Vec<_> = out.iter().map(|f| (f.entity, f.start)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Entity::CreditCard, 0),
+                (Entity::EmailAddress, 20),
+                (Entity::StripeKey, 40),
+                (Entity::UsSsn, 100)
+            ]
+        );
+    }
+
+    #[test]
+    fn floor_boundary() {
+        let s = "aé";
+        assert_eq!(floor_char_boundary(s, 2), 1);
+        assert_eq!(floor_char_boundary(s, 9), 3);
+    }
+}

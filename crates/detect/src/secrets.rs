@@ -1,0 +1,748 @@
+//! Secret detectors in the style of gitleaks: cloud and SaaS credentials recognised by their
+//! literal prefixes, JWTs, PEM private keys, and high-entropy values assigned to
+//! `password`/`secret`/`api_key`-like keys.
+//!
+//! One case-sensitive Aho-Corasick automaton finds every token prefix in a single pass; each hit
+//! then runs its rule's anchored regex on a bounded window after the hit. Generic secrets and
+//! AWS secret keys are found from the other end: every `=` or `:` (found with memchr) is an
+//! assignment candidate whose key name, at most 64 bytes before it, is searched for words such as
+//! `password` or `aws`. Text without prefixes or operators therefore costs two fast passes and
+//! nothing else. Rules check that a token is not glued to the word before it before running any
+//! regex; that, bounded windows, and AWS windows that never rescan what an earlier one covered,
+//! keep the total work linear in the text even when it repeats a prefix millions of times.
+
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use base64::Engine as _;
+use regex::bytes::Regex;
+
+use crate::DetectError;
+use crate::entity::{Entity, EntitySet};
+use crate::scan::Candidate;
+use crate::validate::shannon_entropy;
+
+/// What a prefix hit starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    AwsKeyId,
+    Github,
+    Gitlab,
+    Slack,
+    SlackWebhook,
+    Stripe,
+    Jwt,
+    PemBegin,
+    PemEnd,
+    Bearer,
+}
+
+/// Literal token prefixes, matched case-sensitively as the token formats are: a case-sensitive
+/// automaton skips through prose an order of magnitude faster than a case-insensitive one.
+const PREFIXES: &[(&str, Trigger)] = &[
+    ("AKIA", Trigger::AwsKeyId),
+    ("ASIA", Trigger::AwsKeyId),
+    ("ABIA", Trigger::AwsKeyId),
+    ("ACCA", Trigger::AwsKeyId),
+    ("A3T", Trigger::AwsKeyId),
+    ("ghp_", Trigger::Github),
+    ("gho_", Trigger::Github),
+    ("ghu_", Trigger::Github),
+    ("ghs_", Trigger::Github),
+    ("ghr_", Trigger::Github),
+    ("github_pat_", Trigger::Github),
+    ("glpat-", Trigger::Gitlab),
+    ("xoxb-", Trigger::Slack),
+    ("xoxp-", Trigger::Slack),
+    ("xoxa-", Trigger::Slack),
+    ("xoxr-", Trigger::Slack),
+    ("hooks.slack.com/", Trigger::SlackWebhook),
+    ("sk_live_", Trigger::Stripe),
+    ("rk_live_", Trigger::Stripe),
+    ("sk_test_", Trigger::Stripe),
+    ("rk_test_", Trigger::Stripe),
+    ("eyJ", Trigger::Jwt),
+    ("-----BEGIN", Trigger::PemBegin),
+    ("-----END", Trigger::PemEnd),
+    ("Bearer", Trigger::Bearer),
+    ("bearer", Trigger::Bearer),
+    ("BEARER", Trigger::Bearer),
+];
+
+/// What a word inside a key name says about the value assigned to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyWord {
+    /// The value is a credential: report it if it looks random enough.
+    Secret,
+    /// The value may be an AWS secret access key.
+    Aws,
+    /// Both (`aws_secret_access_key`, `SecretAccessKey`).
+    AwsSecret,
+}
+
+/// Words that make a key name a secret's name, matched case-insensitively inside the key of a
+/// `key = value` or `key: value` assignment, leftmost-longest so that `secret_access_key` is
+/// one word rather than also `secret`.
+const KEY_WORDS: &[(&str, KeyWord)] = &[
+    ("password", KeyWord::Secret),
+    ("passwd", KeyWord::Secret),
+    ("passphrase", KeyWord::Secret),
+    ("pwd", KeyWord::Secret),
+    ("secret", KeyWord::Secret),
+    ("api_key", KeyWord::Secret),
+    ("apikey", KeyWord::Secret),
+    ("api-key", KeyWord::Secret),
+    ("access_token", KeyWord::Secret),
+    ("auth_token", KeyWord::Secret),
+    ("token", KeyWord::Secret),
+    ("aws", KeyWord::Aws),
+    ("secretaccesskey", KeyWord::AwsSecret),
+    ("secret_access_key", KeyWord::AwsSecret),
+    ("secret-access-key", KeyWord::AwsSecret),
+];
+
+/// The longest key name looked at before an assignment operator.
+const KEY_MAX: usize = 64;
+
+/// How far past a hit a rule may look. A PEM key's END line may be far away (an RSA-8192 key is
+/// about 6.5 KB); every other token is short.
+const PEM_MAX: usize = 64 * 1024;
+const JWT_MAX: usize = 16 * 1024;
+const TOKEN_MAX: usize = 512;
+const AWS_CONTEXT_MAX: usize = 160;
+
+pub(crate) struct Secrets {
+    prefixes: AhoCorasick,
+    key_words: AhoCorasick,
+    aws_key_id: Regex,
+    aws_secret: Regex,
+    github: Regex,
+    gitlab: Regex,
+    slack: Regex,
+    slack_webhook: Regex,
+    stripe: Regex,
+    jwt: Regex,
+    pem_begin: Regex,
+    pem_end: Regex,
+    assignment: Regex,
+    bearer: Regex,
+    entropy_threshold: f64,
+}
+
+fn compile(pattern: &str, name: &'static str) -> Result<Regex, DetectError> {
+    Regex::new(pattern).map_err(|_| DetectError::Pattern(name))
+}
+
+impl Secrets {
+    pub(crate) fn new(entropy_threshold: f64) -> Result<Secrets, DetectError> {
+        Ok(Secrets {
+            prefixes: AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(PREFIXES.iter().map(|(k, _)| k))
+                .map_err(|_| DetectError::Pattern("secret prefixes"))?,
+            // Searched in short key names only: a DFA without a prefilter has the least
+            // per-search overhead.
+            key_words: AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(AhoCorasickKind::DFA))
+                .prefilter(false)
+                .build(KEY_WORDS.iter().map(|(k, _)| k))
+                .map_err(|_| DetectError::Pattern("secret key words"))?,
+            aws_key_id: compile(
+                r"(?-u)^(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}",
+                "aws key id",
+            )?,
+            aws_secret: compile(r"(?-u)[A-Za-z0-9/+]{40}", "aws secret")?,
+            github: compile(
+                r"(?-u)^(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})",
+                "github",
+            )?,
+            gitlab: compile(
+                r"(?-u)^glpat-[A-Za-z0-9_\-]{20,100}(?:\.[A-Za-z0-9_\-]{2,40}){0,3}",
+                "gitlab",
+            )?,
+            slack: compile(
+                r"(?-u)^xox[bpar]-[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64}){1,6}",
+                "slack",
+            )?,
+            slack_webhook: compile(
+                r"(?-u)^hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,160}",
+                "slack webhook",
+            )?,
+            stripe: compile(r"(?-u)^[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}", "stripe")?,
+            jwt: compile(
+                r"(?-u)^eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]*",
+                "jwt",
+            )?,
+            pem_begin: compile(
+                r"(?-u)^-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+                "pem begin",
+            )?,
+            pem_end: compile(
+                r"(?-u)^-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+                "pem end",
+            )?,
+            // The operator, then a quoted or a bare value. Groups: 1 operator, 2-4 quoted value,
+            // 5 bare value.
+            assignment: compile(
+                r#"(?-u)^(=>|:=|=|:)[ \t]{0,8}(?:"([^"\r\n]{1,200})"|'([^'\r\n]{1,200})'|`([^`\r\n]{1,200})`|([^\s"'`;,&(){}\[\]<>]{1,200}))"#,
+                "assignment",
+            )?,
+            bearer: compile(r"(?-u)^[ \t]+([A-Za-z0-9\-._~+/]{16,1024}=*)", "bearer")?,
+            entropy_threshold,
+        })
+    }
+
+    pub(crate) fn detect(&self, text: &str, enabled: EntitySet, out: &mut Vec<Candidate>) {
+        let b = text.as_bytes();
+        let mut pem_ends = Vec::new();
+        let mut hits = Vec::new();
+        for m in self.prefixes.find_iter(b) {
+            let trigger = PREFIXES[m.pattern().as_usize()].1;
+            if trigger == Trigger::PemEnd {
+                pem_ends.push(m.start());
+            } else {
+                hits.push((trigger, m.start(), m.end()));
+            }
+        }
+        for (trigger, start, end) in hits {
+            match trigger {
+                Trigger::AwsKeyId if enabled.contains(Entity::AwsAccessKeyId) => {
+                    self.aws_key_id(b, start, out)
+                }
+                Trigger::Github if enabled.contains(Entity::GithubToken) => {
+                    self.token(b, start, &self.github, Entity::GithubToken, 0.95, out)
+                }
+                Trigger::Gitlab if enabled.contains(Entity::GitlabToken) => {
+                    self.token(b, start, &self.gitlab, Entity::GitlabToken, 0.95, out)
+                }
+                Trigger::Slack if enabled.contains(Entity::SlackToken) => {
+                    self.token(b, start, &self.slack, Entity::SlackToken, 0.9, out)
+                }
+                Trigger::SlackWebhook if enabled.contains(Entity::SlackWebhookUrl) => {
+                    self.slack_webhook(b, start, out)
+                }
+                Trigger::Stripe if enabled.contains(Entity::StripeKey) => {
+                    self.token(b, start, &self.stripe, Entity::StripeKey, 0.95, out)
+                }
+                Trigger::Jwt if enabled.contains(Entity::Jwt) => self.jwt(b, start, out),
+                Trigger::PemBegin if enabled.contains(Entity::PrivateKey) => {
+                    self.pem(b, start, &pem_ends, out)
+                }
+                Trigger::Bearer if enabled.contains(Entity::GenericSecret) => {
+                    self.bearer(b, start, end, out)
+                }
+                _ => {}
+            }
+        }
+        let generic = enabled.contains(Entity::GenericSecret);
+        let aws = enabled.contains(Entity::AwsSecretAccessKey);
+        if generic || aws {
+            let mut state = Progress::default();
+            for op in memchr::memchr2_iter(b'=', b':', b) {
+                self.assignment(b, op, generic, aws, &mut state, out);
+            }
+        }
+    }
+
+    fn aws_key_id(&self, b: &[u8], start: usize, out: &mut Vec<Candidate>) {
+        if start > 0 && b[start - 1].is_ascii_alphanumeric() {
+            return;
+        }
+        let Some(m) = self.aws_key_id.find(window(b, start, 20)) else {
+            return;
+        };
+        let end = start + m.end();
+        if b.get(end).is_some_and(u8::is_ascii_alphanumeric) {
+            return;
+        }
+        let test = contains_example(&b[start..end]);
+        out.push(Candidate::new(Entity::AwsAccessKeyId, start, end, 0.95).test(test));
+    }
+
+    /// A prefixed token whose format is entirely described by `re` (anchored at the prefix).
+    fn token(
+        &self,
+        b: &[u8],
+        start: usize,
+        re: &Regex,
+        entity: Entity,
+        score: f32,
+        out: &mut Vec<Candidate>,
+    ) {
+        let token_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        if start > 0 && token_char(b[start - 1]) {
+            return;
+        }
+        let Some(m) = re.find(window(b, start, TOKEN_MAX)) else {
+            return;
+        };
+        let end = start + m.end();
+        if b.get(end).is_some_and(|&c| token_char(c)) {
+            return;
+        }
+        let value = &b[start..end];
+        let body = value
+            .iter()
+            .position(|&c| c == b'_' || c == b'-')
+            .map_or(value, |i| &value[i + 1..]);
+        if is_placeholder(body) {
+            return;
+        }
+        let test = (entity == Entity::StripeKey && value[3..].starts_with(b"test_"))
+            || contains_example(value);
+        out.push(Candidate::new(entity, start, end, score).test(test));
+    }
+
+    fn slack_webhook(&self, b: &[u8], start: usize, out: &mut Vec<Candidate>) {
+        let Some(m) = self.slack_webhook.find(window(b, start, TOKEN_MAX)) else {
+            return;
+        };
+        let end = start + m.end();
+        let last_segment = b[start..end]
+            .rsplit(|&c| c == b'/')
+            .next()
+            .unwrap_or_default();
+        if is_placeholder(last_segment) {
+            return;
+        }
+        // Report the whole URL, scheme included, so redaction leaves no half of it behind.
+        let mut from = start;
+        for scheme in [&b"https://"[..], b"http://"] {
+            if b[..start].ends_with(scheme) {
+                from = start - scheme.len();
+            }
+        }
+        out.push(Candidate::new(Entity::SlackWebhookUrl, from, end, 0.95));
+    }
+
+    fn jwt(&self, b: &[u8], start: usize, out: &mut Vec<Candidate>) {
+        let seg_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.';
+        if start > 0 && seg_char(b[start - 1]) {
+            return;
+        }
+        let Some(m) = self.jwt.find(window(b, start, JWT_MAX)) else {
+            return;
+        };
+        let end = start + m.end();
+        let value = &b[start..end];
+        let mut parts = value.split(|&c| c == b'.');
+        let (Some(header), Some(payload)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let Ok(header) = engine.decode(header) else {
+            return;
+        };
+        // A JWS/JWE header is a JSON object naming its algorithm; anything else starting with
+        // "eyJ" is just base64 of some JSON.
+        let has_alg = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&header)
+            .is_ok_and(|h| h.get("alg").is_some_and(serde_json::Value::is_string));
+        if !has_alg || engine.decode(payload).is_err() {
+            return;
+        }
+        out.push(Candidate::new(Entity::Jwt, start, end, 0.95));
+    }
+
+    fn pem(&self, b: &[u8], start: usize, ends: &[usize], out: &mut Vec<Candidate>) {
+        let Some(m) = self.pem_begin.find(window(b, start, 80)) else {
+            return;
+        };
+        let body_start = start + m.end();
+        // The first END line after the header, found among the automaton's hits by binary
+        // search so that many BEGIN lines never rescan the same text.
+        let i = ends.partition_point(|&e| e < body_start);
+        let end_line = ends
+            .get(i)
+            .filter(|&&e| e - body_start <= PEM_MAX)
+            .and_then(|&e| self.pem_end.find(window(b, e, 80)).map(|m| e + m.end()));
+        let body_end = match end_line {
+            Some(end) => end,
+            // A key cut off before its END line (a truncated log line) is still a key: take
+            // the base64 body that follows, including escaped newlines of JSON strings.
+            None => {
+                let mut e = body_start;
+                while e < b.len()
+                    && e - body_start < PEM_MAX
+                    && (b[e].is_ascii_alphanumeric() || b"+/=\\ \t\r\n".contains(&b[e]))
+                {
+                    e += 1;
+                }
+                while e > body_start && b[e - 1].is_ascii_whitespace() {
+                    e -= 1;
+                }
+                e
+            }
+        };
+        // Documentation writes "-----BEGIN PRIVATE KEY-----\n...\n-----END …": a key has at
+        // least a few dozen base64 characters. Count only the first ones.
+        let body = &b[body_start..body_end.min(body_start + 256)];
+        let base64_chars = body
+            .iter()
+            .filter(|c| c.is_ascii_alphanumeric() || **c == b'+' || **c == b'/')
+            .count();
+        if base64_chars < 40 {
+            return;
+        }
+        let score = if end_line.is_some() { 0.99 } else { 0.85 };
+        out.push(Candidate::new(Entity::PrivateKey, start, body_end, score));
+    }
+
+    /// Looks for a 40-character AWS secret access key shortly after an AWS keyword. Returns how
+    /// far the text has been searched, so overlapping windows are not searched twice.
+    fn aws_secret(
+        &self,
+        b: &[u8],
+        start: usize,
+        scanned: usize,
+        out: &mut Vec<Candidate>,
+    ) -> usize {
+        // `=` may pad the key on the right, but on the left it is the assignment operator.
+        let key_char = |c: u8| c.is_ascii_alphanumeric() || c == b'/' || c == b'+';
+        let after_char = |c: u8| key_char(c) || c == b'=';
+        let win_end = (start + AWS_CONTEXT_MAX).min(b.len());
+        // Step back far enough to see a key straddling the previous window's end.
+        let from = start.max(scanned.saturating_sub(41));
+        if from >= win_end {
+            return scanned.max(win_end);
+        }
+        let mut pos = from;
+        while let Some(m) = self.aws_secret.find_at(&b[..win_end], pos) {
+            let (s, e) = (m.start(), m.end());
+            let glued = (s > 0 && key_char(b[s - 1])) || b.get(e).is_some_and(|&c| after_char(c));
+            if glued {
+                // Skip the rest of this run: no 40-character key starts inside it.
+                pos = s + 1;
+                while pos < win_end && key_char(b[pos]) {
+                    pos += 1;
+                }
+                continue;
+            }
+            let v = &b[s..e];
+            // Base64 of 30 random bytes: mixed case and high entropy; a hex digest or a path
+            // of lower-case words is neither.
+            if v.iter().any(u8::is_ascii_uppercase)
+                && v.iter().any(u8::is_ascii_lowercase)
+                && shannon_entropy(v) >= 4.0
+            {
+                let test = contains_example(v);
+                out.push(Candidate::new(Entity::AwsSecretAccessKey, s, e, 0.9).test(test));
+            }
+            pos = e;
+        }
+        win_end
+    }
+
+    /// `password = value`, `"api_key": "value"`, `SECRET: value`, `dbPassword := value`, … with
+    /// the operator at `op`. Returns how far AWS secret keys have been searched for.
+    fn assignment(
+        &self,
+        b: &[u8],
+        op: usize,
+        generic: bool,
+        aws: bool,
+        state: &mut Progress,
+        out: &mut Vec<Candidate>,
+    ) {
+        // An operator inside a value already read (`a=b` in a URL, base64 padding) starts
+        // nothing: skipping it also keeps `password=password=…` linear.
+        if op < state.value_end {
+            return;
+        }
+        // The second character of `:=`, `=>`, `==`, and comparisons (`!=`, `<=`, `>=`) or
+        // paths (`::`) are not assignments of their own.
+        if op > 0 && b"=:!<>".contains(&b[op - 1]) {
+            return;
+        }
+        let next = b.get(op + 1).copied();
+        if next == Some(b'=') && b[op] == b'=' || next == Some(b':') {
+            return;
+        }
+        let Some((ks, ke)) = key_before(b, op) else {
+            return;
+        };
+        let (mut is_secret, mut is_aws) = (false, false);
+        for m in self.key_words.find_iter(&b[ks..ke]) {
+            if !keyword_boundaries(b, ks + m.start(), ks + m.end()) {
+                continue;
+            }
+            match KEY_WORDS[m.pattern().as_usize()].1 {
+                KeyWord::Secret => is_secret = true,
+                KeyWord::Aws => is_aws = true,
+                KeyWord::AwsSecret => (is_secret, is_aws) = (true, true),
+            }
+        }
+        if aws && is_aws {
+            state.aws_scanned = self.aws_secret(b, op, state.aws_scanned, out);
+        }
+        if !(generic && is_secret) {
+            return;
+        }
+        let Some(caps) = self.assignment.captures(window(b, op, 300)) else {
+            return;
+        };
+        let quoted = (2..=4).find_map(|i| caps.get(i));
+        let Some(value) = quoted.or_else(|| caps.get(5)) else {
+            return;
+        };
+        let vs = op + value.start();
+        // A bare value cut at the length limit may end inside a multi-byte character.
+        let ve = floor_boundary(b, op + value.end());
+        state.value_end = ve;
+        let v = &b[vs..ve];
+        if quoted.is_none() {
+            // `password = get_password()`, `secret: config.secret`: code, not a value.
+            if b.get(ve).is_some_and(|c| b"([".contains(c)) || is_code_reference(v) {
+                return;
+            }
+        }
+        if v.len() >= 6 && !is_placeholder(v) && shannon_entropy(v) >= self.entropy_threshold {
+            out.push(Candidate::new(Entity::GenericSecret, vs, ve, 0.7));
+        }
+    }
+
+    fn bearer(&self, b: &[u8], start: usize, end: usize, out: &mut Vec<Candidate>) {
+        if start > 0 && b[start - 1].is_ascii_alphanumeric() {
+            return;
+        }
+        let Some(caps) = self.bearer.captures(window(b, end, 1100)) else {
+            return;
+        };
+        let Some(v) = caps.get(1) else { return };
+        let (vs, ve) = (end + v.start(), end + v.end());
+        let value = &b[vs..ve];
+        if b.get(ve).is_some_and(u8::is_ascii_alphanumeric)
+            || is_placeholder(value)
+            || shannon_entropy(value) < self.entropy_threshold
+        {
+            return;
+        }
+        out.push(Candidate::new(Entity::GenericSecret, vs, ve, 0.75));
+    }
+}
+
+/// The largest char boundary at or below `i` in `b`, which is valid UTF-8.
+fn floor_boundary(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && i > 0 && (b[i] & 0xC0) == 0x80 {
+        i -= 1;
+    }
+    i
+}
+
+/// How far the assignment rule has read, so no byte is read again by a later operator.
+#[derive(Debug, Default)]
+struct Progress {
+    /// End of the AWS secret key search windows so far.
+    aws_scanned: usize,
+    /// End of the last value read after an operator.
+    value_end: usize,
+}
+
+/// The key name before the assignment operator at `op`: `password` in `password = x`,
+/// `"password": x` and `[password] = x`, at most [`KEY_MAX`] bytes of letters, digits, `_`, `-`
+/// and `.`, containing a letter.
+fn key_before(b: &[u8], op: usize) -> Option<(usize, usize)> {
+    let mut end = op;
+    let mut spaces = 0;
+    while end > 0 && matches!(b[end - 1], b' ' | b'\t') && spaces < 8 {
+        end -= 1;
+        spaces += 1;
+    }
+    if end > 0 && matches!(b[end - 1], b'"' | b'\'' | b'`' | b']') {
+        end -= 1;
+    }
+    let key_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
+    let mut start = end;
+    while start > 0 && end - start < KEY_MAX && key_char(b[start - 1]) {
+        start -= 1;
+    }
+    b[start..end]
+        .iter()
+        .any(u8::is_ascii_alphabetic)
+        .then_some((start, end))
+}
+
+/// `b[start..start + max]`, cut short at the end of the text.
+fn window(b: &[u8], start: usize, max: usize) -> &[u8] {
+    &b[start..(start + max).min(b.len())]
+}
+
+/// Whether a keyword hit is a key name of its own rather than part of a longer word: `token`
+/// in `api_token` or `tokenSecret` counts, in `tokenizer` or `stoken` it does not.
+fn keyword_boundaries(b: &[u8], start: usize, end: usize) -> bool {
+    let first_upper = b[start].is_ascii_uppercase();
+    let last_lower = b[end - 1].is_ascii_lowercase();
+    if start > 0 {
+        let p = b[start - 1];
+        // camelCase: `dbPassword`.
+        let camel = p.is_ascii_lowercase() && first_upper;
+        if p.is_ascii_alphabetic() && !camel {
+            return false;
+        }
+    }
+    match b.get(end) {
+        Some(&n) if n.is_ascii_lowercase() => false,
+        Some(&n) if n.is_ascii_uppercase() => last_lower,
+        _ => true,
+    }
+}
+
+/// AWS and others mark their documentation credentials with "EXAMPLE".
+fn contains_example(v: &[u8]) -> bool {
+    v.windows(7).any(|w| w.eq_ignore_ascii_case(b"example"))
+}
+
+/// A bare value that names something in code (`config.secret`, `self.password`) rather than
+/// being a literal.
+fn is_code_reference(v: &[u8]) -> bool {
+    let ident = |part: &[u8]| {
+        part.first()
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+            && part.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    };
+    v.contains(&b'.') && v.split(|&c| c == b'.').all(ident)
+        || v.starts_with(b"process.env")
+        || v.starts_with(b"os.environ")
+}
+
+/// Substrings that mark a value as a stand-in (matched in lower case).
+const DUMMY_PARTS: &[&[u8]] = &[
+    b"changeme",
+    b"change_me",
+    b"change-me",
+    b"changeit",
+    b"example",
+    b"placeholder",
+    b"your_",
+    b"your-",
+    b"yourpassword",
+    b"yoursecret",
+    b"xxxx",
+    b"****",
+    b"....",
+    b"redacted",
+    b"dummy",
+    b"replace_me",
+    b"replaceme",
+    b"insert_",
+    b"fixme",
+    b"todo",
+    b"secret_here",
+    b"password_here",
+];
+
+/// [`DUMMY_PARTS`] as one automaton; `None` only if it could not be built, in which case the
+/// parts are compared one by one.
+static DUMMY_PARTS_AC: LazyLock<Option<AhoCorasick>> =
+    LazyLock::new(|| AhoCorasick::new(DUMMY_PARTS).ok());
+
+/// Values that stand in for a secret rather than being one: template variables, angle-bracket
+/// hints, well-known dummy words, and runs of one or two characters.
+pub(crate) fn is_placeholder(v: &[u8]) -> bool {
+    if v.is_empty() {
+        return true;
+    }
+    let starts = |p: &[u8]| v.starts_with(p);
+    if starts(b"${")
+        || starts(b"$(")
+        || starts(b"{{")
+        || starts(b"%(")
+        || starts(b"#{")
+        || starts(b"<")
+        || v.ends_with(b"}}")
+        || v.ends_with(b">")
+        || (v.len() > 2 && v[0] == b'%' && v[v.len() - 1] == b'%')
+        || (v.len() > 1 && v[0] == b'$' && (v[1].is_ascii_alphabetic() || v[1] == b'_'))
+    {
+        return true;
+    }
+    let lower = v.to_ascii_lowercase();
+    let has_dummy_part = match &*DUMMY_PARTS_AC {
+        Some(ac) => ac.is_match(&lower),
+        None => DUMMY_PARTS
+            .iter()
+            .any(|p| lower.windows(p.len()).any(|w| w == *p)),
+    };
+    const DUMMY_WORDS: &[&[u8]] = &[
+        b"password",
+        b"passwd",
+        b"secret",
+        b"token",
+        b"none",
+        b"null",
+        b"nil",
+        b"true",
+        b"false",
+        b"undefined",
+        b"empty",
+        b"string",
+        b"test",
+        b"testing",
+        b"admin",
+        b"default",
+        b"masked",
+    ];
+    if has_dummy_part || DUMMY_WORDS.contains(&lower.as_slice()) {
+        return true;
+    }
+    let mut distinct = [false; 256];
+    let mut n = 0;
+    for &c in v {
+        if !distinct[usize::from(c)] {
+            distinct[usize::from(c)] = true;
+            n += 1;
+        }
+    }
+    n <= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders() {
+        for p in [
+            "${DB_PASSWORD}",
+            "<password>",
+            "changeme",
+            "{{ secret }}",
+            "%PASSWORD%",
+            "$SECRET",
+            "xxxxxxxx",
+            "********",
+            "your_api_key_here",
+            "EXAMPLEKEY",
+            "aaaaaaaa",
+            "abababab",
+        ] {
+            assert!(is_placeholder(p.as_bytes()), "{p}");
+        }
+        for s in ["s3cr3t-Tr0ub4dor&3", "hunter22x", "wJalrXUtnFEMI"] {
+            assert!(!is_placeholder(s.as_bytes()), "{s}");
+        }
+    }
+
+    #[test]
+    fn keyword_boundary_rules() {
+        let t = b"tokenizer api_token dbPassword PASSWORDS password:";
+        let at = |needle: &str| {
+            let n = needle.as_bytes();
+            t.windows(n.len()).position(|w| w == n).unwrap_or(0)
+        };
+        assert!(!keyword_boundaries(t, at("tokenizer"), at("tokenizer") + 5));
+        assert!(keyword_boundaries(t, at("token "), at("token ") + 5));
+        assert!(keyword_boundaries(t, at("Password"), at("Password") + 8));
+        assert!(!keyword_boundaries(t, at("PASSWORDS"), at("PASSWORDS") + 8));
+        assert!(keyword_boundaries(t, at("password:"), at("password:") + 8));
+    }
+
+    #[test]
+    fn code_references() {
+        assert!(is_code_reference(b"config.secret"));
+        assert!(is_code_reference(b"process.env.TOKEN"));
+        assert!(!is_code_reference(b"Tr0ub4dor&3"));
+        assert!(!is_code_reference(b"a.b-c"));
+    }
+}
