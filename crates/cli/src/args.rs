@@ -65,6 +65,28 @@ pub enum AuditCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Download a tenant's audit log with its signed checkpoint into a bundle file
+    /// (needs an admin or auditor token).
+    Export {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify a bundle offline: every entry against its stored leaf hash, the tree against the
+    /// signed checkpoint, and (with --previous) that the log still extends a checkpoint you
+    /// trusted before. Exits 1 naming the first entry or check that fails.
+    Verify {
+        /// The bundle from `custodian audit export`.
+        bundle: PathBuf,
+        /// The deployment's verifier key (from `custodian audit key`).
+        #[arg(long)]
+        key: String,
+        /// A signed checkpoint trusted earlier (a file).
+        #[arg(long)]
+        previous: Option<PathBuf>,
+    },
 }
 
 /// Where the policy and the data live; shared by `serve` and `token`.

@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod compact;
 pub mod hash;

@@ -1,6 +1,7 @@
 //! One module per command. Shared here: logging set-up, policy loading, error mapping.
 
 mod audit;
+mod client;
 mod policy;
 mod records;
 mod serve;

@@ -7,88 +7,20 @@
 use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
-use anyhow::anyhow;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::args::{ClientArgs, RecordsCommand};
+use super::client::{Client, refused, unreachable};
+use crate::args::RecordsCommand;
 use crate::exit::{CmdResult, Failure, invalid};
 
 const ATTEMPTS: u32 = 4;
 
 #[derive(Deserialize)]
-struct Problem {
-    title: String,
-    detail: String,
-    #[serde(default)]
-    errors: Vec<LineError>,
-}
-
-#[derive(Deserialize)]
-struct LineError {
-    line: usize,
-    reason: String,
-}
-
-#[derive(Deserialize)]
 struct Accepted {
     accepted: usize,
     ids: Vec<String>,
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    tenant: String,
-}
-
-impl Client {
-    fn new(args: &ClientArgs) -> Result<Client, Failure> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .build()
-            .map_err(|e| Failure::Internal(e.into()))?;
-        Ok(Client {
-            http,
-            base: args.server.trim_end_matches('/').to_owned(),
-            token: args.token.clone(),
-            tenant: args.tenant.clone(),
-        })
-    }
-
-    fn url(&self, rest: &str) -> String {
-        format!("{}/v1/tenants/{}/{rest}", self.base, self.tenant)
-    }
-}
-
-fn unreachable(server: &str, e: reqwest::Error) -> Failure {
-    Failure::Unreachable(anyhow!(
-        "cannot reach the server at {server}: {e}; is `custodian serve` running? (set --server or CUSTODIAN_ADDR)"
-    ))
-}
-
-/// Turns an error answer into a failure, renumbering batch lines to file lines.
-async fn refused(response: reqwest::Response, first_line: usize) -> Failure {
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    let Ok(problem) = serde_json::from_str::<Problem>(&text) else {
-        return Failure::Internal(anyhow!("the server answered {status}: {text}"));
-    };
-    let mut msg = format!("{} ({status}): {}", problem.title, problem.detail);
-    for e in &problem.errors {
-        msg.push_str(&format!(
-            "\n  line {}: {}",
-            e.line + first_line - 1,
-            e.reason
-        ));
-    }
-    if status.is_server_error() {
-        Failure::Internal(anyhow!(msg))
-    } else {
-        invalid(msg)
-    }
 }
 
 pub async fn run(cmd: RecordsCommand) -> CmdResult {

@@ -338,3 +338,127 @@ async fn token_creation_and_server_start_are_audited() {
             .all(|e| !String::from_utf8_lossy(e).contains(token.trim()))
     );
 }
+
+fn custodian(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+// Multi-threaded: the in-process server must keep serving while the CLI child blocks a thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_verify_offline_and_catch_a_tampered_row() {
+    let server = TestServer::sqlite().await;
+    let admin = server.token("acme", Role::Admin).await;
+    let t = rfc3339(now() - 1.hour());
+    for i in 0..4 {
+        server
+            .ingest(
+                "acme",
+                &admin,
+                &record_line("app_log", &[], &t, json!({ "i": i })),
+            )
+            .await;
+    }
+    let trusted = server
+        .get("/v1/tenants/acme/audit/checkpoint", Some(&admin))
+        .await
+        .text();
+    for i in 0..3 {
+        server
+            .ingest(
+                "acme",
+                &admin,
+                &record_line("app_log", &[], &t, json!({ "j": i })),
+            )
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("acme.bundle");
+    let previous = dir.path().join("trusted.checkpoint");
+    std::fs::write(&previous, &trusted).unwrap();
+    let key = server.state.audit.verifier_key();
+    let bundle_s = bundle.to_str().unwrap();
+    let export = custodian(&[
+        "audit",
+        "export",
+        "--server",
+        &server.base,
+        "--token",
+        &admin,
+        "--tenant",
+        "acme",
+        "--out",
+        bundle_s,
+    ]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+
+    let ok = custodian(&[
+        "audit",
+        "verify",
+        bundle_s,
+        "--key",
+        &key,
+        "--previous",
+        previous.to_str().unwrap(),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK: 7 entries of custodian/local/acme"));
+
+    // A wrong key, and a truncated bundle, fail with exit 1.
+    let stranger =
+        custodian_tlog::CheckpointSigner::from_seed("custodian-local", &[9; 32]).unwrap();
+    let wrong = custodian(&[
+        "audit",
+        "verify",
+        bundle_s,
+        "--key",
+        &stranger.verifier_key(),
+    ]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("does not verify with this key"));
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let short = dir.path().join("short.bundle");
+    std::fs::write(&short, &text[..text.len() - 60]).unwrap();
+    let cut = custodian(&["audit", "verify", short.to_str().unwrap(), "--key", &key]);
+    assert_eq!(cut.status.code(), Some(1));
+
+    // An administrator with SQL access rewrites entry 2 (after disabling the guard trigger).
+    let db = server.data_dir().join("custodian.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_entries_no_update;
+         UPDATE audit_entries SET body = CAST('{\"action\":\"nothing to see\"}' AS BLOB)
+          WHERE log_id = 'acme' AND idx = 2;",
+    )
+    .unwrap();
+    let export = custodian(&[
+        "audit",
+        "export",
+        "--server",
+        &server.base,
+        "--token",
+        &admin,
+        "--tenant",
+        "acme",
+        "--out",
+        bundle_s,
+    ]);
+    assert!(export.status.success());
+    let caught = custodian(&["audit", "verify", bundle_s, "--key", &key]);
+    assert_eq!(caught.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&caught.stderr);
+    assert!(
+        stderr.contains("entry 2 does not match the leaf hash stored for it"),
+        "{stderr}"
+    );
+}

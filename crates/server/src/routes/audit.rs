@@ -74,12 +74,15 @@ pub struct EntriesParams {
     end: u64,
 }
 
-/// One log entry: its canonical bytes (what the leaf hash covers) and the decoded event.
+/// One log entry: its canonical bytes, the leaf hash stored for it when it was appended, and
+/// the decoded event. An entry edited later no longer matches its stored leaf hash.
 #[derive(Serialize, ToSchema)]
 pub struct EntryView {
     pub index: u64,
     /// Base64 of the canonical bytes.
     pub entry: String,
+    /// Base64 of the stored leaf hash, `SHA-256(0x00 ‖ entry)` as it was at append time.
+    pub leaf_hash: String,
     #[schema(value_type = Object)]
     pub event: Option<AuditEvent>,
 }
@@ -128,13 +131,23 @@ pub async fn entries(
         .audit_entries(&log, start, end)
         .await
         .map_err(|e| ServerError::from(e).into_problem())?;
+    let leaf_ids: Vec<custodian_tlog::NodeId> = (start..end)
+        .map(|i| custodian_tlog::NodeId::new(0, i))
+        .collect();
+    let leaves = state
+        .store
+        .audit_nodes(&log, &leaf_ids)
+        .await
+        .map_err(|e| ServerError::from(e).into_problem())?;
     let entries = bodies
         .into_iter()
+        .zip(leaves)
         .zip(start..)
-        .map(|(bytes, index)| EntryView {
+        .map(|((bytes, leaf), index)| EntryView {
             index,
             event: AuditEvent::from_canonical(&bytes),
             entry: STANDARD.encode(&bytes),
+            leaf_hash: STANDARD.encode(leaf),
         })
         .collect();
     Ok(Json(EntriesView { entries }))

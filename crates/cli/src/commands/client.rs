@@ -1,0 +1,78 @@
+//! The HTTP client of the commands that talk to a running server, and how its errors become
+//! exit codes: an unreachable server exits 3, a refused request 1 with the problem's detail.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde::Deserialize;
+
+use crate::args::ClientArgs;
+use crate::exit::{Failure, invalid};
+
+#[derive(Deserialize)]
+struct Problem {
+    title: String,
+    detail: String,
+    #[serde(default)]
+    errors: Vec<LineError>,
+}
+
+#[derive(Deserialize)]
+struct LineError {
+    line: usize,
+    reason: String,
+}
+
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+    pub tenant: String,
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> Result<Client, Failure> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| Failure::Internal(e.into()))?;
+        Ok(Client {
+            http,
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+            tenant: args.tenant.clone(),
+        })
+    }
+
+    pub fn url(&self, rest: &str) -> String {
+        format!("{}/v1/tenants/{}/{rest}", self.base, self.tenant)
+    }
+}
+
+pub fn unreachable(server: &str, e: reqwest::Error) -> Failure {
+    Failure::Unreachable(anyhow!(
+        "cannot reach the server at {server}: {e}; is `custodian serve` running? (set --server or CUSTODIAN_ADDR)"
+    ))
+}
+
+/// Turns an error answer into a failure, renumbering batch lines to file lines.
+pub async fn refused(response: reqwest::Response, first_line: usize) -> Failure {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let Ok(problem) = serde_json::from_str::<Problem>(&text) else {
+        return Failure::Internal(anyhow!("the server answered {status}: {text}"));
+    };
+    let mut msg = format!("{} ({status}): {}", problem.title, problem.detail);
+    for e in &problem.errors {
+        msg.push_str(&format!(
+            "\n  line {}: {}",
+            e.line + first_line - 1,
+            e.reason
+        ));
+    }
+    if status.is_server_error() {
+        Failure::Internal(anyhow!(msg))
+    } else {
+        invalid(msg)
+    }
+}
