@@ -55,6 +55,20 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Scan text, NDJSON or CSV for personal data and secrets, line by line.
+    ///
+    /// Prints one JSON line per finding (line, entity, byte offsets, score, test flag; never the
+    /// value), or with --redact the input with every finding replaced by <ENTITY>. Exits 1 when
+    /// anything other than a documented test value was found, so it can gate a CI pipeline or
+    /// a pre-commit hook.
+    Scan {
+        /// File to scan, or - for stdin.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// Write the input with findings redacted instead of the findings.
+        #[arg(long)]
+        redact: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

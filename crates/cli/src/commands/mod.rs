@@ -4,6 +4,7 @@ mod audit;
 mod client;
 mod policy;
 mod records;
+mod scan;
 mod serve;
 mod token;
 
@@ -34,6 +35,7 @@ pub fn init_logging(format: LogFormat) {
 pub fn run(command: Command) -> CmdResult {
     match command {
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Scan { file, redact } => scan::run(&file, redact),
         other => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -45,7 +47,7 @@ pub fn run(command: Command) -> CmdResult {
                     Command::Token(cmd) => token::run(cmd).await,
                     Command::Records(cmd) => records::run(cmd).await,
                     Command::Audit(cmd) => audit::run(cmd).await,
-                    Command::Policy(_) => unreachable!("handled above"),
+                    Command::Policy(_) | Command::Scan { .. } => unreachable!("handled above"),
                 }
             })
         }

@@ -8,3 +8,4 @@ mod at_rest;
 mod audit;
 mod cli;
 mod isolation;
+mod scan;

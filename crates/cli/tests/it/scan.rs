@@ -1,0 +1,84 @@
+//! `custodian scan` with the real binary: findings as JSON lines without values, redaction,
+//! exit codes for CI use, stdin, and input that is not UTF-8.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn scan(args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .arg("scan")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const TEXT: &[u8] =
+    b"hello\ncontact alice@acme-corp.io card 4539 1488 0343 6467\ntest card 4111111111111111\n";
+
+#[test]
+fn findings_name_entity_and_place_but_never_the_value() {
+    let (code, out, err) = scan(&[], TEXT);
+    assert_eq!(code, Some(1), "{err}");
+    let findings: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(u64, &str, bool)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["line"].as_u64().unwrap(),
+                f["entity"].as_str().unwrap(),
+                f["test"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (2, "EMAIL_ADDRESS", false),
+            (2, "CREDIT_CARD", false),
+            (3, "CREDIT_CARD", true)
+        ]
+    );
+    assert_eq!(findings[0]["start"], 8);
+    assert!(!out.contains("alice") && !out.contains("4539") && !err.contains("alice"));
+}
+
+#[test]
+fn redaction_keeps_everything_else() {
+    let (code, out, _) = scan(&["--redact"], TEXT);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        out,
+        "hello\ncontact <EMAIL_ADDRESS> card <CREDIT_CARD>\ntest card <CREDIT_CARD>\n"
+    );
+}
+
+#[test]
+fn clean_or_test_only_input_exits_0() {
+    assert_eq!(scan(&[], b"nothing to see\n").0, Some(0));
+    assert_eq!(
+        scan(&[], b"docs use 4111111111111111 and 192.0.2.1").0,
+        Some(0)
+    );
+    let (code, _, err) = scan(&[], b"\xff\xfe binary \x00 junk\n");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let (code, _, err) = scan(&["/nonexistent/file.txt"], b"");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot open /nonexistent/file.txt"), "{err}");
+}
