@@ -79,6 +79,30 @@ pub fn load_policy(path: Option<&Path>) -> Result<Policy, Failure> {
     Ok(policy)
 }
 
+/// Opens FILE, or stdin for `-`, for buffered reading, with a progress bar on stderr that
+/// follows the bytes read (hidden for stdin, whose length is unknown, and when stderr is not a
+/// terminal).
+pub fn open_input(
+    file: &Path,
+) -> Result<(Box<dyn std::io::BufRead>, indicatif::ProgressBar), Failure> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    if file.as_os_str() == "-" {
+        return Ok((
+            Box::new(std::io::BufReader::new(std::io::stdin())),
+            ProgressBar::hidden(),
+        ));
+    }
+    let f = std::fs::File::open(file)
+        .map_err(|e| invalid(format!("cannot open {}: {e}", file.display())))?;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = ProgressBar::new(len).with_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let reader = std::io::BufReader::new(progress.wrap_read(f));
+    Ok((Box::new(reader), progress))
+}
+
 /// Opens the configured store directly (no server), for offline administration commands.
 pub async fn open_store(
     args: &crate::args::StoreArgs,

@@ -4,10 +4,9 @@
 //! batch whose answer was lost: the server stores it at most once. Stored ids go to stdout, one
 //! per line; progress and the summary go to stderr.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufRead;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
@@ -56,22 +55,7 @@ pub async fn run(cmd: RecordsCommand) -> CmdResult {
 }
 
 async fn put(client: Client, file: &std::path::Path, batch_size: usize) -> CmdResult {
-    let (reader, total): (Box<dyn Read>, Option<u64>) = if file.as_os_str() == "-" {
-        (Box::new(std::io::stdin()), None)
-    } else {
-        let f = std::fs::File::open(file)
-            .map_err(|e| invalid(format!("cannot open {}: {e}", file.display())))?;
-        let len = f.metadata().ok().map(|m| m.len());
-        (Box::new(f), len)
-    };
-    let progress = match total {
-        Some(len) => ProgressBar::new(len).with_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        ),
-        None => ProgressBar::new_spinner(),
-    };
-    let mut lines = BufReader::new(reader);
+    let (mut lines, progress) = super::open_input(file)?;
     let mut stored = 0usize;
     let mut line_no = 0usize;
     loop {
@@ -101,7 +85,6 @@ async fn put(client: Client, file: &std::path::Path, batch_size: usize) -> CmdRe
         for id in &accepted.ids {
             println!("{id}");
         }
-        progress.inc(body.len() as u64);
         progress.set_message(format!("{stored} records"));
     }
     progress.finish_and_clear();

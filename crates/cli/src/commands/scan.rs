@@ -1,34 +1,19 @@
 //! `custodian scan`: streaming PII and secret detection over a file or stdin, one line at a time
 //! (memory stays bounded by the longest line). Findings never carry the matched value.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::anyhow;
 use custodian_detect::{ScanConfig, Scanner, transform};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::exit::{CmdResult, Failure, invalid};
 
 pub fn run(file: &Path, redact: bool) -> CmdResult {
     let scanner =
         Scanner::new(ScanConfig::default()).map_err(|e| Failure::Internal(anyhow!("{e}")))?;
-    let (input, len): (Box<dyn Read>, Option<u64>) = if file.as_os_str() == "-" {
-        (Box::new(std::io::stdin()), None)
-    } else {
-        let f = std::fs::File::open(file)
-            .map_err(|e| invalid(format!("cannot open {}: {e}", file.display())))?;
-        let len = f.metadata().ok().map(|m| m.len());
-        (Box::new(f), len)
-    };
-    let progress = match len {
-        Some(len) => ProgressBar::new(len).with_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} scanned ({eta} left)")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        ),
-        None => ProgressBar::hidden(),
-    };
-    let mut reader = BufReader::new(progress.wrap_read(input));
+    let (mut reader, progress) = super::open_input(file)?;
+    progress.set_message("scanned");
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let write_err = |e: std::io::Error| Failure::Internal(anyhow!("cannot write output: {e}"));
     let mut raw = Vec::new();
