@@ -380,18 +380,21 @@ async fn export_then_verify_offline_and_catch_a_tampered_row() {
     std::fs::write(&previous, &trusted).unwrap();
     let key = server.state.audit.verifier_key();
     let bundle_s = bundle.to_str().unwrap();
-    let export = custodian(&[
-        "audit",
-        "export",
-        "--server",
-        &server.base,
-        "--token",
-        &admin,
-        "--tenant",
-        "acme",
-        "--out",
-        bundle_s,
-    ]);
+    let export_bundle = || {
+        custodian(&[
+            "audit",
+            "export",
+            "--server",
+            &server.base,
+            "--token",
+            &admin,
+            "--tenant",
+            "acme",
+            "--out",
+            bundle_s,
+        ])
+    };
+    let export = export_bundle();
     assert!(
         export.status.success(),
         "{}",
@@ -441,18 +444,7 @@ async fn export_then_verify_offline_and_catch_a_tampered_row() {
           WHERE log_id = 'acme' AND idx = 2;",
     )
     .unwrap();
-    let export = custodian(&[
-        "audit",
-        "export",
-        "--server",
-        &server.base,
-        "--token",
-        &admin,
-        "--tenant",
-        "acme",
-        "--out",
-        bundle_s,
-    ]);
+    let export = export_bundle();
     assert!(export.status.success());
     let caught = custodian(&["audit", "verify", bundle_s, "--key", &key]);
     assert_eq!(caught.status.code(), Some(1));
