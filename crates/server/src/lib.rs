@@ -204,8 +204,9 @@ pub async fn serve(
         addr: listen,
         reason: e.to_string(),
     })?;
-    on_bound(bound);
+    // Audited before anyone is told the server is up, so the log never misses a start.
     lifecycle_event(&state, "server.start", format!("listening on {bound}")).await?;
+    on_bound(bound);
     axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await
