@@ -627,7 +627,7 @@ impl Store for SqliteStore {
         let tenant = tenant.as_str().to_owned();
         self.write(move |tx| {
             if let Some(idem) = &idempotency {
-                if let Some(first) = find_idempotent(&tx, &tenant, &idem.key)? {
+                if let Some(first) = find_idempotent(tx, &tenant, &idem.key)? {
                     return Ok(InsertOutcome::Replayed(first));
                 }
                 tx.execute(
