@@ -1,33 +1,163 @@
-//! Record sealing: per-record keys derived from a tenant key, AES-256-GCM with bound context.
+//! The key hierarchy below the root and record sealing.
+//!
+//! A tenant's KEK (versioned, wrapped by the root key) wraps its data keys: one bucket DEK per
+//! data type × expiry bucket, and one subject key per data subject. A record is sealed with
+//! AES-256-GCM under `HKDF(bucket DEK ‖ subject keys, record id)`, so destroying its bucket's
+//! DEK or any of its subjects' keys makes it unreadable everywhere, backups included. Rotating
+//! the KEK rewraps data keys and never touches record ciphertext.
 
 use std::fmt;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::hkdf::{HKDF_SHA256, Prk, Salt};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use aws_lc_rs::hmac;
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
 
-/// Version byte at the start of every sealed payload, so the format can evolve.
-const FORMAT_V1: u8 = 1;
+/// Version byte at the start of every sealed payload and wrapped key, so formats can evolve.
+const RECORD_FORMAT: u8 = 2;
+const WRAP_FORMAT: u8 = 1;
 const TAG_LEN: usize = 16;
-const RECORD_KEY_SALT: &[u8] = b"custodian/record-key/v1";
-const SUBJECT_INDEX_INFO: &[u8] = b"custodian/subject-index/v1";
+const RECORD_KEY_SALT: &[u8] = b"custodian/record-key/v2";
 
-/// A tenant's data key (one version), ready to derive record keys.
-pub struct TenantKey {
-    version: u32,
-    record_prk: Prk,
-    subject_index: hmac::Key,
+/// Which data key: a bucket's DEK or a subject's key. Its text form is the key store's id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DataKeyId {
+    /// Records of one data type whose retention ends in the same bucket (see the retention
+    /// maths in core); destroying it destroys them all at once.
+    Bucket {
+        data_type: DataTypeName,
+        bucket: String,
+    },
+    /// Every record about one subject, by the subject's keyed pseudonym.
+    Subject([u8; 32]),
 }
 
-impl fmt::Debug for TenantKey {
+impl DataKeyId {
+    /// `b/<type>/<bucket>` or `s/<pseudonym hex>`: unambiguous, since type names hold no `/`.
+    pub fn encode(&self) -> String {
+        match self {
+            DataKeyId::Bucket { data_type, bucket } => format!("b/{}/{bucket}", data_type.as_str()),
+            DataKeyId::Subject(p) => {
+                let mut s = String::with_capacity(2 + 64);
+                s.push_str("s/");
+                for b in p {
+                    s.push_str(&format!("{b:02x}"));
+                }
+                s
+            }
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<DataKeyId> {
+        if let Some(hex) = s.strip_prefix("s/") {
+            return crate::decode_hex32(hex).map(DataKeyId::Subject);
+        }
+        let (data_type, bucket) = s.strip_prefix("b/")?.split_once('/')?;
+        Some(DataKeyId::Bucket {
+            data_type: DataTypeName::new(data_type).ok()?,
+            bucket: bucket.to_owned(),
+        })
+    }
+}
+
+/// A data key (bucket DEK or subject key), unwrapped.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TenantKey")
+        f.write_str("DataKey(..)")
+    }
+}
+
+impl DataKey {
+    pub fn generate() -> Result<DataKey, CryptoError> {
+        Ok(DataKey(crate::random_key()?))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> DataKey {
+        DataKey(Zeroizing::new(bytes))
+    }
+}
+
+/// One version of a tenant's key-encryption key.
+pub struct Kek {
+    tenant: TenantId,
+    version: u32,
+    key: LessSafeKey,
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kek")
+            .field("tenant", &self.tenant)
             .field("version", &self.version)
             .finish_non_exhaustive()
+    }
+}
+
+impl Kek {
+    pub fn new(tenant: TenantId, version: u32, key: &Zeroizing<[u8; 32]>) -> Kek {
+        let key = UnboundKey::new(&AES_256_GCM, key.as_ref()).expect("32 bytes is an AES-256 key");
+        Kek {
+            tenant,
+            version,
+            key: LessSafeKey::new(key),
+        }
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The wrapping is bound to tenant, KEK version and key id: a wrapped key copied to
+    /// another row, tenant or version fails to unwrap.
+    fn context(&self, id: &DataKeyId) -> Vec<u8> {
+        let mut aad = b"custodian/data-key/v1".to_vec();
+        push_str(&mut aad, self.tenant.as_str());
+        aad.extend_from_slice(&self.version.to_be_bytes());
+        push_str(&mut aad, &id.encode());
+        aad
+    }
+
+    pub fn wrap(&self, id: &DataKeyId, key: &DataKey) -> Result<Vec<u8>, CryptoError> {
+        seal_with(&self.key, WRAP_FORMAT, &self.context(id), key.0.as_ref())
+    }
+
+    pub fn unwrap(&self, id: &DataKeyId, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
+        let plain = open_with(&self.key, WRAP_FORMAT, &self.context(id), wrapped)?;
+        let bytes: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("a wrapped data key must hold 32 bytes"))?;
+        Ok(DataKey(Zeroizing::new(bytes)))
+    }
+}
+
+/// A tenant's subject-index key: HMAC pseudonyms of subject ids, for the index, the audit log
+/// and subject-key ids. It never rotates, so pseudonyms stay stable for the tenant's life.
+pub struct IndexKey(hmac::Key);
+
+impl fmt::Debug for IndexKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IndexKey(..)")
+    }
+}
+
+impl IndexKey {
+    pub fn new(key: &Zeroizing<[u8; 32]>) -> IndexKey {
+        IndexKey(hmac::Key::new(hmac::HMAC_SHA256, key.as_ref()))
+    }
+
+    /// Stable within the tenant, unlinkable across tenants.
+    pub fn pseudonym(&self, subject: &str) -> [u8; 32] {
+        let tag = hmac::sign(&self.0, subject.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 }
 
@@ -37,212 +167,327 @@ pub struct RecordAad<'a> {
     pub record: RecordId,
     pub data_type: &'a DataTypeName,
     pub class: Class,
+    /// The record's expiry bucket (names its DEK).
+    pub bucket: &'a str,
+    /// The pseudonyms of its subjects, sorted (name their keys).
+    pub subjects: &'a [[u8; 32]],
 }
 
 impl RecordAad<'_> {
     /// Length-prefixed so that no two contexts encode to the same bytes.
-    fn encode(&self, key_version: u32) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(b"custodian/record/v1");
-        for part in [self.tenant.as_str(), self.data_type.as_str()] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part.as_bytes());
-        }
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96 + 32 * self.subjects.len());
+        out.extend_from_slice(b"custodian/record/v2");
+        push_str(&mut out, self.tenant.as_str());
+        push_str(&mut out, self.data_type.as_str());
+        push_str(&mut out, self.bucket);
         out.extend_from_slice(&self.record.to_bytes());
         out.push(self.class as u8);
-        out.extend_from_slice(&key_version.to_be_bytes());
+        out.extend_from_slice(&(self.subjects.len() as u32).to_be_bytes());
+        for s in self.subjects {
+            out.extend_from_slice(s);
+        }
         out
     }
 }
 
-impl TenantKey {
-    pub fn new(version: u32, key: &Zeroizing<[u8; 32]>) -> TenantKey {
-        let record_prk = Salt::new(HKDF_SHA256, RECORD_KEY_SALT).extract(key.as_ref());
-        let mut index_key = Zeroizing::new([0u8; 32]);
-        let index_prk = Salt::new(HKDF_SHA256, SUBJECT_INDEX_INFO).extract(key.as_ref());
-        index_prk
-            .expand(&[SUBJECT_INDEX_INFO], HKDF_SHA256)
-            .and_then(|okm| okm.fill(index_key.as_mut()))
-            .expect("HKDF-SHA256 can always produce 32 bytes");
-        TenantKey {
-            version,
-            record_prk,
-            subject_index: hmac::Key::new(hmac::HMAC_SHA256, index_key.as_ref()),
-        }
-    }
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
 
-    pub fn version(&self) -> u32 {
-        self.version
-    }
+/// The data keys a record is sealed under: its bucket's DEK and its subjects' keys, in the
+/// order of `RecordAad::subjects`.
+pub struct RecordKeys<'a> {
+    pub bucket: &'a DataKey,
+    pub subjects: &'a [&'a DataKey],
+}
 
+impl RecordKeys<'_> {
     fn record_key(&self, record: RecordId) -> LessSafeKey {
+        let mut ikm = Zeroizing::new(Vec::with_capacity(32 * (1 + self.subjects.len())));
+        ikm.extend_from_slice(self.bucket.0.as_ref());
+        for s in self.subjects {
+            ikm.extend_from_slice(s.0.as_ref());
+        }
         let record_bytes = record.to_bytes();
         let info = [record_bytes.as_slice()];
-        let okm = self
-            .record_prk
+        let prk = Salt::new(HKDF_SHA256, RECORD_KEY_SALT).extract(&ikm);
+        let okm = prk
             .expand(&info, &AES_256_GCM)
             .expect("HKDF-SHA256 can always produce an AES-256 key");
         LessSafeKey::new(UnboundKey::from(okm))
     }
 
-    /// Encrypts `plaintext` for the record described by `aad`.
     pub fn seal(&self, aad: &RecordAad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = self.record_key(aad.record);
-        let nonce_bytes = crate::random_bytes::<NONCE_LEN>()?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
-        out.push(FORMAT_V1);
-        out.extend_from_slice(&nonce_bytes);
-        out.extend_from_slice(plaintext);
-        let tag = key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(aad.encode(self.version)),
-                &mut out[1 + NONCE_LEN..],
-            )
-            .map_err(|_| CryptoError::Decrypt)?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        if aad.subjects.len() != self.subjects.len() {
+            return Err(CryptoError::Malformed(
+                "one subject key is needed per subject",
+            ));
+        }
+        seal_with(
+            &self.record_key(aad.record),
+            RECORD_FORMAT,
+            &aad.encode(),
+            plaintext,
+        )
     }
 
-    /// Decrypts a sealed payload; fails unless key, context and bytes are all intact.
+    /// Decrypts a sealed payload; fails unless keys, context and bytes are all intact.
     pub fn open(
         &self,
         aad: &RecordAad<'_>,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let Some((&FORMAT_V1, rest)) = sealed.split_first() else {
-            return Err(CryptoError::Malformed("unknown format version"));
-        };
-        if rest.len() < NONCE_LEN + TAG_LEN {
-            return Err(CryptoError::Malformed("too short"));
+        if aad.subjects.len() != self.subjects.len() {
+            return Err(CryptoError::Decrypt);
         }
-        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| CryptoError::Malformed("bad nonce"))?;
-        let mut buf = Zeroizing::new(ciphertext.to_vec());
-        let plain_len = self
-            .record_key(aad.record)
-            .open_in_place(nonce, Aad::from(aad.encode(self.version)), &mut buf)
-            .map_err(|_| CryptoError::Decrypt)?
-            .len();
-        buf.truncate(plain_len);
-        Ok(buf)
+        open_with(
+            &self.record_key(aad.record),
+            RECORD_FORMAT,
+            &aad.encode(),
+            sealed,
+        )
     }
+}
 
-    /// The tenant-keyed pseudonym of a subject id, used in the subject index so subject ids
-    /// never rest in clear. Stable for the tenant, unlinkable across tenants.
-    pub fn subject_pseudonym(&self, subject: &str) -> [u8; 32] {
-        let tag = hmac::sign(&self.subject_index, subject.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(tag.as_ref());
-        out
+/// `format ‖ nonce ‖ AES-256-GCM(plaintext) ‖ tag`, with a fresh random nonce.
+pub(crate) fn seal_with(
+    key: &LessSafeKey,
+    format: u8,
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let nonce = crate::random_bytes::<NONCE_LEN>()?;
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.push(format);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[1 + NONCE_LEN..],
+        )
+        .map_err(|_| CryptoError::Decrypt)?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+pub(crate) fn open_with(
+    key: &LessSafeKey,
+    format: u8,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let Some((&found, rest)) = sealed.split_first() else {
+        return Err(CryptoError::Malformed("empty ciphertext"));
+    };
+    if found != format {
+        return Err(CryptoError::Malformed("unknown format version"));
     }
+    if rest.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Malformed("too short"));
+    }
+    let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+    let nonce =
+        Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Malformed("bad nonce"))?;
+    let mut buf = Zeroizing::new(ciphertext.to_vec());
+    let plain_len = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| CryptoError::Decrypt)?
+        .len();
+    buf.truncate(plain_len);
+    Ok(buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key(byte: u8) -> TenantKey {
-        TenantKey::new(1, &Zeroizing::new([byte; 32]))
+    struct Fixture {
+        tenant: TenantId,
+        data_type: DataTypeName,
+        record: RecordId,
+        subjects: Vec<[u8; 32]>,
     }
 
-    fn ctx<'a>(tenant: &'a TenantId, ty: &'a DataTypeName, record: RecordId) -> RecordAad<'a> {
-        RecordAad {
-            tenant,
-            record,
-            data_type: ty,
-            class: Class::Confidential,
+    fn fixture() -> Fixture {
+        Fixture {
+            tenant: TenantId::new("acme").unwrap(),
+            data_type: DataTypeName::new("auth_log").unwrap(),
+            record: RecordId::from_ulid(ulid::Ulid::from_parts(1, 7)),
+            subjects: vec![[1; 32], [2; 32]],
         }
     }
 
-    fn ids() -> (TenantId, DataTypeName, RecordId) {
-        (
-            TenantId::new("acme").unwrap(),
-            DataTypeName::new("auth_log").unwrap(),
-            RecordId::from_ulid(ulid::Ulid::from_parts(1, 7)),
-        )
+    impl Fixture {
+        fn aad(&self) -> RecordAad<'_> {
+            RecordAad {
+                tenant: &self.tenant,
+                record: self.record,
+                data_type: &self.data_type,
+                class: Class::Confidential,
+                bucket: "2027-01-01",
+                subjects: &self.subjects,
+            }
+        }
     }
 
     #[test]
     fn round_trips_and_hides_the_plaintext() {
-        let (t, d, r) = ids();
-        let k = key(1);
-        let sealed = k.seal(&ctx(&t, &d, r), b"secret marker").unwrap();
+        let f = fixture();
+        let (dek, s1, s2) = (
+            DataKey::generate().unwrap(),
+            DataKey::generate().unwrap(),
+            DataKey::generate().unwrap(),
+        );
+        let keys = RecordKeys {
+            bucket: &dek,
+            subjects: &[&s1, &s2],
+        };
+        let sealed = keys.seal(&f.aad(), b"secret marker").unwrap();
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
         assert_eq!(sealed.len(), 1 + 12 + 13 + 16);
-        assert_eq!(
-            &*k.open(&ctx(&t, &d, r), &sealed).unwrap(),
-            b"secret marker"
-        );
+        assert_eq!(&*keys.open(&f.aad(), &sealed).unwrap(), b"secret marker");
     }
 
     #[test]
     fn any_change_of_context_key_or_bytes_fails() {
-        let (t, d, r) = ids();
-        let k = key(1);
-        let sealed = k.seal(&ctx(&t, &d, r), b"payload").unwrap();
-        let other_tenant = TenantId::new("globex").unwrap();
-        let other_type = DataTypeName::new("app_log").unwrap();
-        let other_record = RecordId::from_ulid(ulid::Ulid::from_parts(1, 8));
-        assert!(k.open(&ctx(&other_tenant, &d, r), &sealed).is_err());
-        assert!(k.open(&ctx(&t, &other_type, r), &sealed).is_err());
-        assert!(k.open(&ctx(&t, &d, other_record), &sealed).is_err());
-        let mut restricted = ctx(&t, &d, r);
-        restricted.class = Class::Restricted;
-        assert!(k.open(&restricted, &sealed).is_err());
-        assert!(key(2).open(&ctx(&t, &d, r), &sealed).is_err());
-        assert!(
-            TenantKey::new(2, &Zeroizing::new([1; 32]))
-                .open(&ctx(&t, &d, r), &sealed)
-                .is_err()
+        let mut f = fixture();
+        let (dek, s1, s2) = (
+            DataKey::from_bytes([7; 32]),
+            DataKey::from_bytes([8; 32]),
+            DataKey::from_bytes([9; 32]),
         );
+        let keys = RecordKeys {
+            bucket: &dek,
+            subjects: &[&s1, &s2],
+        };
+        let sealed = keys.seal(&f.aad(), b"payload").unwrap();
+        let mut aad = f.aad();
+        let other_tenant = TenantId::new("globex").unwrap();
+        aad.tenant = &other_tenant;
+        assert!(keys.open(&aad, &sealed).is_err());
+        let other_type = DataTypeName::new("app_log").unwrap();
+        let mut aad = f.aad();
+        aad.data_type = &other_type;
+        assert!(keys.open(&aad, &sealed).is_err());
+        let mut aad = f.aad();
+        aad.record = RecordId::from_ulid(ulid::Ulid::from_parts(1, 8));
+        assert!(keys.open(&aad, &sealed).is_err());
+        let mut aad = f.aad();
+        aad.class = Class::Restricted;
+        assert!(keys.open(&aad, &sealed).is_err());
+        let mut aad = f.aad();
+        aad.bucket = "2027-01-02";
+        assert!(keys.open(&aad, &sealed).is_err());
+        // A destroyed subject key cannot be replaced by another.
+        let stranger = DataKey::from_bytes([10; 32]);
+        let wrong = RecordKeys {
+            bucket: &dek,
+            subjects: &[&s1, &stranger],
+        };
+        assert!(wrong.open(&f.aad(), &sealed).is_err());
+        let swapped = RecordKeys {
+            bucket: &dek,
+            subjects: &[&s2, &s1],
+        };
+        assert!(swapped.open(&f.aad(), &sealed).is_err());
         for i in 0..sealed.len() {
             let mut tampered = sealed.clone();
             tampered[i] ^= 0x01;
-            assert!(k.open(&ctx(&t, &d, r), &tampered).is_err(), "byte {i}");
+            assert!(keys.open(&f.aad(), &tampered).is_err(), "byte {i}");
         }
-        assert!(k.open(&ctx(&t, &d, r), &sealed[..20]).is_err());
-        assert!(k.open(&ctx(&t, &d, r), &[]).is_err());
+        assert!(keys.open(&f.aad(), &sealed[..20]).is_err());
+        assert!(keys.open(&f.aad(), &[]).is_err());
+        f.subjects.pop();
+        assert!(keys.open(&f.aad(), &sealed).is_err());
     }
 
     #[test]
     fn aad_encoding_is_unambiguous() {
         let r = RecordId::from_ulid(ulid::Ulid::from_parts(1, 7));
-        let a = RecordAad {
-            tenant: &TenantId::new("ab").unwrap(),
+        let (ab, a) = (TenantId::new("ab").unwrap(), TenantId::new("a").unwrap());
+        let (c, bc) = (
+            DataTypeName::new("c").unwrap(),
+            DataTypeName::new("bc").unwrap(),
+        );
+        let one = RecordAad {
+            tenant: &ab,
             record: r,
-            data_type: &DataTypeName::new("c").unwrap(),
+            data_type: &c,
             class: Class::Public,
+            bucket: "x",
+            subjects: &[],
         };
-        let b = RecordAad {
-            tenant: &TenantId::new("a").unwrap(),
-            record: r,
-            data_type: &DataTypeName::new("bc").unwrap(),
-            class: Class::Public,
+        let two = RecordAad {
+            tenant: &a,
+            data_type: &bc,
+            ..one
         };
-        assert_ne!(a.encode(1), b.encode(1));
+        assert_ne!(one.encode(), two.encode());
+    }
+
+    #[test]
+    fn wrapped_data_keys_are_bound_to_tenant_version_and_id() {
+        let tenant = TenantId::new("acme").unwrap();
+        let kek = Kek::new(tenant.clone(), 1, &Zeroizing::new([5; 32]));
+        let id = DataKeyId::Subject([3; 32]);
+        let dek = DataKey::generate().unwrap();
+        let wrapped = kek.wrap(&id, &dek).unwrap();
+        assert_eq!(*kek.unwrap(&id, &wrapped).unwrap().0, *dek.0);
+        let other_id = DataKeyId::Subject([4; 32]);
+        assert!(kek.unwrap(&other_id, &wrapped).is_err());
+        let v2 = Kek::new(tenant, 2, &Zeroizing::new([5; 32]));
+        assert!(v2.unwrap(&id, &wrapped).is_err());
+        let globex = Kek::new(
+            TenantId::new("globex").unwrap(),
+            1,
+            &Zeroizing::new([5; 32]),
+        );
+        assert!(globex.unwrap(&id, &wrapped).is_err());
+        assert!(kek.unwrap(&id, &wrapped[..wrapped.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn key_ids_round_trip_through_text() {
+        for id in [
+            DataKeyId::Subject([0xab; 32]),
+            DataKeyId::Bucket {
+                data_type: DataTypeName::new("auth_log").unwrap(),
+                bucket: "2027-03-01".into(),
+            },
+        ] {
+            assert_eq!(DataKeyId::decode(&id.encode()), Some(id));
+        }
+        assert_eq!(DataKeyId::decode("s/zz"), None);
+        assert_eq!(DataKeyId::decode("x/1"), None);
     }
 
     #[test]
     fn pseudonyms_are_stable_per_tenant_and_differ_across_tenants() {
-        assert_eq!(
-            key(1).subject_pseudonym("alice"),
-            key(1).subject_pseudonym("alice")
-        );
-        assert_ne!(
-            key(1).subject_pseudonym("alice"),
-            key(2).subject_pseudonym("alice")
-        );
-        assert_ne!(
-            key(1).subject_pseudonym("alice"),
-            key(1).subject_pseudonym("bob")
-        );
+        let one = IndexKey::new(&Zeroizing::new([1; 32]));
+        let two = IndexKey::new(&Zeroizing::new([2; 32]));
+        assert_eq!(one.pseudonym("alice"), one.pseudonym("alice"));
+        assert_ne!(one.pseudonym("alice"), two.pseudonym("alice"));
+        assert_ne!(one.pseudonym("alice"), one.pseudonym("bob"));
     }
 
     #[test]
     fn debug_never_shows_key_bytes() {
-        let shown = format!("{:?}", key(0xAB));
-        assert_eq!(shown, "TenantKey { version: 1, .. }");
+        let tenant = TenantId::new("acme").unwrap();
+        assert_eq!(
+            format!("{:?}", Kek::new(tenant, 1, &Zeroizing::new([0xAB; 32]))),
+            "Kek { tenant: TenantId(\"acme\"), version: 1, .. }"
+        );
+        assert_eq!(
+            format!("{:?}", DataKey::from_bytes([0xAB; 32])),
+            "DataKey(..)"
+        );
+        assert_eq!(
+            format!("{:?}", IndexKey::new(&Zeroizing::new([0xAB; 32]))),
+            "IndexKey(..)"
+        );
     }
 }

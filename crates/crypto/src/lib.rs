@@ -1,10 +1,10 @@
-//! custodian's envelope encryption.
+//! custodian's envelope encryption and key hierarchy.
 //!
-//! A root key (from a [`RootKeyProvider`]) wraps one data key per tenant and version; each record
-//! is sealed with AES-256-GCM under a key derived by HKDF from the tenant key and the record id,
-//! so no two records share a key and nonce reuse across records is impossible. The associated
-//! data binds tenant, record id, data type, class and key version: a ciphertext moved to another
-//! row, tenant or type fails to open.
+//! A root key (from a [`RootKeyProvider`]) wraps each tenant's versioned KEK and its
+//! subject-index key; the KEK wraps bucket DEKs and subject keys; each record is sealed with
+//! AES-256-GCM under a key derived by HKDF from its bucket DEK, its subjects' keys and its id, so
+//! no two records share a key. The associated data binds tenant, record id, data type, class,
+//! bucket and subjects: a ciphertext moved to another row, tenant or type fails to open.
 //!
 //! All key bytes live in zeroizing buffers or inside aws-lc-rs key objects, and no type here
 //! prints key material in `Debug`.
@@ -14,7 +14,7 @@
 mod envelope;
 mod root;
 
-pub use envelope::{RecordAad, TenantKey};
+pub use envelope::{DataKey, DataKeyId, IndexKey, Kek, RecordAad, RecordKeys};
 pub use root::{DevRootKey, RootKeyProvider};
 
 use zeroize::Zeroizing;
@@ -52,4 +52,19 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
+}
+
+/// 64 hex digits to 32 bytes.
+pub(crate) fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
 }

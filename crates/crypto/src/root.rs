@@ -5,11 +5,11 @@ use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use custodian_core::ids::TenantId;
 use zeroize::Zeroizing;
 
-use crate::{CryptoError, TenantKey};
+use crate::{CryptoError, IndexKey, Kek};
 
 const WRAP_FORMAT_V1: u8 = 1;
 const DEV_KEY_HEADER: &str = "# custodian DEVELOPMENT root key: NOT FOR PRODUCTION. Anyone who reads this file can decrypt every record.\n";
@@ -24,26 +24,36 @@ pub trait RootKeyProvider: Send + Sync + fmt::Debug {
 }
 
 impl dyn RootKeyProvider + '_ {
-    /// Creates a new tenant key and returns it with its wrapped form for storage.
-    pub fn new_tenant_key(
-        &self,
-        tenant: &TenantId,
-        version: u32,
-    ) -> Result<(TenantKey, Vec<u8>), CryptoError> {
+    /// Creates a tenant KEK version and returns it with its wrapped form for storage.
+    pub fn new_kek(&self, tenant: &TenantId, version: u32) -> Result<(Kek, Vec<u8>), CryptoError> {
         let key = crate::random_key()?;
-        let wrapped = self.wrap(&wrap_aad(tenant, version), &key)?;
-        Ok((TenantKey::new(version, &key), wrapped))
+        let wrapped = self.wrap(&kek_aad(tenant, version), &key)?;
+        Ok((Kek::new(tenant.clone(), version, &key), wrapped))
     }
 
-    /// Unwraps a stored tenant key.
-    pub fn unwrap_tenant_key(
+    pub fn unwrap_kek(
         &self,
         tenant: &TenantId,
         version: u32,
         wrapped: &[u8],
-    ) -> Result<TenantKey, CryptoError> {
-        let key = self.unwrap(&wrap_aad(tenant, version), wrapped)?;
-        Ok(TenantKey::new(version, &key))
+    ) -> Result<Kek, CryptoError> {
+        let key = self.unwrap(&kek_aad(tenant, version), wrapped)?;
+        Ok(Kek::new(tenant.clone(), version, &key))
+    }
+
+    /// Creates a tenant's subject-index key and its wrapped form.
+    pub fn new_index_key(&self, tenant: &TenantId) -> Result<(IndexKey, Vec<u8>), CryptoError> {
+        let key = crate::random_key()?;
+        let wrapped = self.wrap(&index_aad(tenant), &key)?;
+        Ok((IndexKey::new(&key), wrapped))
+    }
+
+    pub fn unwrap_index_key(
+        &self,
+        tenant: &TenantId,
+        wrapped: &[u8],
+    ) -> Result<IndexKey, CryptoError> {
+        Ok(IndexKey::new(&self.unwrap(&index_aad(tenant), wrapped)?))
     }
 
     /// Creates a named deployment secret (e.g. the audit signing seed) and its wrapped form.
@@ -68,11 +78,17 @@ fn secret_aad(name: &str) -> Vec<u8> {
     aad
 }
 
-fn wrap_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
-    let mut aad = b"custodian/tenant-key/v1".to_vec();
+fn kek_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
+    let mut aad = b"custodian/kek/v1".to_vec();
     aad.extend_from_slice(&(tenant.as_str().len() as u32).to_be_bytes());
     aad.extend_from_slice(tenant.as_str().as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+fn index_aad(tenant: &TenantId) -> Vec<u8> {
+    let mut aad = b"custodian/index-key/v1".to_vec();
+    aad.extend_from_slice(tenant.as_str().as_bytes());
     aad
 }
 
@@ -102,7 +118,7 @@ impl DevRootKey {
                     .find(|l| !l.starts_with('#') && !l.trim().is_empty())
                     .ok_or_else(|| err("no key line found".into()))?;
                 let bytes = Zeroizing::new(
-                    decode_hex(hex.trim())
+                    crate::decode_hex32(hex.trim())
                         .ok_or_else(|| err("the key is not 64 hex digits".into()))?,
                 );
                 Ok((DevRootKey::from_bytes(&bytes), false))
@@ -135,56 +151,17 @@ impl RootKeyProvider for DevRootKey {
     }
 
     fn wrap(&self, context: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>, CryptoError> {
-        let nonce = crate::random_bytes::<NONCE_LEN>()?;
-        let mut wrapped = Vec::with_capacity(1 + NONCE_LEN + 32 + 16);
-        wrapped.push(WRAP_FORMAT_V1);
-        wrapped.extend_from_slice(&nonce);
-        wrapped.extend_from_slice(secret);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context),
-                &mut wrapped[1 + NONCE_LEN..],
-            )
-            .map_err(|_| CryptoError::Decrypt)?;
-        wrapped.extend_from_slice(tag.as_ref());
-        Ok(wrapped)
+        crate::envelope::seal_with(&self.key, WRAP_FORMAT_V1, context, secret)
     }
 
     fn unwrap(&self, context: &[u8], wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        let Some((&WRAP_FORMAT_V1, rest)) = wrapped.split_first() else {
-            return Err(CryptoError::Malformed("unknown wrapped-key format"));
-        };
-        if rest.len() != NONCE_LEN + 32 + 16 {
-            return Err(CryptoError::Malformed("wrapped key has the wrong length"));
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| CryptoError::Malformed("bad nonce"))?;
-        let mut buf = Zeroizing::new(sealed.to_vec());
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(context), &mut buf)
-            .map_err(|_| CryptoError::Decrypt)?;
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(plain);
-        Ok(key)
+        let plain = crate::envelope::open_with(&self.key, WRAP_FORMAT_V1, context, wrapped)?;
+        let key: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("wrapped key has the wrong length"))?;
+        Ok(Zeroizing::new(key))
     }
-}
-
-fn decode_hex(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
@@ -203,8 +180,7 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RecordAad;
-    use custodian_core::ids::{Class, DataTypeName, RecordId};
+    use crate::{DataKey, DataKeyId};
 
     #[test]
     fn dev_key_file_is_created_once_and_reloaded() {
@@ -226,25 +202,26 @@ mod tests {
         let tenant = TenantId::new("acme").unwrap();
         let first: &dyn RootKeyProvider = &first;
         let second: &dyn RootKeyProvider = &second;
-        let (key, wrapped) = first.new_tenant_key(&tenant, 3).unwrap();
-        let again = second.unwrap_tenant_key(&tenant, 3, &wrapped).unwrap();
-        let ty = DataTypeName::new("t").unwrap();
-        let aad = RecordAad {
-            tenant: &tenant,
-            record: RecordId::from_ulid(ulid::Ulid::from_parts(5, 5)),
-            data_type: &ty,
-            class: Class::Internal,
-        };
-        let sealed = key.seal(&aad, b"x").unwrap();
-        assert_eq!(&*again.open(&aad, &sealed).unwrap(), b"x");
+        let (kek, wrapped) = first.new_kek(&tenant, 3).unwrap();
+        let again = second.unwrap_kek(&tenant, 3, &wrapped).unwrap();
+        let id = DataKeyId::Subject([1; 32]);
+        let dek = DataKey::generate().unwrap();
+        let wrapped_dek = kek.wrap(&id, &dek).unwrap();
+        again.unwrap(&id, &wrapped_dek).unwrap();
 
         // Bound to tenant and version.
         let other = TenantId::new("globex").unwrap();
-        assert!(second.unwrap_tenant_key(&other, 3, &wrapped).is_err());
-        assert!(second.unwrap_tenant_key(&tenant, 4, &wrapped).is_err());
+        assert!(second.unwrap_kek(&other, 3, &wrapped).is_err());
+        assert!(second.unwrap_kek(&tenant, 4, &wrapped).is_err());
         // Another root key cannot unwrap it.
         let stranger: &dyn RootKeyProvider = &DevRootKey::from_bytes(&[9; 32]);
-        assert!(stranger.unwrap_tenant_key(&tenant, 3, &wrapped).is_err());
+        assert!(stranger.unwrap_kek(&tenant, 3, &wrapped).is_err());
+        // Index keys are bound to their tenant and are not KEKs.
+        let (index, wrapped_index) = first.new_index_key(&tenant).unwrap();
+        let reloaded = second.unwrap_index_key(&tenant, &wrapped_index).unwrap();
+        assert_eq!(index.pseudonym("alice"), reloaded.pseudonym("alice"));
+        assert!(second.unwrap_index_key(&other, &wrapped_index).is_err());
+        assert!(second.unwrap_kek(&tenant, 3, &wrapped_index).is_err());
         // Named secrets are bound to their name.
         let (secret, wrapped) = first.new_secret("audit-signing").unwrap();
         assert_eq!(

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod keys;
 mod postgres;
 mod sqlite;
 
@@ -16,8 +17,9 @@ use async_trait::async_trait;
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use jiff::Timestamp;
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use keys::{KeyStore, ShredScope, WrappedDataKey, WrappedKek};
+pub use postgres::{PostgresKeyStore, PostgresStore};
+pub use sqlite::{SqliteKeyStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -7,6 +7,9 @@
 //! tokio's blocking threads.
 
 mod group_commit;
+mod keys;
+
+pub use keys::SqliteKeyStore;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -134,10 +137,11 @@ const WAL_RESTART_FRAMES: i64 = 64 * 1024 * 1024 / PAGE_SIZE;
 const PAGE_SIZE: i64 = 16 * 1024;
 
 pub struct SqliteStore {
-    inner: Arc<Inner>,
+    inner: Arc<Db>,
 }
 
-struct Inner {
+/// One SQLite database file: the group-committing writer and a pool of readers.
+struct Db {
     path: PathBuf,
     writer: group_commit::GroupWriter,
     readers: Mutex<Vec<Connection>>,
@@ -187,7 +191,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection) -> Result<()> {
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_us INTEGER NOT NULL)",
     )
@@ -202,7 +206,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             |r| r.get(0),
         )
         .map_err(db_err)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+    for (i, sql) in migrations.iter().enumerate().skip(applied as usize) {
         let version = i as u32 + 1;
         let fail = |e: rusqlite::Error| StoreError::Migration {
             version,
@@ -342,52 +346,45 @@ impl RawRecord {
     }
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
-    pub async fn open(path: &Path) -> Result<SqliteStore> {
-        let path = path.to_owned();
-        tokio::task::spawn_blocking(move || {
-            if let Some(dir) = path.parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
-                    backend: BACKEND,
-                    reason: format!("cannot create {}: {e}", dir.display()),
-                })?;
-            }
-            let mut writer = open_connection(&path)?;
-            migrate(&mut writer)?;
+impl Db {
+    /// Opens (creating if needed) the database at `path` and applies `migrations`. With
+    /// `background_checkpoints`, the caller checkpoints the WAL itself (see [`checkpoint`]).
+    fn open(path: PathBuf, migrations: &[&str], background_checkpoints: bool) -> Result<Db> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
+                backend: BACKEND,
+                reason: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let mut writer = open_connection(&path)?;
+        migrate(&mut writer, migrations)?;
+        if background_checkpoints {
             // Checkpoints move the WAL into the database file. Left to the writer, one runs
             // inside every large commit, on the request's time; a background thread does it
             // instead (it never blocks the writer).
             writer
                 .execute_batch("PRAGMA wal_autocheckpoint = 0;")
                 .map_err(db_err)?;
-            let inner = Arc::new(Inner {
-                path,
-                writer: group_commit::GroupWriter::new(writer),
-                readers: Mutex::new(Vec::new()),
-            });
-            spawn_maintenance(Arc::downgrade(&inner), &inner.path)?;
-            Ok(SqliteStore { inner })
+        }
+        Ok(Db {
+            path,
+            writer: group_commit::GroupWriter::new(writer),
+            readers: Mutex::new(Vec::new()),
         })
-        .await
-        .map_err(|e| StoreError::Unavailable {
-            backend: BACKEND,
-            reason: e.to_string(),
-        })?
     }
 
     /// Runs `f` in the writer's next group commit (see [`group_commit`]) and answers once that
     /// group is durable.
     async fn write<T: Send + 'static>(
-        &self,
+        self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let answer = self.inner.writer.enqueue(f);
-        let inner = self.inner.clone();
+        let answer = self.writer.enqueue(f);
+        let db = self.clone();
         run_blocking(move || {
-            inner.writer.commit_queued();
+            db.writer.commit_queued();
             Ok(())
         })
         .await?;
@@ -398,28 +395,63 @@ impl SqliteStore {
     }
 
     async fn read<T: Send + 'static>(
-        &self,
+        self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let inner = self.inner.clone();
+        let db = self.clone();
         run_blocking(move || {
-            let pooled = inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
+            let pooled = db.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open_connection(&inner.path)?,
+                None => open_connection(&db.path)?,
             };
             let result = f(&conn);
-            let mut idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            let mut idle = db.readers.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE_READERS {
                 idle.push(conn);
             }
             result
         })
         .await
+    }
+}
+
+/// Runs blocking set-up work (opening files, migrations) off the async threads.
+async fn open_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            backend: BACKEND,
+            reason: e.to_string(),
+        })?
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let path = path.to_owned();
+        open_blocking(move || {
+            let inner = Arc::new(Db::open(path, MIGRATIONS, true)?);
+            spawn_maintenance(Arc::downgrade(&inner), &inner.path)?;
+            Ok(SqliteStore { inner })
+        })
+        .await
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.inner.write(f).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.inner.read(f).await
     }
 }
 
@@ -521,7 +553,7 @@ fn checkpoint(checkpointer: &Connection, writer: &group_commit::GroupWriter) -> 
 
 /// The store's maintenance thread: WAL checkpoints and merges of staged subject entries. It
 /// ends once the store is dropped.
-fn spawn_maintenance(inner: std::sync::Weak<Inner>, path: &Path) -> Result<()> {
+fn spawn_maintenance(inner: std::sync::Weak<Db>, path: &Path) -> Result<()> {
     let checkpointer = open_connection(path)?;
     std::thread::Builder::new()
         .name("sqlite-maintenance".into())

@@ -17,6 +17,10 @@ use crate::{
     StoredRecord, TokenRow, WrappedTenantKey,
 };
 
+mod keys;
+
+pub use keys::PostgresKeyStore;
+
 const BACKEND: &str = "postgres";
 /// Arbitrary, fixed: the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0001;
@@ -247,85 +251,97 @@ async fn append_audit_tx(tx: &Transaction<'_>, log: &str, entries: &[Vec<u8>]) -
     Ok(new_size)
 }
 
+/// Connects a pool, creating `schema` when given (and using it for every query), and applies
+/// `migrations` under the advisory lock `lock`.
+async fn connect_pool(
+    url: &str,
+    schema: Option<&str>,
+    migrations: &[&str],
+    lock: i64,
+) -> Result<Pool> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| unavailable(format!("invalid database URL: {e}")))?;
+    config.connect_timeout(Duration::from_secs(5));
+    if let Some(schema) = schema {
+        if !schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(unavailable(format!(
+                "schema name {schema:?} must be lowercase letters, digits and _"
+            )));
+        }
+        let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
+        let task = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(db_err)?;
+        drop(client);
+        let _ = task.await;
+        config.options(format!("-c search_path={schema}"));
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(16)
+        .build()
+        .map_err(unavailable)?;
+    migrate(&pool, migrations, lock).await?;
+    Ok(pool)
+}
+
+async fn migrate(pool: &Pool, migrations: &[&str], lock: i64) -> Result<()> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(db_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
+        .await
+        .map_err(db_err)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(db_err)?;
+    let applied: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+        .get(0);
+    for (i, sql) in migrations.iter().enumerate().skip(applied as usize) {
+        let version = i as u32 + 1;
+        let fail = |e: tokio_postgres::Error| StoreError::Migration {
+            version,
+            reason: e.to_string(),
+        };
+        tx.batch_execute(sql).await.map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(version as i32)],
+        )
+        .await
+        .map_err(fail)?;
+    }
+    tx.commit().await.map_err(db_err)
+}
+
 impl PostgresStore {
     /// Connects, creates `schema` when given (and uses it for every query), and migrates.
     pub async fn connect(url: &str, schema: Option<&str>) -> Result<PostgresStore> {
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| unavailable(format!("invalid database URL: {e}")))?;
-        config.connect_timeout(Duration::from_secs(5));
-        if let Some(schema) = schema {
-            if !schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
-                return Err(unavailable(format!(
-                    "schema name {schema:?} must be lowercase letters, digits and _"
-                )));
-            }
-            let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
-            let task = tokio::spawn(conn);
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .await
-                .map_err(db_err)?;
-            drop(client);
-            let _ = task.await;
-            config.options(format!("-c search_path={schema}"));
-        }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(16)
-            .build()
-            .map_err(unavailable)?;
-        let store = PostgresStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        Ok(PostgresStore {
+            pool: connect_pool(url, schema, MIGRATIONS, MIGRATION_LOCK).await?,
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(unavailable)
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(db_err)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .map_err(db_err)?;
-        let applied: i32 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )
-            .await
-            .map_err(db_err)?
-            .get(0);
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
-            let version = i as u32 + 1;
-            let fail = |e: tokio_postgres::Error| StoreError::Migration {
-                version,
-                reason: e.to_string(),
-            };
-            tx.batch_execute(sql).await.map_err(fail)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
-                &[&(version as i32)],
-            )
-            .await
-            .map_err(fail)?;
-        }
-        tx.commit().await.map_err(db_err)
     }
 }
 

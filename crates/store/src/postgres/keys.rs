@@ -1,0 +1,370 @@
+//! The PostgreSQL key store: its own schema, apart from the data's (see [`crate::keys`]).
+
+use async_trait::async_trait;
+use custodian_core::ids::TenantId;
+use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
+use jiff::Timestamp;
+use tokio_postgres::Row;
+
+use super::{connect_pool, db_err, unavailable};
+use crate::Result;
+use crate::keys::{KeyCounts, KeyStore, ShredScope, TENANT_SHRED, WrappedDataKey, WrappedKek};
+
+/// Arbitrary, fixed: serialises key-store migrations across nodes.
+const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0002;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE index_keys (
+    tenant_id TEXT  NOT NULL PRIMARY KEY,
+    wrapped   BYTEA NOT NULL
+);
+CREATE TABLE keks (
+    tenant_id  TEXT        NOT NULL,
+    version    INTEGER     NOT NULL,
+    wrapped    BYTEA       NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+);
+CREATE TABLE data_keys (
+    tenant_id   TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    kek_version INTEGER NOT NULL,
+    wrapped     BYTEA   NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX data_keys_by_kek ON data_keys (tenant_id, kek_version, id);
+CREATE TABLE shred_log (
+    seq         BIGSERIAL   PRIMARY KEY,
+    tenant_id   TEXT        NOT NULL,
+    id          TEXT        NOT NULL,
+    shredded_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX shred_log_by_id ON shred_log (tenant_id, id);
+"#];
+
+/// The PostgreSQL key store.
+pub struct PostgresKeyStore {
+    pool: Pool,
+}
+
+impl PostgresKeyStore {
+    /// Connects to the key store in `schema` (created if absent).
+    pub async fn connect(url: &str, schema: &str) -> Result<PostgresKeyStore> {
+        Ok(PostgresKeyStore {
+            pool: connect_pool(url, Some(schema), MIGRATIONS, MIGRATION_LOCK).await?,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(unavailable)
+    }
+}
+
+fn data_key(row: &Row) -> WrappedDataKey {
+    WrappedDataKey {
+        id: row.get(0),
+        kek_version: row.get::<_, i32>(1) as u32,
+        wrapped: row.get(2),
+    }
+}
+
+async fn log_shred(
+    client: &Transaction<'_>,
+    tenant: &str,
+    ids: &[String],
+    at: Timestamp,
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO shred_log (tenant_id, id, shredded_at) SELECT $1, UNNEST($2::TEXT[]), $3",
+            &[&tenant, &ids, &at],
+        )
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl KeyStore for PostgresKeyStore {
+    fn backend(&self) -> &'static str {
+        super::BACKEND
+    }
+
+    async fn index_key(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT wrapped FROM index_keys WHERE tenant_id = $1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn insert_index_key(&self, tenant: &TenantId, wrapped: Vec<u8>) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO index_keys (tenant_id, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&tenant.as_str(), &wrapped],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn keks(&self, tenant: &TenantId) -> Result<Vec<WrappedKek>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT version, wrapped, created_at FROM keks WHERE tenant_id = $1 ORDER BY version",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| WrappedKek {
+                version: r.get::<_, i32>(0) as u32,
+                wrapped: r.get(1),
+                created_at: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn insert_kek(&self, tenant: &TenantId, kek: WrappedKek) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO keks (tenant_id, version, wrapped, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &tenant.as_str(),
+                    &(kek.version as i32),
+                    &kek.wrapped,
+                    &kek.created_at,
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn destroy_keks_before(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        at: Timestamp,
+    ) -> Result<Vec<u32>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let tenant = tenant.as_str();
+        let version = version as i32;
+        // Locks the tenant's KEK rows so a concurrent rewrap cannot slip an old-version key in.
+        tx.execute(
+            "SELECT 1 FROM keks WHERE tenant_id = $1 FOR UPDATE",
+            &[&tenant],
+        )
+        .await
+        .map_err(db_err)?;
+        let in_use: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM data_keys WHERE tenant_id = $1 AND kek_version < $2",
+                &[&tenant, &version],
+            )
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if in_use > 0 {
+            return Ok(Vec::new());
+        }
+        let versions: Vec<u32> = tx
+            .query(
+                "DELETE FROM keks WHERE tenant_id = $1 AND version < $2 RETURNING version",
+                &[&tenant, &version],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.get::<_, i32>(0) as u32)
+            .collect();
+        let ids: Vec<String> = versions.iter().map(|v| format!("kek/{v}")).collect();
+        log_shred(&tx, tenant, &ids, at).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(versions)
+    }
+
+    async fn data_keys(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<WrappedDataKey>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, kek_version, wrapped FROM data_keys WHERE tenant_id = $1 AND id = ANY($2)",
+                &[&tenant.as_str(), &ids],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(data_key).collect())
+    }
+
+    async fn insert_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
+        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        let versions: Vec<i32> = keys.iter().map(|k| k.kek_version as i32).collect();
+        let wrapped: Vec<&[u8]> = keys.iter().map(|k| k.wrapped.as_slice()).collect();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO data_keys (tenant_id, id, kek_version, wrapped)
+                 SELECT $1, * FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::BYTEA[])
+                 ON CONFLICT DO NOTHING",
+                &[&tenant.as_str(), &ids, &versions, &wrapped],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn data_keys_below(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<WrappedDataKey>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, kek_version, wrapped FROM data_keys
+                 WHERE tenant_id = $1 AND kek_version < $2 AND id > $3 ORDER BY id LIMIT $4",
+                &[
+                    &tenant.as_str(),
+                    &(version as i32),
+                    &after,
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(data_key).collect())
+    }
+
+    async fn rewrap_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
+        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        let versions: Vec<i32> = keys.iter().map(|k| k.kek_version as i32).collect();
+        let wrapped: Vec<&[u8]> = keys.iter().map(|k| k.wrapped.as_slice()).collect();
+        self.client()
+            .await?
+            .execute(
+                "UPDATE data_keys d SET kek_version = n.v, wrapped = n.w
+                 FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::BYTEA[]) AS n(id, v, w)
+                 WHERE d.tenant_id = $1 AND d.id = n.id",
+                &[&tenant.as_str(), &ids, &versions, &wrapped],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn count_data_keys(&self, tenant: &TenantId) -> Result<KeyCounts> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT kek_version, COUNT(*) FROM data_keys WHERE tenant_id = $1
+                 GROUP BY kek_version ORDER BY kek_version",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(KeyCounts {
+            by_kek_version: rows
+                .iter()
+                .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64))
+                .collect(),
+        })
+    }
+
+    async fn shred(
+        &self,
+        tenant: &TenantId,
+        scope: ShredScope,
+        at: Timestamp,
+    ) -> Result<Vec<String>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let tenant = tenant.as_str();
+        let destroyed: Vec<String> = match scope {
+            ShredScope::Keys(ids) => {
+                let destroyed: Vec<String> = tx
+                    .query(
+                        "DELETE FROM data_keys WHERE tenant_id = $1 AND id = ANY($2) RETURNING id",
+                        &[&tenant, &ids],
+                    )
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                log_shred(&tx, tenant, &destroyed, at).await?;
+                destroyed
+            }
+            ShredScope::Tenant => {
+                let mut destroyed: Vec<String> = tx
+                    .query(
+                        "DELETE FROM data_keys WHERE tenant_id = $1 RETURNING id",
+                        &[&tenant],
+                    )
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                for r in tx
+                    .query(
+                        "DELETE FROM keks WHERE tenant_id = $1 RETURNING version",
+                        &[&tenant],
+                    )
+                    .await
+                    .map_err(db_err)?
+                {
+                    destroyed.push(format!("kek/{}", r.get::<_, i32>(0)));
+                }
+                if tx
+                    .execute("DELETE FROM index_keys WHERE tenant_id = $1", &[&tenant])
+                    .await
+                    .map_err(db_err)?
+                    == 1
+                {
+                    destroyed.push("index".into());
+                }
+                if !destroyed.is_empty() {
+                    log_shred(&tx, tenant, &[TENANT_SHRED.to_owned()], at).await?;
+                }
+                destroyed
+            }
+        };
+        tx.commit().await.map_err(db_err)?;
+        Ok(destroyed)
+    }
+
+    async fn shredded(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<String>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT i FROM UNNEST($2::TEXT[]) AS i
+                 WHERE EXISTS (SELECT 1 FROM shred_log s WHERE s.tenant_id = $1 AND (s.id = i OR s.id = $3))",
+                &[&tenant.as_str(), &ids, &TENANT_SHRED],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}

@@ -1,0 +1,371 @@
+//! The SQLite key store: its own file beside the data file (see [`crate::keys`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use custodian_core::ids::TenantId;
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Db, db_err, from_us, open_blocking, us};
+use crate::Result;
+use crate::keys::{KeyCounts, KeyStore, ShredScope, TENANT_SHRED, WrappedDataKey, WrappedKek};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE index_keys (
+    tenant_id TEXT NOT NULL PRIMARY KEY,
+    wrapped   BLOB NOT NULL
+);
+CREATE TABLE keks (
+    tenant_id     TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    wrapped       BLOB    NOT NULL,
+    created_at_us INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, version)
+);
+CREATE TABLE data_keys (
+    tenant_id   TEXT    NOT NULL,
+    id          TEXT    NOT NULL,
+    kek_version INTEGER NOT NULL,
+    wrapped     BLOB    NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+) WITHOUT ROWID;
+CREATE INDEX data_keys_by_kek ON data_keys (tenant_id, kek_version, id);
+CREATE TABLE shred_log (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id      TEXT    NOT NULL,
+    id             TEXT    NOT NULL,
+    shredded_at_us INTEGER NOT NULL
+);
+CREATE INDEX shred_log_by_id ON shred_log (tenant_id, id);
+"#];
+
+/// The SQLite key store.
+pub struct SqliteKeyStore {
+    db: Arc<Db>,
+}
+
+impl SqliteKeyStore {
+    pub async fn open(path: &Path) -> Result<SqliteKeyStore> {
+        let path = path.to_owned();
+        open_blocking(move || {
+            Ok(SqliteKeyStore {
+                db: Arc::new(Db::open(path, MIGRATIONS, false)?),
+            })
+        })
+        .await
+    }
+}
+
+fn select_data_keys(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<WrappedDataKey>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok(WrappedDataKey {
+                id: r.get(0)?,
+                kek_version: r.get(1)?,
+                wrapped: r.get(2)?,
+            })
+        })
+        .map_err(db_err)?;
+    rows.map(|r| r.map_err(db_err)).collect()
+}
+
+fn log_shred(conn: &Connection, tenant: &str, id: &str, at: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO shred_log (tenant_id, id, shredded_at_us) VALUES (?1, ?2, ?3)",
+    )
+    .and_then(|mut s| s.execute(params![tenant, id, at]))
+    .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl KeyStore for SqliteKeyStore {
+    fn backend(&self) -> &'static str {
+        super::BACKEND
+    }
+
+    async fn index_key(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT wrapped FROM index_keys WHERE tenant_id = ?1",
+                    params![tenant],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)
+            })
+            .await
+    }
+
+    async fn insert_index_key(&self, tenant: &TenantId, wrapped: Vec<u8>) -> Result<bool> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let n = c
+                    .execute(
+                        "INSERT OR IGNORE INTO index_keys (tenant_id, wrapped) VALUES (?1, ?2)",
+                        params![tenant, wrapped],
+                    )
+                    .map_err(db_err)?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn keks(&self, tenant: &TenantId) -> Result<Vec<WrappedKek>> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT version, wrapped, created_at_us FROM keks WHERE tenant_id = ?1 ORDER BY version",
+                    )
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![tenant], |r| {
+                        Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?))
+                    })
+                    .map_err(db_err)?;
+                rows.map(|r| {
+                    let (version, wrapped, created) = r.map_err(db_err)?;
+                    Ok(WrappedKek {
+                        version,
+                        wrapped,
+                        created_at: from_us(created)?,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
+    async fn insert_kek(&self, tenant: &TenantId, kek: WrappedKek) -> Result<bool> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let n = c
+                    .execute(
+                        "INSERT OR IGNORE INTO keks (tenant_id, version, wrapped, created_at_us) VALUES (?1, ?2, ?3, ?4)",
+                        params![tenant, kek.version, kek.wrapped, us(kek.created_at)],
+                    )
+                    .map_err(db_err)?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn destroy_keks_before(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        at: Timestamp,
+    ) -> Result<Vec<u32>> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let in_use: i64 = c
+                    .query_row(
+                        "SELECT COUNT(*) FROM data_keys WHERE tenant_id = ?1 AND kek_version < ?2",
+                        params![tenant, version],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_err)?;
+                if in_use > 0 {
+                    return Ok(Vec::new());
+                }
+                let versions: Vec<u32> = c
+                    .prepare_cached(
+                        "DELETE FROM keks WHERE tenant_id = ?1 AND version < ?2 RETURNING version",
+                    )
+                    .and_then(|mut s| {
+                        s.query_map(params![tenant, version], |r| r.get(0))?
+                            .collect()
+                    })
+                    .map_err(db_err)?;
+                for v in &versions {
+                    log_shred(c, &tenant, &format!("kek/{v}"), us(at))?;
+                }
+                Ok(versions)
+            })
+            .await
+    }
+
+    async fn data_keys(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<WrappedDataKey>> {
+        let tenant = tenant.as_str().to_owned();
+        let ids = ids.to_vec();
+        self.db
+            .read(move |c| {
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    out.extend(select_data_keys(
+                        c,
+                        "SELECT id, kek_version, wrapped FROM data_keys WHERE tenant_id = ?1 AND id = ?2",
+                        params![tenant, id],
+                    )?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn insert_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(db_err)?;
+                for k in &keys {
+                    stmt.execute(params![tenant, k.id, k.kek_version, k.wrapped])
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn data_keys_below(
+        &self,
+        tenant: &TenantId,
+        version: u32,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<WrappedDataKey>> {
+        let tenant = tenant.as_str().to_owned();
+        let after = after.to_owned();
+        self.db
+            .read(move |c| {
+                select_data_keys(
+                    c,
+                    "SELECT id, kek_version, wrapped FROM data_keys
+                     WHERE tenant_id = ?1 AND kek_version < ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+                    params![tenant, version, after, limit],
+                )
+            })
+            .await
+    }
+
+    async fn rewrap_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "UPDATE data_keys SET kek_version = ?3, wrapped = ?4 WHERE tenant_id = ?1 AND id = ?2",
+                    )
+                    .map_err(db_err)?;
+                for k in &keys {
+                    stmt.execute(params![tenant, k.id, k.kek_version, k.wrapped])
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn count_data_keys(&self, tenant: &TenantId) -> Result<KeyCounts> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT kek_version, COUNT(*) FROM data_keys WHERE tenant_id = ?1 GROUP BY kek_version ORDER BY kek_version",
+                    )
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![tenant], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)? as u64)))
+                    .map_err(db_err)?;
+                Ok(KeyCounts {
+                    by_kek_version: rows.collect::<rusqlite::Result<_>>().map_err(db_err)?,
+                })
+            })
+            .await
+    }
+
+    async fn shred(
+        &self,
+        tenant: &TenantId,
+        scope: ShredScope,
+        at: Timestamp,
+    ) -> Result<Vec<String>> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let at = us(at);
+                match scope {
+                    ShredScope::Keys(ids) => {
+                        let mut destroyed = Vec::new();
+                        let mut delete = c
+                            .prepare_cached(
+                                "DELETE FROM data_keys WHERE tenant_id = ?1 AND id = ?2",
+                            )
+                            .map_err(db_err)?;
+                        for id in ids {
+                            if delete.execute(params![tenant, id]).map_err(db_err)? == 1 {
+                                log_shred(c, &tenant, &id, at)?;
+                                destroyed.push(id);
+                            }
+                        }
+                        Ok(destroyed)
+                    }
+                    ShredScope::Tenant => {
+                        let mut destroyed: Vec<String> = c
+                            .prepare("DELETE FROM data_keys WHERE tenant_id = ?1 RETURNING id")
+                            .and_then(|mut s| s.query_map(params![tenant], |r| r.get(0))?.collect())
+                            .map_err(db_err)?;
+                        let keks: Vec<u32> = c
+                            .prepare("DELETE FROM keks WHERE tenant_id = ?1 RETURNING version")
+                            .and_then(|mut s| s.query_map(params![tenant], |r| r.get(0))?.collect())
+                            .map_err(db_err)?;
+                        destroyed.extend(keks.iter().map(|v| format!("kek/{v}")));
+                        if c.execute(
+                            "DELETE FROM index_keys WHERE tenant_id = ?1",
+                            params![tenant],
+                        )
+                        .map_err(db_err)?
+                            == 1
+                        {
+                            destroyed.push("index".into());
+                        }
+                        if !destroyed.is_empty() {
+                            log_shred(c, &tenant, TENANT_SHRED, at)?;
+                        }
+                        Ok(destroyed)
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn shredded(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<String>> {
+        let tenant = tenant.as_str().to_owned();
+        let ids = ids.to_vec();
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT 1 FROM shred_log WHERE tenant_id = ?1 AND (id = ?2 OR id = ?3) LIMIT 1",
+                    )
+                    .map_err(db_err)?;
+                let mut out = Vec::new();
+                for id in ids {
+                    if stmt.exists(params![tenant, id, TENANT_SHRED]).map_err(db_err)? {
+                        out.push(id);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
