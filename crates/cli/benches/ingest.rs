@@ -27,7 +27,6 @@ use custodian_core::ids::TenantId;
 use custodian_core::policy::Policy;
 use custodian_server::audit::Actor;
 use custodian_server::clock::SystemClock;
-use custodian_server::keys::Keyring;
 use custodian_server::{AppState, ServerConfig};
 use custodian_store::{IdempotentResponse, NewRecord, StoreConfig, testing};
 
@@ -254,14 +253,16 @@ async fn http_ingest(
 /// Validate + seal (`prepare_batch`) on `threads` threads, in-process, no I/O.
 fn seal_only(
     state: &AppState,
-    keyring: &Keyring,
+    runtime: &tokio::runtime::Handle,
     bodies: &[&'static [u8]],
     threads: usize,
     batches: usize,
 ) -> Measured {
     let tenant = TenantId::new(TENANT).expect("tenant id");
     let tenant_policy = state.policy.tenant(&tenant).expect("tenant in policy");
-    let key = keyring.current();
+    let tenant_keys = runtime
+        .block_on(state.keys.tenant(&tenant))
+        .expect("tenant keys");
     let next = AtomicUsize::new(0);
     let bytes: usize = (0..batches).map(|i| bodies[i % bodies.len()].len()).sum();
     let started = Instant::now();
@@ -274,10 +275,16 @@ fn seal_only(
                         break;
                     }
                     let body = bodies[i % bodies.len()];
+                    // The data keys come from the key service, as in the handler (cached
+                    // after the warm-up, as on a running server).
+                    let resolve = |ids: &[custodian_crypto::DataKeyId]| {
+                        runtime.block_on(state.keys.data_keys(&tenant, ids, true, ""))
+                    };
                     let sealed = custodian_server::ingest::prepare_batch(
                         &state.policy,
                         tenant_policy,
-                        key,
+                        &tenant_keys,
+                        resolve,
                         now(),
                         body,
                     )
@@ -308,7 +315,8 @@ async fn store_only(
 ) -> Measured {
     let tenant = TenantId::new(TENANT).expect("tenant id");
     let tenant_policy = state.policy.tenant(&tenant).expect("tenant in policy");
-    let keyring = state.keys.keyring(&tenant).await.expect("keyring");
+    let tenant_keys = state.keys.tenant(&tenant).await.expect("tenant keys");
+    let runtime = tokio::runtime::Handle::current();
     // Sealed records plus the audit entry the handler writes with them (same shape: every id
     // and every subject pseudonym of the batch), all built before timing.
     let actor = Actor {
@@ -317,10 +325,16 @@ async fn store_only(
     };
     let mut sealed: Vec<(Vec<NewRecord>, Vec<u8>)> = (0..batches)
         .map(|i| {
+            let resolve = |ids: &[custodian_crypto::DataKeyId]| {
+                tokio::task::block_in_place(|| {
+                    runtime.block_on(state.keys.data_keys(&tenant, ids, true, ""))
+                })
+            };
             let batch = custodian_server::ingest::prepare_batch(
                 &state.policy,
                 tenant_policy,
-                keyring.current(),
+                &tenant_keys,
+                resolve,
                 now(),
                 bodies[i % bodies.len()],
             )
@@ -606,23 +620,21 @@ fn main() {
         })
         .await;
         let state = baseline.state.clone();
-        let keyring = state
-            .keys
-            .keyring(&TenantId::new(TENANT).expect("tenant id"))
-            .await
-            .expect("keyring");
         let bodies_ref = bodies.clone();
+        let handle = tokio::runtime::Handle::current();
         let (one, all) = tokio::task::spawn_blocking(move || {
-            seal_only(&state, &keyring, &bodies_ref, 1, WARMUP_BATCHES);
-            let one = seal_only(&state, &keyring, &bodies_ref, 1, batches);
-            let all = seal_only(&state, &keyring, &bodies_ref, cores, batches);
+            seal_only(&state, &handle, &bodies_ref, 1, WARMUP_BATCHES);
+            let one = seal_only(&state, &handle, &bodies_ref, 1, batches);
+            let all = seal_only(&state, &handle, &bodies_ref, cores, batches);
             (one, all)
         })
         .await
         .expect("seal baseline");
         let _ = baseline.shutdown.send(());
         baseline.task.await.expect("server stopped");
-        println!("\nbaseline: validate + seal (prepare_batch + body SHA-256), in-process");
+        println!(
+            "\nbaseline: validate + key lookup + seal (prepare_batch + body SHA-256), in-process"
+        );
         println!("{}", one.line("1 thread"));
         println!("{}", all.line(&format!("{cores} threads")));
         let seal_rate = all.rate();

@@ -170,6 +170,28 @@ impl fmt::Display for EffectiveRetention {
     }
 }
 
+impl Expiry {
+    /// The expiry bucket: records of one data type in one bucket share a data key and are
+    /// destroyed together when the bucket ends. Dated records are bucketed by the UTC day their
+    /// retention ends (`d2027-03-01`), so a bucket is due the moment that day is over; records
+    /// whose clock has not started (`p<event>-2026-11`) or never runs out (`n2026-11`) by the
+    /// UTC month they arrived.
+    pub fn bucket(&self, ingest: Timestamp) -> String {
+        let utc = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC).date();
+        match self {
+            Expiry::At(t) => format!("d{}", utc(*t)),
+            Expiry::PendingEvent(event) => {
+                let d = utc(ingest);
+                format!("p{event}-{:04}-{:02}", d.year(), d.month())
+            }
+            Expiry::Never => {
+                let d = utc(ingest);
+                format!("n{:04}-{:02}", d.year(), d.month())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +209,24 @@ mod tests {
             min: min.map(d),
             max: max.map(d),
         }
+    }
+
+    #[test]
+    fn buckets_follow_the_utc_day_of_expiry_or_the_month_of_arrival() {
+        let ingest = ts("2026-11-30T23:59:59Z");
+        assert_eq!(
+            Expiry::At(ts("2027-02-28T23:59:59.999Z")).bucket(ingest),
+            "d2027-02-28"
+        );
+        assert_eq!(
+            Expiry::At(ts("2027-03-01T00:00:00Z")).bucket(ingest),
+            "d2027-03-01"
+        );
+        assert_eq!(
+            Expiry::PendingEvent("ticket_closed".into()).bucket(ingest),
+            "pticket_closed-2026-11"
+        );
+        assert_eq!(Expiry::Never.bucket(ts("2027-01-01T00:00:00Z")), "n2027-01");
     }
 
     #[test]

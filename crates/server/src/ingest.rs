@@ -6,13 +6,14 @@
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_core::policy::{Policy, TenantPolicy};
 use custodian_core::retention::Expiry;
-use custodian_crypto::{RecordAad, TenantKey};
+use custodian_crypto::{DataKey, DataKeyId, RecordAad, RecordKeys};
 use custodian_store::{NewRecord, StoredRecord};
 use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::ServerError;
+use crate::keys::{DataKeys, TenantKeys};
 use crate::problem::LineError;
 
 const MAX_SUBJECTS: usize = 64;
@@ -160,11 +161,14 @@ pub struct SealedBatch {
     pub ids: Vec<RecordId>,
 }
 
-/// Validates `body` and seals every record under `key`.
+/// Validates `body` and seals every record under its bucket's DEK and its subjects' keys.
+/// `resolve` gets (creating as needed) every data key the batch names, once; nothing is asked
+/// of it for an invalid batch.
 pub fn prepare_batch(
     policy: &Policy,
     tenant: &TenantPolicy,
-    key: &TenantKey,
+    keys: &TenantKeys,
+    resolve: impl FnOnce(&[DataKeyId]) -> Result<DataKeys, ServerError>,
     now: Timestamp,
     body: &[u8],
 ) -> Result<Result<SealedBatch, Vec<LineError>>, ServerError> {
@@ -186,12 +190,38 @@ pub fn prepare_batch(
         Ok(lines) => lines,
         Err(errors) => return Ok(Err(errors)),
     };
+    let planned: Vec<(ValidLine<'_>, String, Vec<[u8; 32]>)> = lines
+        .into_iter()
+        .map(|line| {
+            let bucket = line.expiry.bucket(now);
+            let mut pseudonyms: Vec<[u8; 32]> =
+                line.subjects.iter().map(|s| keys.pseudonym(s)).collect();
+            pseudonyms.sort_unstable();
+            pseudonyms.dedup();
+            (line, bucket, pseudonyms)
+        })
+        .collect();
+    let mut wanted = std::collections::BTreeSet::new();
+    for (line, bucket, pseudonyms) in &planned {
+        wanted.insert(DataKeyId::Bucket {
+            data_type: line.data_type.clone(),
+            bucket: bucket.clone(),
+        });
+        wanted.extend(pseudonyms.iter().copied().map(DataKeyId::Subject));
+    }
+    let wanted: Vec<DataKeyId> = wanted.into_iter().collect();
+    let data_keys = resolve(&wanted)?;
+    let key = |id: &DataKeyId| {
+        data_keys.get(id).ok_or_else(|| {
+            ServerError::Internal(format!("data key {} was not resolved", id.encode()))
+        })
+    };
     let tenant_id: &TenantId = &tenant.id;
     let ms = now.as_millisecond().max(0) as u64;
-    let mut records = Vec::with_capacity(lines.len());
-    let mut ids = Vec::with_capacity(lines.len());
+    let mut records = Vec::with_capacity(planned.len());
+    let mut ids = Vec::with_capacity(planned.len());
     let mut plaintext = Vec::new();
-    for line in lines {
+    for (line, bucket, pseudonyms) in planned {
         let random = u128::from_be_bytes(custodian_crypto::random_bytes::<16>()?);
         let id = RecordId::from_ulid(ulid::Ulid::from_parts(ms, random));
         plaintext.clear();
@@ -203,25 +233,32 @@ pub fn prepare_batch(
             },
         )
         .map_err(|e| ServerError::Internal(e.to_string()))?;
+        let bucket_key = key(&DataKeyId::Bucket {
+            data_type: line.data_type.clone(),
+            bucket: bucket.clone(),
+        })?;
+        let subject_keys: Vec<&DataKey> = pseudonyms
+            .iter()
+            .map(|p| key(&DataKeyId::Subject(*p)).map(|k| k.as_ref()))
+            .collect::<Result<_, _>>()?;
         let aad = RecordAad {
             tenant: tenant_id,
             record: id,
             data_type: &line.data_type,
             class: line.class,
+            bucket: &bucket,
+            subjects: &pseudonyms,
         };
-        let sealed = key.seal(&aad, &plaintext)?;
+        let sealed = RecordKeys {
+            bucket: bucket_key,
+            subjects: &subject_keys,
+        }
+        .seal(&aad, &plaintext)?;
         let (expires_at, pending_event) = match line.expiry {
             Expiry::At(t) => (Some(t), None),
             Expiry::PendingEvent(e) => (None, Some(e)),
             Expiry::Never => (None, None),
         };
-        let mut subject_pseudonyms: Vec<[u8; 32]> = line
-            .subjects
-            .iter()
-            .map(|s| key.subject_pseudonym(s))
-            .collect();
-        subject_pseudonyms.sort_unstable();
-        subject_pseudonyms.dedup();
         records.push(NewRecord {
             record: StoredRecord {
                 id,
@@ -231,10 +268,11 @@ pub fn prepare_batch(
                 ingest_time: now,
                 expires_at,
                 pending_event,
-                key_version: key.version(),
+                key_bucket: bucket,
+                key_subjects: pseudonyms.clone(),
                 sealed,
             },
-            subject_pseudonyms,
+            subject_pseudonyms: pseudonyms,
         });
         ids.push(id);
     }
@@ -271,9 +309,32 @@ tier = "standard"
 home_region = "eu-west"
 "#;
 
-    fn setup() -> (Policy, TenantKey) {
+    fn setup() -> (Policy, TenantKeys) {
         let p = Policy::parse("t.toml", POLICY).unwrap();
-        (p, TenantKey::new(1, &zeroize::Zeroizing::new([3; 32])))
+        let tenant = TenantId::new("acme").unwrap();
+        let keys = TenantKeys::new(
+            custodian_crypto::IndexKey::new(&zeroize::Zeroizing::new([3; 32])),
+            vec![custodian_crypto::Kek::new(
+                tenant,
+                1,
+                &zeroize::Zeroizing::new([4; 32]),
+            )],
+        )
+        .unwrap();
+        (p, keys)
+    }
+
+    /// Fresh keys for whatever the batch names.
+    fn fresh_keys(ids: &[DataKeyId]) -> Result<DataKeys, ServerError> {
+        Ok(ids
+            .iter()
+            .map(|id| {
+                (
+                    id.clone(),
+                    std::sync::Arc::new(DataKey::generate().unwrap()),
+                )
+            })
+            .collect())
     }
 
     fn now() -> Timestamp {
@@ -283,7 +344,7 @@ home_region = "eu-west"
     fn run(tenant: &str, body: &str) -> Result<SealedBatch, Vec<LineError>> {
         let (p, k) = setup();
         let t = p.tenant(&TenantId::new(tenant).unwrap()).unwrap().clone();
-        prepare_batch(&p, &t, &k, now(), body.as_bytes()).unwrap()
+        prepare_batch(&p, &t, &k, fresh_keys, now(), body.as_bytes()).unwrap()
     }
 
     #[test]
@@ -371,7 +432,7 @@ home_region = "eu-west"
         );
         let (p, k) = setup();
         let t = p.tenants[0].clone();
-        let errors = prepare_batch(&p, &t, &k, now(), b"{}\n\xff\xfe")
+        let errors = prepare_batch(&p, &t, &k, fresh_keys, now(), b"{}\n\xff\xfe")
             .unwrap()
             .unwrap_err();
         assert_eq!(errors[0].line, 2);

@@ -1,52 +1,100 @@
-//! The key service: unwraps tenant keys on first use and keeps them in memory, creating a
-//! tenant's first key when it has none. The cache holds only unwrapped keys of tenants that
-//! were used; wrapped keys live in the store.
+//! The key service: the key hierarchy at run time. It unwraps a tenant's index key and KEKs on
+//! first use (creating them for a new tenant), gets or creates the bucket DEKs and subject keys
+//! a batch needs, and shreds and rotates. Unwrapped keys are cached in memory only; wrapped
+//! keys live in the key store, apart from the data.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use custodian_core::clock::Clock;
 use custodian_core::ids::TenantId;
-use custodian_crypto::{RootKeyProvider, TenantKey};
-use custodian_store::{Store, WrappedTenantKey};
+use custodian_crypto::{DataKey, DataKeyId, IndexKey, Kek, RootKeyProvider};
+use custodian_store::{KeyStore, ShredScope, WrappedDataKey, WrappedKek};
 
 use crate::ServerError;
 
-/// All unwrapped key versions of one tenant.
+/// Above this many cached data keys the cache starts over (a simple bound on memory).
+const MAX_CACHED_DATA_KEYS: usize = 200_000;
+/// Data keys rewrapped per key-store write during rotation.
+const REWRAP_PAGE: u32 = 1000;
+
+/// A tenant's unwrapped index key and live KEK versions.
 #[derive(Debug)]
-pub struct Keyring {
-    versions: HashMap<u32, Arc<TenantKey>>,
-    current: Arc<TenantKey>,
+pub struct TenantKeys {
+    index: IndexKey,
+    keks: HashMap<u32, Arc<Kek>>,
+    current: Arc<Kek>,
 }
 
-impl Keyring {
-    pub fn current(&self) -> &Arc<TenantKey> {
-        &self.current
+impl TenantKeys {
+    /// Fails without a KEK: a tenant always has one.
+    pub fn new(index: IndexKey, keks: Vec<Kek>) -> Result<TenantKeys, ServerError> {
+        let keks: HashMap<u32, Arc<Kek>> = keks
+            .into_iter()
+            .map(|k| (k.version(), Arc::new(k)))
+            .collect();
+        let current = keks
+            .keys()
+            .max()
+            .map(|v| keks[v].clone())
+            .ok_or_else(|| ServerError::Internal("a tenant needs a KEK".into()))?;
+        Ok(TenantKeys {
+            index,
+            keks,
+            current,
+        })
     }
 
-    pub fn version(&self, v: u32) -> Option<&Arc<TenantKey>> {
-        self.versions.get(&v)
+    /// The tenant-keyed pseudonym of a subject id.
+    pub fn pseudonym(&self, subject: &str) -> [u8; 32] {
+        self.index.pseudonym(subject)
     }
+
+    pub fn current_kek_version(&self) -> u32 {
+        self.current.version()
+    }
+}
+
+/// The data keys a batch or a record needs, by id.
+pub type DataKeys = HashMap<DataKeyId, Arc<DataKey>>;
+
+/// What a rotation did.
+#[derive(Debug, serde::Serialize)]
+pub struct Rotation {
+    pub from_version: u32,
+    pub to_version: u32,
+    pub rewrapped: u64,
+    pub destroyed_versions: Vec<u32>,
 }
 
 pub struct KeyService {
     root: Arc<dyn RootKeyProvider>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
     clock: Arc<dyn Clock>,
-    cache: RwLock<HashMap<TenantId, Arc<Keyring>>>,
+    tenants: RwLock<HashMap<TenantId, Arc<TenantKeys>>>,
+    data: RwLock<HashMap<(TenantId, DataKeyId), Arc<DataKey>>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl KeyService {
     pub fn new(
         root: Arc<dyn RootKeyProvider>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyStore>,
         clock: Arc<dyn Clock>,
     ) -> KeyService {
         KeyService {
             root,
             store,
             clock,
-            cache: RwLock::new(HashMap::new()),
+            tenants: RwLock::new(HashMap::new()),
+            data: RwLock::new(HashMap::new()),
         }
     }
 
@@ -54,46 +102,241 @@ impl KeyService {
         self.root.name()
     }
 
-    /// The tenant's keyring, loading or creating it on first use.
-    pub async fn keyring(&self, tenant: &TenantId) -> Result<Arc<Keyring>, ServerError> {
-        if let Some(k) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tenant)
-        {
+    pub fn store(&self) -> &dyn KeyStore {
+        self.store.as_ref()
+    }
+
+    /// The tenant's index key and KEKs, loading or creating them on first use.
+    pub async fn tenant(&self, tenant: &TenantId) -> Result<Arc<TenantKeys>, ServerError> {
+        if let Some(k) = read(&self.tenants).get(tenant) {
             return Ok(k.clone());
         }
-        let mut wrapped = self.store.tenant_keys(tenant).await?;
+        let index = match self.store.index_key(tenant).await? {
+            Some(w) => w,
+            None => {
+                let (_, wrapped) = self.root.new_index_key(tenant)?;
+                // Another node may have been first: its key wins and is reloaded.
+                self.store.insert_index_key(tenant, wrapped).await?;
+                self.store
+                    .index_key(tenant)
+                    .await?
+                    .ok_or_else(|| ServerError::Internal("index key creation left no key".into()))?
+            }
+        };
+        let mut wrapped = self.store.keks(tenant).await?;
         if wrapped.is_empty() {
-            let (_, bytes) = self.root.new_tenant_key(tenant, 1)?;
-            let key = WrappedTenantKey {
-                version: 1,
-                wrapped: bytes,
-                created_at: self.clock.now(),
-            };
-            // Another node may have created version 1 first; its key wins and is reloaded.
-            self.store.insert_tenant_key(tenant, key).await?;
-            wrapped = self.store.tenant_keys(tenant).await?;
+            let (_, bytes) = self.root.new_kek(tenant, 1)?;
+            self.store
+                .insert_kek(
+                    tenant,
+                    WrappedKek {
+                        version: 1,
+                        wrapped: bytes,
+                        created_at: self.clock.now(),
+                    },
+                )
+                .await?;
+            wrapped = self.store.keks(tenant).await?;
         }
-        let mut versions = HashMap::new();
-        for w in &wrapped {
-            let key = self.root.unwrap_tenant_key(tenant, w.version, &w.wrapped)?;
-            versions.insert(w.version, Arc::new(key));
-        }
-        let newest = wrapped
+        let keys = Arc::new(self.unwrap_tenant(tenant, &index, &wrapped)?);
+        write(&self.tenants).insert(tenant.clone(), keys.clone());
+        Ok(keys)
+    }
+
+    fn unwrap_tenant(
+        &self,
+        tenant: &TenantId,
+        index: &[u8],
+        keks: &[WrappedKek],
+    ) -> Result<TenantKeys, ServerError> {
+        let unwrapped = keks
             .iter()
-            .map(|w| w.version)
-            .max()
-            .ok_or_else(|| ServerError::Internal("tenant key creation left no key".into()))?;
-        let keyring = Arc::new(Keyring {
-            current: versions[&newest].clone(),
-            versions,
+            .map(|w| self.root.unwrap_kek(tenant, w.version, &w.wrapped))
+            .collect::<Result<Vec<_>, _>>()?;
+        TenantKeys::new(self.root.unwrap_index_key(tenant, index)?, unwrapped)
+    }
+
+    /// The data keys `ids`, unwrapped. With `create`, missing ones are made (ingest);
+    /// without, a missing key is destroyed (`KeyDestroyed`, naming `record`) or corrupt.
+    pub async fn data_keys(
+        &self,
+        tenant: &TenantId,
+        ids: &[DataKeyId],
+        create: bool,
+        record: &str,
+    ) -> Result<DataKeys, ServerError> {
+        let mut found = DataKeys::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        {
+            let cache = read(&self.data);
+            for id in ids {
+                match cache.get(&(tenant.clone(), id.clone())) {
+                    Some(k) => {
+                        found.insert(id.clone(), k.clone());
+                    }
+                    None => missing.push(id.clone()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let keys = self.tenant(tenant).await?;
+        let texts: Vec<String> = missing.iter().map(DataKeyId::encode).collect();
+        let mut stored = self.store.data_keys(tenant, &texts).await?;
+        if create && stored.len() < missing.len() {
+            let have: std::collections::HashSet<&str> =
+                stored.iter().map(|w| w.id.as_str()).collect();
+            let mut new = Vec::new();
+            for (id, text) in missing.iter().zip(&texts) {
+                if !have.contains(text.as_str()) {
+                    new.push(WrappedDataKey {
+                        id: text.clone(),
+                        kek_version: keys.current.version(),
+                        wrapped: keys.current.wrap(id, &DataKey::generate()?)?,
+                    });
+                }
+            }
+            // Written (and durable) before any record sealed under them; a concurrent
+            // writer's key for the same id wins, so reload.
+            self.store.insert_data_keys(tenant, new).await?;
+            stored = self.store.data_keys(tenant, &texts).await?;
+        }
+        let by_text: HashMap<&str, &WrappedDataKey> =
+            stored.iter().map(|w| (w.id.as_str(), w)).collect();
+        if let Some(gone) = texts.iter().find(|t| !by_text.contains_key(t.as_str())) {
+            return Err(self.missing_key(tenant, gone, record).await);
+        }
+        let mut cache = write(&self.data);
+        if cache.len() + missing.len() > MAX_CACHED_DATA_KEYS {
+            cache.clear();
+        }
+        for (id, text) in missing.iter().zip(&texts) {
+            let w = by_text[text.as_str()];
+            let kek = keys.keks.get(&w.kek_version).ok_or_else(|| {
+                ServerError::Internal(format!(
+                    "data key {text} is wrapped by KEK version {} which is not live",
+                    w.kek_version
+                ))
+            })?;
+            let key = Arc::new(kek.unwrap(id, &w.wrapped)?);
+            cache.insert((tenant.clone(), id.clone()), key.clone());
+            found.insert(id.clone(), key);
+        }
+        Ok(found)
+    }
+
+    async fn missing_key(&self, tenant: &TenantId, id: &str, record: &str) -> ServerError {
+        match self.store.shredded(tenant, &[id.to_owned()]).await {
+            Ok(s) if !s.is_empty() => ServerError::KeyDestroyed {
+                record: record.to_owned(),
+                key: id.to_owned(),
+            },
+            Ok(_) => ServerError::Internal(format!("data key {id} is missing from the key store")),
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Destroys data keys (a bucket, a subject) or, with `ShredScope::Tenant`, every key of
+    /// the tenant. Idempotent; returns the key ids destroyed by this call.
+    pub async fn shred(
+        &self,
+        tenant: &TenantId,
+        scope: ShredScope,
+    ) -> Result<Vec<String>, ServerError> {
+        let destroyed = self
+            .store
+            .shred(tenant, scope.clone(), self.clock.now())
+            .await?;
+        // Forget the unwrapped copies too, so this node stops using them at once.
+        write(&self.data).retain(|(t, id), _| {
+            t != tenant
+                || match &scope {
+                    ShredScope::Tenant => false,
+                    ShredScope::Keys(ids) => !ids.contains(&id.encode()),
+                }
         });
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant.clone(), keyring.clone());
-        Ok(keyring)
+        if scope == ShredScope::Tenant {
+            write(&self.tenants).remove(tenant);
+        }
+        Ok(destroyed)
+    }
+
+    /// Makes a new KEK version, rewraps every data key under it (record ciphertext is not
+    /// touched), then destroys the older versions. Crash-safe: until the last step both
+    /// versions are live, and running it again finishes the job.
+    pub async fn rotate(&self, tenant: &TenantId) -> Result<Rotation, ServerError> {
+        let before = self.tenant(tenant).await?;
+        let to_version = before.keks.keys().max().copied().unwrap_or(0) + 1;
+        let (_, wrapped) = self.root.new_kek(tenant, to_version)?;
+        self.store
+            .insert_kek(
+                tenant,
+                WrappedKek {
+                    version: to_version,
+                    wrapped,
+                    created_at: self.clock.now(),
+                },
+            )
+            .await?;
+        let keys = self.reload(tenant).await?;
+        let rewrapped = self.finish_rotation(tenant, &keys).await?;
+        let destroyed_versions = self
+            .store
+            .destroy_keks_before(tenant, to_version, self.clock.now())
+            .await?;
+        self.reload(tenant).await?;
+        Ok(Rotation {
+            from_version: before.current.version(),
+            to_version,
+            rewrapped,
+            destroyed_versions,
+        })
+    }
+
+    /// Rewraps every data key still under an older KEK version with the current one.
+    async fn finish_rotation(
+        &self,
+        tenant: &TenantId,
+        keys: &TenantKeys,
+    ) -> Result<u64, ServerError> {
+        let current = &keys.current;
+        let mut after = String::new();
+        let mut rewrapped = 0u64;
+        loop {
+            let page = self
+                .store
+                .data_keys_below(tenant, current.version(), &after, REWRAP_PAGE)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(rewrapped);
+            };
+            after = last.id.clone();
+            let mut out = Vec::with_capacity(page.len());
+            for w in &page {
+                let id = DataKeyId::decode(&w.id).ok_or_else(|| {
+                    ServerError::Internal(format!("data key id {:?} is malformed", w.id))
+                })?;
+                let old = keys.keks.get(&w.kek_version).ok_or_else(|| {
+                    ServerError::Internal(format!(
+                        "data key {} is wrapped by KEK version {} which is not live",
+                        w.id, w.kek_version
+                    ))
+                })?;
+                let key = old.unwrap(&id, &w.wrapped)?;
+                out.push(WrappedDataKey {
+                    id: w.id.clone(),
+                    kek_version: current.version(),
+                    wrapped: current.wrap(&id, &key)?,
+                });
+            }
+            rewrapped += out.len() as u64;
+            self.store.rewrap_data_keys(tenant, out).await?;
+        }
+    }
+
+    async fn reload(&self, tenant: &TenantId) -> Result<Arc<TenantKeys>, ServerError> {
+        write(&self.tenants).remove(tenant);
+        self.tenant(tenant).await
     }
 }

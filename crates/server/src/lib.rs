@@ -40,6 +40,9 @@ pub enum ServerError {
     /// A request parameter the domain refused (e.g. a proof beyond the log).
     #[error("{0}")]
     Invalid(String),
+    /// A key the record needs was shredded: it is gone for good.
+    #[error("record {record} is unreadable: key {key} was destroyed")]
+    KeyDestroyed { record: String, key: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -49,6 +52,7 @@ impl ServerError {
     pub fn into_problem(self) -> Problem {
         match &self {
             ServerError::Invalid(detail) => Problem::new(Kind::InvalidRequest, detail.clone()),
+            ServerError::KeyDestroyed { .. } => Problem::new(Kind::KeyDestroyed, self.to_string()),
             ServerError::Store(StoreError::Unavailable { .. }) => {
                 tracing::error!(error = %self, "storage unavailable");
                 Problem::new(
@@ -158,7 +162,9 @@ pub async fn build_state(
     warn_unenforced_field_rules(&policy);
     let root = root_key_provider(&policy, &config.data_dir)?;
     let store: Arc<dyn Store> = Arc::from(custodian_store::open(store_config).await?);
-    tracing::info!(backend = store.backend(), "store opened");
+    let key_store: Arc<dyn custodian_store::KeyStore> =
+        Arc::from(custodian_store::open_key_store(store_config).await?);
+    tracing::info!(backend = store.backend(), "store and key store opened");
     let audit = audit::Auditor::load(
         store.clone(),
         clock.clone(),
@@ -169,7 +175,7 @@ pub async fn build_state(
     Ok(Arc::new(AppState {
         policy: Arc::new(policy),
         audit,
-        keys: KeyService::new(root, store.clone(), clock.clone()),
+        keys: KeyService::new(root, key_store, clock.clone()),
         store,
         clock,
         body_limit: config.body_limit,

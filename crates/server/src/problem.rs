@@ -21,12 +21,13 @@ pub enum Kind {
     InvalidBatch,
     PayloadTooLarge,
     IdempotencyKeyReused,
+    KeyDestroyed,
     StorageUnavailable,
     Internal,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Unauthorized,
         Kind::Forbidden,
         Kind::UnknownTenant,
@@ -37,6 +38,7 @@ impl Kind {
         Kind::InvalidBatch,
         Kind::PayloadTooLarge,
         Kind::IdempotencyKeyReused,
+        Kind::KeyDestroyed,
         Kind::StorageUnavailable,
         Kind::Internal,
     ];
@@ -50,6 +52,7 @@ impl Kind {
             Kind::InvalidRequest => StatusCode::BAD_REQUEST,
             Kind::InvalidBatch | Kind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::KeyDestroyed => StatusCode::GONE,
             Kind::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -67,6 +70,7 @@ impl Kind {
             Kind::InvalidBatch => "invalid-batch",
             Kind::PayloadTooLarge => "payload-too-large",
             Kind::IdempotencyKeyReused => "idempotency-key-reused",
+            Kind::KeyDestroyed => "key-destroyed",
             Kind::StorageUnavailable => "storage-unavailable",
             Kind::Internal => "internal",
         }
@@ -84,6 +88,7 @@ impl Kind {
             Kind::InvalidBatch => "Invalid batch: nothing was stored",
             Kind::PayloadTooLarge => "Request body too large",
             Kind::IdempotencyKeyReused => "Idempotency key reused with a different body",
+            Kind::KeyDestroyed => "Key destroyed: the record is unreadable",
             Kind::StorageUnavailable => "Storage unavailable",
             Kind::Internal => "Internal error",
         }
@@ -115,6 +120,9 @@ impl Kind {
             Kind::PayloadTooLarge => "The body is larger than the server's limit; split the batch.",
             Kind::IdempotencyKeyReused => {
                 "This Idempotency-Key was first used with a different body. Use a new key for a new request."
+            }
+            Kind::KeyDestroyed => {
+                "A key that sealed this record was destroyed (its retention bucket expired, its subject was erased or its tenant terminated). The ciphertext can never be read again, by anyone; this is by design."
             }
             Kind::StorageUnavailable => {
                 "The database cannot be reached. Nothing was stored; retry later."

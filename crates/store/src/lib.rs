@@ -62,7 +62,10 @@ pub struct StoredRecord {
     pub expires_at: Option<Timestamp>,
     /// The event that will start the retention clock, for `after_event` types.
     pub pending_event: Option<String>,
-    pub key_version: u32,
+    /// The expiry bucket whose DEK seals the record (with its subjects' keys).
+    pub key_bucket: String,
+    /// The pseudonyms of the subjects whose keys seal the record, sorted.
+    pub key_subjects: Vec<[u8; 32]>,
     pub sealed: Vec<u8>,
 }
 
@@ -108,14 +111,6 @@ fn audit_append_nodes(
     entries: &[Vec<u8>],
 ) -> Result<Vec<custodian_tlog::Node>> {
     Ok(appender.append(entries.iter().map(|e| custodian_tlog::leaf_hash(e)))?)
-}
-
-/// A tenant data key as stored: wrapped by the root key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WrappedTenantKey {
-    pub version: u32,
-    pub wrapped: Vec<u8>,
-    pub created_at: Timestamp,
 }
 
 /// An API token as stored: the secret itself is never kept, only its SHA-256.
@@ -186,11 +181,6 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a deployment secret unless one of that name exists; `false` when it did.
     async fn insert_system_secret(&self, name: &str, wrapped: Vec<u8>) -> Result<bool>;
 
-    async fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>>;
-
-    /// Stores a new key version. `false` when that version already exists (another node won).
-    async fn insert_tenant_key(&self, tenant: &TenantId, key: WrappedTenantKey) -> Result<bool>;
-
     async fn insert_token(&self, token: TokenRow) -> Result<()>;
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRow>>;
@@ -217,6 +207,21 @@ pub async fn open(config: &StoreConfig) -> Result<Box<dyn Store>> {
         StoreConfig::Sqlite { path } => Box::new(SqliteStore::open(path).await?),
         StoreConfig::Postgres { url, schema } => {
             Box::new(PostgresStore::connect(url, schema.as_deref()).await?)
+        }
+    })
+}
+
+/// Opens the key store that goes with the configured data store: a `keys.db` file beside the
+/// SQLite data file, or a `<schema>_keys` (default `custodian_keys`) PostgreSQL schema, so the
+/// data and its keys are backed up and destroyed apart.
+pub async fn open_key_store(config: &StoreConfig) -> Result<Box<dyn KeyStore>> {
+    Ok(match config {
+        StoreConfig::Sqlite { path } => {
+            Box::new(SqliteKeyStore::open(&path.with_file_name("keys.db")).await?)
+        }
+        StoreConfig::Postgres { url, schema } => {
+            let schema = format!("{}_keys", schema.as_deref().unwrap_or("custodian"));
+            Box::new(PostgresKeyStore::connect(url, &schema).await?)
         }
     })
 }
@@ -269,14 +274,16 @@ pub mod testing {
         format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase())
     }
 
-    /// Drops a schema made by a test (and everything in it).
+    /// Drops a test schema and the key-store schema that goes with it.
     pub async fn drop_schema(schema: &str) {
         if let Ok((client, conn)) =
             tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls).await
         {
             tokio::spawn(conn);
             let _ = client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .batch_execute(&format!(
+                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; DROP SCHEMA IF EXISTS \"{schema}_keys\" CASCADE"
+                ))
                 .await;
         }
     }
@@ -304,4 +311,21 @@ pub mod testing {
         }
         reachable
     }
+}
+
+/// Subject pseudonyms packed for storage: 32 bytes each.
+fn pack_subjects(subjects: &[[u8; 32]]) -> Vec<u8> {
+    subjects.concat()
+}
+
+fn unpack_subjects(bytes: &[u8]) -> Result<Vec<[u8; 32]>> {
+    if bytes.len() % 32 != 0 {
+        return Err(StoreError::Corrupt(
+            "key subjects are not whole pseudonyms".into(),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| c.try_into().expect("chunks of 32"))
+        .collect())
 }

@@ -4,7 +4,7 @@
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
     AuditLog, IdempotentResponse, InsertOutcome, NewRecord, PostgresStore, SqliteStore, Store,
-    StoredRecord, TokenRow, WrappedTenantKey, testing,
+    StoredRecord, TokenRow, testing,
 };
 use jiff::Timestamp;
 
@@ -26,7 +26,8 @@ fn record(n: u64, subjects: &[u8]) -> NewRecord {
             ingest_time: ts("2025-01-02T00:00:00.123456Z"),
             expires_at: n.is_multiple_of(2).then(|| ts("2027-01-01T00:00:00Z")),
             pending_event: (n % 2 == 1).then(|| "ticket_closed".to_owned()),
-            key_version: 1,
+            key_bucket: format!("d2027-01-0{}", n % 3),
+            key_subjects: subjects.iter().map(|s| [*s; 32]).collect(),
             sealed: vec![n as u8; 40],
         },
         subject_pseudonyms: subjects.iter().map(|s| [*s; 32]).collect(),
@@ -103,7 +104,6 @@ conformance!(
     idempotent_replays_store_nothing_new,
     subject_listing_pages_in_id_order,
     delete_removes_record_and_index,
-    tenant_key_versions_are_written_once,
     tokens_are_found_and_touched,
     ping_answers,
     audit_log_appends_and_proves,
@@ -255,24 +255,6 @@ async fn delete_removes_record_and_index(s: &dyn Store) {
             .is_empty()
     );
     assert!(!s.delete_record(&acme, r.record.id, audit()).await.unwrap());
-}
-
-async fn tenant_key_versions_are_written_once(s: &dyn Store) {
-    let acme = tenant("acme");
-    assert!(s.tenant_keys(&acme).await.unwrap().is_empty());
-    let k1 = WrappedTenantKey {
-        version: 1,
-        wrapped: vec![1; 61],
-        created_at: ts("2025-01-01T00:00:00Z"),
-    };
-    assert!(s.insert_tenant_key(&acme, k1.clone()).await.unwrap());
-    let loser = WrappedTenantKey {
-        wrapped: vec![2; 61],
-        ..k1.clone()
-    };
-    assert!(!s.insert_tenant_key(&acme, loser).await.unwrap());
-    assert_eq!(s.tenant_keys(&acme).await.unwrap(), vec![k1]);
-    assert!(s.tenant_keys(&tenant("globex")).await.unwrap().is_empty());
 }
 
 async fn tokens_are_found_and_touched(s: &dyn Store) {

@@ -21,9 +21,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::admit;
 use crate::audit::hex;
 use crate::ingest::SealedBody;
-use crate::keys::Keyring;
+use crate::keys::TenantKeys;
 use crate::problem::{Kind, Problem};
 use crate::{AppState, ServerError};
+use custodian_crypto::{DataKeyId, RecordKeys};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -62,7 +63,8 @@ pub struct RecordView {
     pub ingest_time: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub retention: RetentionView,
-    pub key_version: u32,
+    /// The expiry bucket whose key seals the record.
+    pub key_bucket: String,
     #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
 }
@@ -156,18 +158,31 @@ pub async fn ingest(
     let body = Bytes::from_request(request, &())
         .await
         .map_err(body_problem)?;
-    let keyring = state
+    let tenant_keys = state
         .keys
-        .keyring(&admitted.tenant.id)
+        .tenant(&admitted.tenant.id)
         .await
         .map_err(ServerError::into_problem)?;
     let now = state.clock.now();
-    let policy = state.policy.clone();
+    let task_state = state.clone();
     let tenant_policy = admitted.tenant.clone();
-    // Validation and sealing are CPU work: keep them off the async workers.
+    let runtime = tokio::runtime::Handle::current();
+    // Validation and sealing are CPU work: keep them off the async workers. The data keys the
+    // batch names are fetched (or made) in between, from this blocking thread.
     let prepared = tokio::task::spawn_blocking(move || {
-        crate::ingest::prepare_batch(&policy, &tenant_policy, keyring.current(), now, &body)
-            .map(|r| r.map(|batch| (batch, custodian_crypto::sha256(&body))))
+        let state = task_state;
+        let resolve = |ids: &[custodian_crypto::DataKeyId]| {
+            runtime.block_on(state.keys.data_keys(&tenant_policy.id, ids, true, ""))
+        };
+        crate::ingest::prepare_batch(
+            &state.policy,
+            &tenant_policy,
+            &tenant_keys,
+            resolve,
+            now,
+            &body,
+        )
+        .map(|r| r.map(|batch| (batch, custodian_crypto::sha256(&body))))
     })
     .await
     .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?
@@ -235,23 +250,39 @@ fn json_bytes(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
     response
 }
 
-fn view(tenant: &TenantId, keyring: &Keyring, record: StoredRecord) -> Result<RecordView, Problem> {
-    let key = keyring.version(record.key_version).ok_or_else(|| {
-        ServerError::Internal(format!(
-            "record {} needs key version {} which does not exist",
-            record.id, record.key_version
-        ))
-        .into_problem()
-    })?;
+/// Decrypts a record: fetches its bucket's and subjects' keys and opens the ciphertext.
+async fn view(
+    state: &AppState,
+    tenant: &TenantId,
+    record: StoredRecord,
+) -> Result<RecordView, Problem> {
+    let bucket_id = DataKeyId::Bucket {
+        data_type: record.data_type.clone(),
+        bucket: record.key_bucket.clone(),
+    };
+    let mut ids = vec![bucket_id.clone()];
+    ids.extend(record.key_subjects.iter().copied().map(DataKeyId::Subject));
+    let keys = state
+        .keys
+        .data_keys(tenant, &ids, false, &record.id.to_string())
+        .await
+        .map_err(ServerError::into_problem)?;
+    let subject_keys: Vec<&custodian_crypto::DataKey> =
+        ids[1..].iter().map(|id| keys[id].as_ref()).collect();
     let aad = RecordAad {
         tenant,
         record: record.id,
         data_type: &record.data_type,
         class: record.class,
+        bucket: &record.key_bucket,
+        subjects: &record.key_subjects,
     };
-    let plaintext = key
-        .open(&aad, &record.sealed)
-        .map_err(|e| ServerError::from(e).into_problem())?;
+    let plaintext = RecordKeys {
+        bucket: &keys[&bucket_id],
+        subjects: &subject_keys,
+    }
+    .open(&aad, &record.sealed)
+    .map_err(|e| ServerError::from(e).into_problem())?;
     let body: SealedBody<'_> = serde_json::from_slice(&plaintext)
         .map_err(|e| ServerError::Internal(format!("sealed body: {e}")).into_problem())?;
     let retention = match (&record.expires_at, &record.pending_event) {
@@ -278,7 +309,7 @@ fn view(tenant: &TenantId, keyring: &Keyring, record: StoredRecord) -> Result<Re
         ingest_time: record.ingest_time,
         expires_at: record.expires_at,
         retention,
-        key_version: record.key_version,
+        key_bucket: record.key_bucket,
         payload: body.payload.to_owned(),
     })
 }
@@ -314,17 +345,17 @@ pub async fn get_record(
                 format!("no record {id} in tenant {tenant}"),
             )
         })?;
-    let keyring = state
+    let tenant_keys = state
         .keys
-        .keyring(&admitted.tenant.id)
+        .tenant(&admitted.tenant.id)
         .await
         .map_err(ServerError::into_problem)?;
-    let view = view(&admitted.tenant.id, &keyring, record)?;
+    let view = view(&state, &admitted.tenant.id, record).await?;
     audit_read(
         &state,
         &admitted,
         Action::ReadRecord,
-        &keyring,
+        &tenant_keys,
         &view.subjects,
         vec![view.id.clone()],
     )
@@ -337,7 +368,7 @@ async fn audit_read(
     state: &AppState,
     admitted: &super::Admitted<'_>,
     action: Action,
-    keyring: &Keyring,
+    tenant_keys: &TenantKeys,
     subjects: &[String],
     objects: Vec<String>,
 ) -> Result<(), Problem> {
@@ -349,7 +380,7 @@ async fn audit_read(
     );
     let mut pseudonyms: Vec<String> = subjects
         .iter()
-        .map(|s| hex(&keyring.current().subject_pseudonym(s)))
+        .map(|s| hex(&tenant_keys.pseudonym(s)))
         .collect();
     pseudonyms.sort_unstable();
     pseudonyms.dedup();
@@ -392,12 +423,12 @@ pub async fn list_subject_records(
         return Err(invalid(format!("limit must be from 1 to {MAX_PAGE}")));
     }
     let after = params.after.as_deref().map(parse_id).transpose()?;
-    let keyring = state
+    let tenant_keys = state
         .keys
-        .keyring(&admitted.tenant.id)
+        .tenant(&admitted.tenant.id)
         .await
         .map_err(ServerError::into_problem)?;
-    let pseudonym = keyring.current().subject_pseudonym(&subject);
+    let pseudonym = tenant_keys.pseudonym(&subject);
     let records = state
         .store
         .list_subject_records(&admitted.tenant.id, &pseudonym, after, limit)
@@ -406,16 +437,17 @@ pub async fn list_subject_records(
     let next = (records.len() == limit as usize)
         .then(|| records.last().map(|r| r.id.to_string()))
         .flatten();
-    let records: Vec<RecordView> = records
-        .into_iter()
-        .map(|r| view(&admitted.tenant.id, &keyring, r))
-        .collect::<Result<_, _>>()?;
+    let mut views = Vec::with_capacity(records.len());
+    for r in records {
+        views.push(view(&state, &admitted.tenant.id, r).await?);
+    }
+    let records = views;
     let objects = records.iter().map(|r| r.id.clone()).collect();
     audit_read(
         &state,
         &admitted,
         Action::ListSubjectRecords,
-        &keyring,
+        &tenant_keys,
         std::slice::from_ref(&subject),
         objects,
     )

@@ -14,7 +14,7 @@ use tokio_postgres::{GenericClient, NoTls, Row, Transaction};
 
 use crate::{
     AuditLog, IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError,
-    StoredRecord, TokenRow, WrappedTenantKey,
+    StoredRecord, TokenRow,
 };
 
 mod keys;
@@ -112,10 +112,16 @@ CREATE TRIGGER audit_nodes_append_only BEFORE UPDATE OR DELETE ON audit_nodes
 CREATE TRIGGER audit_nodes_no_truncate BEFORE TRUNCATE ON audit_nodes
     FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 "#,
+    r#"
+-- Keys moved to the key store, apart from the data; records name the data keys that seal them.
+DROP TABLE tenant_keys;
+ALTER TABLE records DROP COLUMN key_version;
+ALTER TABLE records ADD COLUMN key_bucket TEXT NOT NULL DEFAULT '';
+ALTER TABLE records ADD COLUMN key_subjects BYTEA NOT NULL DEFAULT ''::bytea;
+"#,
 ];
 
-const RECORD_COLUMNS: &str =
-    "id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_version, sealed";
+const RECORD_COLUMNS: &str = "id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_bucket, key_subjects, sealed";
 
 pub struct PostgresStore {
     pool: Pool,
@@ -146,8 +152,9 @@ fn record_from_row(row: &Row) -> Result<StoredRecord> {
         ingest_time: row.get(4),
         expires_at: row.get(5),
         pending_event: row.get(6),
-        key_version: row.get::<_, i32>(7) as u32,
-        sealed: row.get(8),
+        key_bucket: row.get(7),
+        key_subjects: crate::unpack_subjects(row.get(8))?,
+        sealed: row.get(9),
     })
 }
 
@@ -408,7 +415,8 @@ impl Store for PostgresStore {
         let mut ingest_times = Vec::with_capacity(n);
         let mut expiries = Vec::with_capacity(n);
         let mut pending = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
+        let mut buckets = Vec::with_capacity(n);
+        let mut key_subjects = Vec::with_capacity(n);
         let mut sealed = Vec::with_capacity(n);
         let mut subject_hashes: Vec<&[u8]> = Vec::new();
         let mut subject_records = Vec::new();
@@ -426,12 +434,13 @@ impl Store for PostgresStore {
             ingest_times.push(r.ingest_time);
             expiries.push(r.expires_at);
             pending.push(r.pending_event.as_deref());
-            versions.push(r.key_version as i32);
+            buckets.push(r.key_bucket.as_str());
+            key_subjects.push(crate::pack_subjects(&r.key_subjects));
             sealed.push(r.sealed.as_slice());
         }
         tx.execute(
-            "INSERT INTO records (tenant_id, id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_version, sealed)
-             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::int4[], $10::bytea[])",
+            "INSERT INTO records (tenant_id, id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_bucket, key_subjects, sealed)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::bytea[], $11::bytea[])",
             &[
                 &tenant,
                 &ids,
@@ -441,7 +450,8 @@ impl Store for PostgresStore {
                 &ingest_times,
                 &expiries,
                 &pending,
-                &versions,
+                &buckets,
+                &key_subjects,
                 &sealed,
             ],
         )
@@ -490,7 +500,7 @@ impl Store for PostgresStore {
         let after = after.map(|a| a.to_string()).unwrap_or_default();
         let rows = client
             .query(
-                "SELECT r.id, r.data_type, r.class, r.event_time, r.ingest_time, r.expires_at, r.pending_event, r.key_version, r.sealed
+                "SELECT r.id, r.data_type, r.class, r.event_time, r.ingest_time, r.expires_at, r.pending_event, r.key_bucket, r.key_subjects, r.sealed
                  FROM record_subjects s
                  JOIN records r ON r.tenant_id = s.tenant_id AND r.id = s.record_id
                  WHERE s.tenant_id = $1 AND s.subject = $2 AND s.record_id > $3
@@ -593,45 +603,6 @@ impl Store for PostgresStore {
             .execute(
                 "INSERT INTO system_secrets (name, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&name, &wrapped],
-            )
-            .await
-            .map_err(db_err)?;
-        Ok(n == 1)
-    }
-
-    async fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT version, wrapped, created_at FROM tenant_keys WHERE tenant_id = $1 ORDER BY version",
-                &[&tenant.as_str()],
-            )
-            .await
-            .map_err(db_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| WrappedTenantKey {
-                version: r.get::<_, i32>(0) as u32,
-                wrapped: r.get(1),
-                created_at: r.get(2),
-            })
-            .collect())
-    }
-
-    async fn insert_tenant_key(&self, tenant: &TenantId, key: WrappedTenantKey) -> Result<bool> {
-        let n = self
-            .client()
-            .await?
-            .execute(
-                "INSERT INTO tenant_keys (tenant_id, version, wrapped, created_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[
-                    &tenant.as_str(),
-                    &(key.version as i32),
-                    &key.wrapped,
-                    &key.created_at,
-                ],
             )
             .await
             .map_err(db_err)?;

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     AuditLog, IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError,
-    StoredRecord, TokenRow, WrappedTenantKey,
+    StoredRecord, TokenRow,
 };
 
 const BACKEND: &str = "sqlite";
@@ -118,6 +118,13 @@ CREATE TABLE subject_staging (
     entries   BLOB NOT NULL
 );
 CREATE INDEX subject_staging_by_tenant ON subject_staging (tenant_id, seq);
+"#,
+    r#"
+-- Keys moved to the key store, apart from the data; records name the data keys that seal them.
+DROP TABLE tenant_keys;
+ALTER TABLE records DROP COLUMN key_version;
+ALTER TABLE records ADD COLUMN key_bucket TEXT NOT NULL DEFAULT '';
+ALTER TABLE records ADD COLUMN key_subjects BLOB NOT NULL DEFAULT x'';
 "#,
 ];
 
@@ -311,12 +318,13 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
         ingest_time_us: row.get(4)?,
         expires_at_us: row.get(5)?,
         pending_event: row.get(6)?,
-        key_version: row.get(7)?,
-        sealed: row.get(8)?,
+        key_bucket: row.get(7)?,
+        key_subjects: row.get(8)?,
+        sealed: row.get(9)?,
     })
 }
 
-const RECORD_COLUMNS: &str = "id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_version, sealed";
+const RECORD_COLUMNS: &str = "id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_bucket, key_subjects, sealed";
 
 struct RawRecord {
     id: String,
@@ -326,7 +334,8 @@ struct RawRecord {
     ingest_time_us: i64,
     expires_at_us: Option<i64>,
     pending_event: Option<String>,
-    key_version: u32,
+    key_bucket: String,
+    key_subjects: Vec<u8>,
     sealed: Vec<u8>,
 }
 
@@ -340,7 +349,8 @@ impl RawRecord {
             ingest_time: from_us(self.ingest_time_us)?,
             expires_at: opt_from_us(self.expires_at_us)?,
             pending_event: self.pending_event,
-            key_version: self.key_version,
+            key_bucket: self.key_bucket,
+            key_subjects: crate::unpack_subjects(&self.key_subjects)?,
             sealed: self.sealed,
         })
     }
@@ -671,8 +681,8 @@ impl Store for SqliteStore {
             {
                 let mut insert = tx
                     .prepare_cached(
-                        "INSERT INTO records (tenant_id, id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_version, sealed)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        "INSERT INTO records (tenant_id, id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_bucket, key_subjects, sealed)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     )
                     .map_err(db_err)?;
                 let mut staged = Vec::new();
@@ -689,7 +699,8 @@ impl Store for SqliteStore {
                             us(r.ingest_time),
                             r.expires_at.map(us),
                             r.pending_event,
-                            r.key_version,
+                            r.key_bucket,
+                            crate::pack_subjects(&r.key_subjects),
                             r.sealed,
                         ])
                         .map_err(db_err)?;
@@ -743,7 +754,7 @@ impl Store for SqliteStore {
             let staged = staged_record_ids(c, &tenant, &subject, &after)?;
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT r.id, r.data_type, r.class, r.event_time_us, r.ingest_time_us, r.expires_at_us, r.pending_event, r.key_version, r.sealed
+                    "SELECT r.id, r.data_type, r.class, r.event_time_us, r.ingest_time_us, r.expires_at_us, r.pending_event, r.key_bucket, r.key_subjects, r.sealed
                      FROM (
                          SELECT record_id AS id FROM record_subjects
                          WHERE tenant_id = ?1 AND subject = ?2 AND record_id > ?3
@@ -857,46 +868,6 @@ impl Store for SqliteStore {
                 .execute(
                     "INSERT OR IGNORE INTO system_secrets (name, wrapped) VALUES (?1, ?2)",
                     params![name, wrapped],
-                )
-                .map_err(db_err)?;
-            Ok(n == 1)
-        })
-        .await
-    }
-
-    async fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>> {
-        let tenant = tenant.as_str().to_owned();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT version, wrapped, created_at_us FROM tenant_keys WHERE tenant_id = ?1 ORDER BY version",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![tenant], |r| {
-                    Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?))
-                })
-                .map_err(db_err)?;
-            rows.map(|r| {
-                let (version, wrapped, created) = r.map_err(db_err)?;
-                Ok(WrappedTenantKey {
-                    version,
-                    wrapped,
-                    created_at: from_us(created)?,
-                })
-            })
-            .collect()
-        })
-        .await
-    }
-
-    async fn insert_tenant_key(&self, tenant: &TenantId, key: WrappedTenantKey) -> Result<bool> {
-        let tenant = tenant.as_str().to_owned();
-        self.write(move |c| {
-            let n = c
-                .execute(
-                    "INSERT OR IGNORE INTO tenant_keys (tenant_id, version, wrapped, created_at_us) VALUES (?1, ?2, ?3, ?4)",
-                    params![tenant, key.version, key.wrapped, us(key.created_at)],
                 )
                 .map_err(db_err)?;
             Ok(n == 1)
