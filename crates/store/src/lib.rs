@@ -319,7 +319,7 @@ fn pack_subjects(subjects: &[[u8; 32]]) -> Vec<u8> {
 }
 
 fn unpack_subjects(bytes: &[u8]) -> Result<Vec<[u8; 32]>> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(StoreError::Corrupt(
             "key subjects are not whole pseudonyms".into(),
         ));

@@ -8,4 +8,5 @@ mod at_rest;
 mod audit;
 mod cli;
 mod isolation;
+mod keys;
 mod scan;
