@@ -195,7 +195,10 @@ impl Drop for SchemaGuard {
         let _ = Command::new("psql")
             .arg(&self.admin_url)
             .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .arg(format!(
+                "DROP SCHEMA IF EXISTS {0} CASCADE; DROP SCHEMA IF EXISTS {0}_keys CASCADE",
+                self.schema
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

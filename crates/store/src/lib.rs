@@ -212,16 +212,20 @@ pub async fn open(config: &StoreConfig) -> Result<Box<dyn Store>> {
 }
 
 /// Opens the key store that goes with the configured data store: a `keys.db` file beside the
-/// SQLite data file, or a `<schema>_keys` (default `custodian_keys`) PostgreSQL schema, so the
-/// data and its keys are backed up and destroyed apart.
+/// SQLite data file, or a `<schema>_keys` PostgreSQL schema beside the data's schema (the one
+/// configured, else the connection's current schema), so the data and its keys are backed up
+/// and destroyed apart, and two deployments on one server never share keys.
 pub async fn open_key_store(config: &StoreConfig) -> Result<Box<dyn KeyStore>> {
     Ok(match config {
         StoreConfig::Sqlite { path } => {
             Box::new(SqliteKeyStore::open(&path.with_file_name("keys.db")).await?)
         }
         StoreConfig::Postgres { url, schema } => {
-            let schema = format!("{}_keys", schema.as_deref().unwrap_or("custodian"));
-            Box::new(PostgresKeyStore::connect(url, &schema).await?)
+            let data_schema = match schema {
+                Some(s) => s.clone(),
+                None => postgres::current_schema(url).await?,
+            };
+            Box::new(PostgresKeyStore::connect(url, &format!("{data_schema}_keys")).await?)
         }
     })
 }

@@ -303,6 +303,23 @@ async fn connect_pool(
     Ok(pool)
 }
 
+/// The schema unqualified names resolve to on a connection to `url` (its `search_path`).
+pub(crate) async fn current_schema(url: &str) -> Result<String> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| unavailable(format!("invalid database URL: {e}")))?;
+    config.connect_timeout(Duration::from_secs(5));
+    let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
+    let task = tokio::spawn(conn);
+    let schema: Option<String> = client
+        .query_one("SELECT current_schema()", &[])
+        .await
+        .map_err(db_err)?
+        .get(0);
+    drop(client);
+    let _ = task.await;
+    schema.ok_or_else(|| unavailable("the connection has no current schema (check search_path)"))
+}
+
 async fn migrate(pool: &Pool, migrations: &[&str], lock: i64) -> Result<()> {
     let mut client = pool.get().await.map_err(unavailable)?;
     let tx = client.transaction().await.map_err(db_err)?;
