@@ -28,7 +28,7 @@ use custodian_core::policy::Policy;
 use custodian_server::audit::Actor;
 use custodian_server::clock::SystemClock;
 use custodian_server::{AppState, ServerConfig};
-use custodian_store::{IdempotentResponse, NewRecord, StoreConfig, testing};
+use custodian_store::{IdempotentResponse, StoreConfig, StoredRecord, testing};
 
 const POLICY: &str = include_str!("../../../examples/policies/default.toml");
 const TENANT: &str = "acme";
@@ -323,7 +323,7 @@ async fn store_only(
         id: "token:0123456789abcdef".to_owned(),
         request_id: Some(ulid::Ulid::new().to_string()),
     };
-    let mut sealed: Vec<(Vec<NewRecord>, Vec<u8>)> = (0..batches)
+    let mut sealed: Vec<(Vec<StoredRecord>, Vec<u8>)> = (0..batches)
         .map(|i| {
             let resolve = |ids: &[custodian_crypto::DataKeyId]| {
                 tokio::task::block_in_place(|| {

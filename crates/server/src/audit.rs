@@ -111,7 +111,7 @@ impl Auditor {
         let mut subjects: Vec<[u8; 32]> = batch
             .records
             .iter()
-            .flat_map(|r| r.subject_pseudonyms.iter().copied())
+            .flat_map(|r| r.key_subjects.iter().copied())
             .collect();
         subjects.sort_unstable();
         subjects.dedup();

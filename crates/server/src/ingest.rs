@@ -7,7 +7,7 @@ use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_core::policy::{Policy, TenantPolicy};
 use custodian_core::retention::Expiry;
 use custodian_crypto::{DataKey, DataKeyId, RecordAad, RecordKeys};
-use custodian_store::{NewRecord, StoredRecord};
+use custodian_store::StoredRecord;
 use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -157,7 +157,7 @@ fn validate_batch<'a>(
 /// A validated, sealed batch ready for the store.
 #[derive(Debug)]
 pub struct SealedBatch {
-    pub records: Vec<NewRecord>,
+    pub records: Vec<StoredRecord>,
     pub ids: Vec<RecordId>,
 }
 
@@ -259,20 +259,17 @@ pub fn prepare_batch(
             Expiry::PendingEvent(e) => (None, Some(e)),
             Expiry::Never => (None, None),
         };
-        records.push(NewRecord {
-            record: StoredRecord {
-                id,
-                data_type: line.data_type,
-                class: line.class,
-                event_time: line.event_time,
-                ingest_time: now,
-                expires_at,
-                pending_event,
-                key_bucket: bucket,
-                key_subjects: pseudonyms.clone(),
-                sealed,
-            },
-            subject_pseudonyms: pseudonyms,
+        records.push(StoredRecord {
+            id,
+            data_type: line.data_type,
+            class: line.class,
+            event_time: line.event_time,
+            ingest_time: now,
+            expires_at,
+            pending_event,
+            key_bucket: bucket,
+            key_subjects: pseudonyms,
+            sealed,
         });
         ids.push(id);
     }
@@ -359,13 +356,13 @@ home_region = "eu-west"
         );
         let batch = run("acme", body).unwrap();
         assert_eq!(batch.records.len(), 3);
-        let r: Vec<&StoredRecord> = batch.records.iter().map(|n| &n.record).collect();
+        let r: Vec<&StoredRecord> = batch.records.iter().collect();
         assert_eq!(
             r[0].expires_at,
             Some("2025-10-28T00:00:00Z".parse().unwrap())
         );
         assert_eq!(
-            batch.records[0].subject_pseudonyms.len(),
+            batch.records[0].key_subjects.len(),
             1,
             "duplicates collapse"
         );

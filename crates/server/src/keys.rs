@@ -13,7 +13,7 @@ use custodian_store::{KeyStore, ShredScope, WrappedDataKey, WrappedKek};
 
 use crate::ServerError;
 
-/// Above this many cached data keys the cache starts over (a simple bound on memory).
+/// Above this many cached data keys a tenant's cache starts over (a simple bound on memory).
 const MAX_CACHED_DATA_KEYS: usize = 200_000;
 /// Data keys rewrapped per key-store write during rotation.
 const REWRAP_PAGE: u32 = 1000;
@@ -72,7 +72,7 @@ pub struct KeyService {
     store: Arc<dyn KeyStore>,
     clock: Arc<dyn Clock>,
     tenants: RwLock<HashMap<TenantId, Arc<TenantKeys>>>,
-    data: RwLock<HashMap<(TenantId, DataKeyId), Arc<DataKey>>>,
+    data: RwLock<HashMap<TenantId, HashMap<DataKeyId, Arc<DataKey>>>>,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -169,8 +169,9 @@ impl KeyService {
         let mut missing = Vec::new();
         {
             let cache = read(&self.data);
+            let cached = cache.get(tenant);
             for id in ids {
-                match cache.get(&(tenant.clone(), id.clone())) {
+                match cached.and_then(|c| c.get(id)) {
                     Some(k) => {
                         found.insert(id.clone(), k.clone());
                     }
@@ -207,7 +208,8 @@ impl KeyService {
         if let Some(gone) = texts.iter().find(|t| !by_text.contains_key(t.as_str())) {
             return Err(self.missing_key(tenant, gone, record).await);
         }
-        let mut cache = write(&self.data);
+        let mut all = write(&self.data);
+        let cache = all.entry(tenant.clone()).or_default();
         if cache.len() + missing.len() > MAX_CACHED_DATA_KEYS {
             cache.clear();
         }
@@ -220,7 +222,7 @@ impl KeyService {
                 ))
             })?;
             let key = Arc::new(kek.unwrap(id, &w.wrapped)?);
-            cache.insert((tenant.clone(), id.clone()), key.clone());
+            cache.insert(id.clone(), key.clone());
             found.insert(id.clone(), key);
         }
         Ok(found)
@@ -249,15 +251,19 @@ impl KeyService {
             .shred(tenant, scope.clone(), self.clock.now())
             .await?;
         // Forget the unwrapped copies too, so this node stops using them at once.
-        write(&self.data).retain(|(t, id), _| {
-            t != tenant
-                || match &scope {
-                    ShredScope::Tenant => false,
-                    ShredScope::Keys(ids) => !ids.contains(&id.encode()),
+        let mut cache = write(&self.data);
+        match &scope {
+            ShredScope::Keys(ids) => {
+                if let Some(cached) = cache.get_mut(tenant) {
+                    for id in ids.iter().filter_map(|id| DataKeyId::decode(id)) {
+                        cached.remove(&id);
+                    }
                 }
-        });
-        if scope == ShredScope::Tenant {
-            write(&self.tenants).remove(tenant);
+            }
+            ShredScope::Tenant => {
+                cache.remove(tenant);
+                write(&self.tenants).remove(tenant);
+            }
         }
         Ok(destroyed)
     }

@@ -43,14 +43,6 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A record ready to be written: already encrypted, with its subjects' keyed pseudonyms for
-/// the subject index.
-#[derive(Clone, Debug)]
-pub struct NewRecord {
-    pub record: StoredRecord,
-    pub subject_pseudonyms: Vec<[u8; 32]>,
-}
-
 /// A record as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
@@ -64,7 +56,8 @@ pub struct StoredRecord {
     pub pending_event: Option<String>,
     /// The expiry bucket whose DEK seals the record (with its subjects' keys).
     pub key_bucket: String,
-    /// The pseudonyms of the subjects whose keys seal the record, sorted.
+    /// The keyed pseudonyms of the record's subjects, sorted and distinct: they name the
+    /// subject keys that seal it and are its entries in the subject index.
     pub key_subjects: Vec<[u8; 32]>,
     pub sealed: Vec<u8>,
 }
@@ -140,7 +133,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_records(
         &self,
         tenant: &TenantId,
-        records: Vec<NewRecord>,
+        records: Vec<StoredRecord>,
         idempotency: Option<IdempotentResponse>,
         audit: Vec<u8>,
     ) -> Result<InsertOutcome>;

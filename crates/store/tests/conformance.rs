@@ -3,8 +3,8 @@
 
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
-    AuditLog, IdempotentResponse, InsertOutcome, NewRecord, PostgresStore, SqliteStore, Store,
-    StoredRecord, TokenRow, testing,
+    AuditLog, IdempotentResponse, InsertOutcome, PostgresStore, SqliteStore, Store, StoredRecord,
+    TokenRow, testing,
 };
 use jiff::Timestamp;
 
@@ -16,21 +16,18 @@ fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn record(n: u64, subjects: &[u8]) -> NewRecord {
-    NewRecord {
-        record: StoredRecord {
-            id: RecordId::from_ulid(ulid::Ulid::from_parts(1_700_000_000_000 + n, u128::from(n))),
-            data_type: DataTypeName::new("auth_log").unwrap(),
-            class: Class::Confidential,
-            event_time: ts("2025-01-01T00:00:00Z"),
-            ingest_time: ts("2025-01-02T00:00:00.123456Z"),
-            expires_at: n.is_multiple_of(2).then(|| ts("2027-01-01T00:00:00Z")),
-            pending_event: (n % 2 == 1).then(|| "ticket_closed".to_owned()),
-            key_bucket: format!("d2027-01-0{}", n % 3),
-            key_subjects: subjects.iter().map(|s| [*s; 32]).collect(),
-            sealed: vec![n as u8; 40],
-        },
-        subject_pseudonyms: subjects.iter().map(|s| [*s; 32]).collect(),
+fn record(n: u64, subjects: &[u8]) -> StoredRecord {
+    StoredRecord {
+        id: RecordId::from_ulid(ulid::Ulid::from_parts(1_700_000_000_000 + n, u128::from(n))),
+        data_type: DataTypeName::new("auth_log").unwrap(),
+        class: Class::Confidential,
+        event_time: ts("2025-01-01T00:00:00Z"),
+        ingest_time: ts("2025-01-02T00:00:00.123456Z"),
+        expires_at: n.is_multiple_of(2).then(|| ts("2027-01-01T00:00:00Z")),
+        pending_event: (n % 2 == 1).then(|| "ticket_closed".to_owned()),
+        key_bucket: format!("d2027-01-0{}", n % 3),
+        key_subjects: subjects.iter().map(|s| [*s; 32]).collect(),
+        sealed: vec![n as u8; 40],
     }
 }
 
@@ -120,8 +117,8 @@ async fn records_round_trip_exactly(s: &dyn Store) {
         .unwrap();
     assert_eq!(out, InsertOutcome::Inserted);
     for r in batch {
-        let got = s.get_record(&acme, r.record.id).await.unwrap();
-        assert_eq!(got, Some(r.record));
+        let got = s.get_record(&acme, r.id).await.unwrap();
+        assert_eq!(got, Some(r));
     }
     let missing = RecordId::from_ulid(ulid::Ulid::from_parts(1, 1));
     assert_eq!(s.get_record(&acme, missing).await.unwrap(), None);
@@ -133,29 +130,21 @@ async fn tenants_never_see_each_other(s: &dyn Store) {
     s.insert_records(&acme, vec![r.clone()], None, audit())
         .await
         .unwrap();
-    assert!(s.get_record(&globex, r.record.id).await.unwrap().is_none());
+    assert!(s.get_record(&globex, r.id).await.unwrap().is_none());
     assert!(
         s.list_subject_records(&globex, &[7; 32], None, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(
-        !s.delete_record(&globex, r.record.id, audit())
-            .await
-            .unwrap()
-    );
-    assert!(s.get_record(&acme, r.record.id).await.unwrap().is_some());
+    assert!(!s.delete_record(&globex, r.id, audit()).await.unwrap());
+    assert!(s.get_record(&acme, r.id).await.unwrap().is_some());
     // The same record id may exist for two tenants without clashing.
     s.insert_records(&globex, vec![r.clone()], None, audit())
         .await
         .unwrap();
-    assert!(
-        s.delete_record(&globex, r.record.id, audit())
-            .await
-            .unwrap()
-    );
-    assert!(s.get_record(&acme, r.record.id).await.unwrap().is_some());
+    assert!(s.delete_record(&globex, r.id, audit()).await.unwrap());
+    assert!(s.get_record(&acme, r.id).await.unwrap().is_some());
 }
 
 async fn a_failing_batch_stores_nothing(s: &dyn Store) {
@@ -164,7 +153,7 @@ async fn a_failing_batch_stores_nothing(s: &dyn Store) {
     let batch = vec![record(3, &[3]), dup.clone(), dup];
     assert!(s.insert_records(&acme, batch, None, audit()).await.is_err());
     assert!(
-        s.get_record(&acme, record(3, &[]).record.id)
+        s.get_record(&acme, record(3, &[]).id)
             .await
             .unwrap()
             .is_none()
@@ -200,7 +189,7 @@ async fn idempotent_replays_store_nothing_new(s: &dyn Store) {
         .unwrap();
     assert_eq!(out, InsertOutcome::Replayed(first.clone()));
     assert!(
-        s.get_record(&acme, record(11, &[]).record.id)
+        s.get_record(&acme, record(11, &[]).id)
             .await
             .unwrap()
             .is_none()
@@ -220,7 +209,7 @@ async fn idempotent_replays_store_nothing_new(s: &dyn Store) {
 
 async fn subject_listing_pages_in_id_order(s: &dyn Store) {
     let acme = tenant("acme");
-    let batch: Vec<NewRecord> = (20..27).rev().map(|n| record(n, &[5])).collect();
+    let batch: Vec<StoredRecord> = (20..27).rev().map(|n| record(n, &[5])).collect();
     s.insert_records(&acme, batch, None, audit()).await.unwrap();
     s.insert_records(&acme, vec![record(30, &[6])], None, audit())
         .await
@@ -236,7 +225,7 @@ async fn subject_listing_pages_in_id_order(s: &dyn Store) {
         .unwrap();
     assert_eq!(page2.len(), 3);
     let ids: Vec<RecordId> = page1.iter().chain(&page2).map(|r| r.id).collect();
-    let expected: Vec<RecordId> = (20..27).map(|n| record(n, &[]).record.id).collect();
+    let expected: Vec<RecordId> = (20..27).map(|n| record(n, &[]).id).collect();
     assert_eq!(ids, expected);
 }
 
@@ -246,15 +235,15 @@ async fn delete_removes_record_and_index(s: &dyn Store) {
     s.insert_records(&acme, vec![r.clone()], None, audit())
         .await
         .unwrap();
-    assert!(s.delete_record(&acme, r.record.id, audit()).await.unwrap());
-    assert!(s.get_record(&acme, r.record.id).await.unwrap().is_none());
+    assert!(s.delete_record(&acme, r.id, audit()).await.unwrap());
+    assert!(s.get_record(&acme, r.id).await.unwrap().is_none());
     assert!(
         s.list_subject_records(&acme, &[8; 32], None, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(!s.delete_record(&acme, r.record.id, audit()).await.unwrap());
+    assert!(!s.delete_record(&acme, r.id, audit()).await.unwrap());
 }
 
 async fn tokens_are_found_and_touched(s: &dyn Store) {
@@ -298,12 +287,7 @@ async fn sqlite_data_survives_reopening() {
             .unwrap();
     }
     let s = SqliteStore::open(&path).await.unwrap();
-    assert!(
-        s.get_record(&tenant("acme"), r.record.id)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(s.get_record(&tenant("acme"), r.id).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -403,10 +387,10 @@ async fn audit_entries_ride_with_their_action(s: &dyn Store) {
         .unwrap();
     assert_eq!(s.audit_size(&log).await.unwrap(), 2);
     // Deletes are audited, found or not.
-    s.delete_record(&acme, record(60, &[]).record.id, audit())
+    s.delete_record(&acme, record(60, &[]).id, audit())
         .await
         .unwrap();
-    s.delete_record(&acme, record(60, &[]).record.id, audit())
+    s.delete_record(&acme, record(60, &[]).id, audit())
         .await
         .unwrap();
     assert_eq!(s.audit_size(&log).await.unwrap(), 4);
@@ -509,7 +493,7 @@ async fn sqlite_subject_index_is_the_same_staged_or_merged() {
     .unwrap();
     let all = list(None).await.unwrap();
     let ids: Vec<RecordId> = all.iter().map(|r| r.id).collect();
-    let expected: Vec<RecordId> = (70..80).map(|n| record(n, &[]).record.id).collect();
+    let expected: Vec<RecordId> = (70..80).map(|n| record(n, &[]).id).collect();
     assert_eq!(ids, expected);
     assert_eq!(list(Some(ids[6])).await.unwrap().len(), 3);
     // A record deleted while staged is gone from listings and never reaches the index.

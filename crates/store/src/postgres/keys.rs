@@ -69,6 +69,15 @@ fn data_key(row: &Row) -> WrappedDataKey {
     }
 }
 
+/// Data keys as the three arrays an `UNNEST` takes.
+fn columns(keys: &[WrappedDataKey]) -> (Vec<&str>, Vec<i32>, Vec<&[u8]>) {
+    (
+        keys.iter().map(|k| k.id.as_str()).collect(),
+        keys.iter().map(|k| k.kek_version as i32).collect(),
+        keys.iter().map(|k| k.wrapped.as_slice()).collect(),
+    )
+}
+
 async fn log_shred(
     client: &Transaction<'_>,
     tenant: &str,
@@ -214,9 +223,7 @@ impl KeyStore for PostgresKeyStore {
     }
 
     async fn insert_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
-        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
-        let versions: Vec<i32> = keys.iter().map(|k| k.kek_version as i32).collect();
-        let wrapped: Vec<&[u8]> = keys.iter().map(|k| k.wrapped.as_slice()).collect();
+        let (ids, versions, wrapped) = columns(&keys);
         self.client()
             .await?
             .execute(
@@ -256,9 +263,7 @@ impl KeyStore for PostgresKeyStore {
     }
 
     async fn rewrap_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
-        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
-        let versions: Vec<i32> = keys.iter().map(|k| k.kek_version as i32).collect();
-        let wrapped: Vec<&[u8]> = keys.iter().map(|k| k.wrapped.as_slice()).collect();
+        let (ids, versions, wrapped) = columns(&keys);
         self.client()
             .await?
             .execute(

@@ -13,8 +13,7 @@ use jiff::Timestamp;
 use tokio_postgres::{GenericClient, NoTls, Row, Transaction};
 
 use crate::{
-    AuditLog, IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError,
-    StoredRecord, TokenRow,
+    AuditLog, IdempotentResponse, InsertOutcome, Result, Store, StoreError, StoredRecord, TokenRow,
 };
 
 mod keys;
@@ -258,6 +257,27 @@ async fn append_audit_tx(tx: &Transaction<'_>, log: &str, entries: &[Vec<u8>]) -
     Ok(new_size)
 }
 
+fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| unavailable(format!("invalid database URL: {e}")))?;
+    config.connect_timeout(Duration::from_secs(5));
+    Ok(config)
+}
+
+/// Runs `f` on a connection of its own (for set-up work before the pool exists).
+async fn with_one_client<T, F, Fut>(config: &tokio_postgres::Config, f: F) -> Result<T>
+where
+    F: FnOnce(tokio_postgres::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
+    let task = tokio::spawn(conn);
+    let out = f(client).await;
+    // The client is dropped by now, so the connection task ends.
+    let _ = task.await;
+    out
+}
+
 /// Connects a pool, creating `schema` when given (and using it for every query), and applies
 /// `migrations` under the advisory lock `lock`.
 async fn connect_pool(
@@ -266,9 +286,7 @@ async fn connect_pool(
     migrations: &[&str],
     lock: i64,
 ) -> Result<Pool> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| unavailable(format!("invalid database URL: {e}")))?;
-    config.connect_timeout(Duration::from_secs(5));
+    let mut config = parse_url(url)?;
     if let Some(schema) = schema {
         if !schema
             .bytes()
@@ -278,14 +296,11 @@ async fn connect_pool(
                 "schema name {schema:?} must be lowercase letters, digits and _"
             )));
         }
-        let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
-        let task = tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            .await
-            .map_err(db_err)?;
-        drop(client);
-        let _ = task.await;
+        let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+        with_one_client(&config, |client| async move {
+            client.batch_execute(&create).await.map_err(db_err)
+        })
+        .await?;
         config.options(format!("-c search_path={schema}"));
     }
     let manager = Manager::from_config(
@@ -305,18 +320,14 @@ async fn connect_pool(
 
 /// The schema unqualified names resolve to on a connection to `url` (its `search_path`).
 pub(crate) async fn current_schema(url: &str) -> Result<String> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| unavailable(format!("invalid database URL: {e}")))?;
-    config.connect_timeout(Duration::from_secs(5));
-    let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
-    let task = tokio::spawn(conn);
-    let schema: Option<String> = client
-        .query_one("SELECT current_schema()", &[])
-        .await
-        .map_err(db_err)?
-        .get(0);
-    drop(client);
-    let _ = task.await;
+    let schema: Option<String> = with_one_client(&parse_url(url)?, |client| async move {
+        Ok(client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(db_err)?
+            .get(0))
+    })
+    .await?;
     schema.ok_or_else(|| unavailable("the connection has no current schema (check search_path)"))
 }
 
@@ -387,7 +398,7 @@ impl Store for PostgresStore {
     async fn insert_records(
         &self,
         tenant: &TenantId,
-        records: Vec<NewRecord>,
+        records: Vec<StoredRecord>,
         idempotency: Option<IdempotentResponse>,
         audit: Vec<u8>,
     ) -> Result<InsertOutcome> {
@@ -437,10 +448,9 @@ impl Store for PostgresStore {
         let mut sealed = Vec::with_capacity(n);
         let mut subject_hashes: Vec<&[u8]> = Vec::new();
         let mut subject_records = Vec::new();
-        for new in &records {
-            let r = &new.record;
+        for r in &records {
             let id = r.id.to_string();
-            for s in &new.subject_pseudonyms {
+            for s in &r.key_subjects {
                 subject_hashes.push(s.as_slice());
                 subject_records.push(id.clone());
             }

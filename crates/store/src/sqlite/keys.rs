@@ -58,6 +58,28 @@ impl SqliteKeyStore {
     }
 }
 
+impl SqliteKeyStore {
+    /// Runs `sql` once per key, with (tenant, id, KEK version, wrapped) as ?1..?4.
+    async fn write_each(
+        &self,
+        tenant: &TenantId,
+        keys: Vec<WrappedDataKey>,
+        sql: &'static str,
+    ) -> Result<()> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
+                for k in &keys {
+                    stmt.execute(params![tenant, k.id, k.kek_version, k.wrapped])
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
 fn select_data_keys(
     conn: &Connection,
     sql: &str,
@@ -218,21 +240,12 @@ impl KeyStore for SqliteKeyStore {
     }
 
     async fn insert_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
-        let tenant = tenant.as_str().to_owned();
-        self.db
-            .write(move |c| {
-                let mut stmt = c
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .map_err(db_err)?;
-                for k in &keys {
-                    stmt.execute(params![tenant, k.id, k.kek_version, k.wrapped])
-                        .map_err(db_err)?;
-                }
-                Ok(())
-            })
-            .await
+        self.write_each(
+            tenant,
+            keys,
+            "INSERT OR IGNORE INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .await
     }
 
     async fn data_keys_below(
@@ -257,21 +270,12 @@ impl KeyStore for SqliteKeyStore {
     }
 
     async fn rewrap_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
-        let tenant = tenant.as_str().to_owned();
-        self.db
-            .write(move |c| {
-                let mut stmt = c
-                    .prepare_cached(
-                        "UPDATE data_keys SET kek_version = ?3, wrapped = ?4 WHERE tenant_id = ?1 AND id = ?2",
-                    )
-                    .map_err(db_err)?;
-                for k in &keys {
-                    stmt.execute(params![tenant, k.id, k.kek_version, k.wrapped])
-                        .map_err(db_err)?;
-                }
-                Ok(())
-            })
-            .await
+        self.write_each(
+            tenant,
+            keys,
+            "UPDATE data_keys SET kek_version = ?3, wrapped = ?4 WHERE tenant_id = ?1 AND id = ?2",
+        )
+        .await
     }
 
     async fn count_data_keys(&self, tenant: &TenantId) -> Result<KeyCounts> {

@@ -20,8 +20,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    AuditLog, IdempotentResponse, InsertOutcome, NewRecord, Result, Store, StoreError,
-    StoredRecord, TokenRow,
+    AuditLog, IdempotentResponse, InsertOutcome, Result, Store, StoreError, StoredRecord, TokenRow,
 };
 
 const BACKEND: &str = "sqlite";
@@ -662,7 +661,7 @@ impl Store for SqliteStore {
     async fn insert_records(
         &self,
         tenant: &TenantId,
-        records: Vec<NewRecord>,
+        records: Vec<StoredRecord>,
         idempotency: Option<IdempotentResponse>,
         audit: Vec<u8>,
     ) -> Result<InsertOutcome> {
@@ -686,8 +685,7 @@ impl Store for SqliteStore {
                     )
                     .map_err(db_err)?;
                 let mut staged = Vec::new();
-                for new in &records {
-                    let r = &new.record;
+                for r in &records {
                     let id = r.id.to_string();
                     insert
                         .execute(params![
@@ -704,7 +702,7 @@ impl Store for SqliteStore {
                             r.sealed,
                         ])
                         .map_err(db_err)?;
-                    for s in &new.subject_pseudonyms {
+                    for s in &r.key_subjects {
                         staged.extend_from_slice(s);
                         staged.extend_from_slice(id.as_bytes());
                     }
