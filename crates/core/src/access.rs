@@ -9,9 +9,13 @@
 //! | list subject's records |   ✓   |   ✓    |   ✓    |         |
 //! | delete a record        |   ✓   |        |        |         |
 //! | read the audit log     |   ✓   |        |        |    ✓    |
+//! | key status, rotate     |   ✓   |        |        |         |
 //!
-//! Platform roles (operator, support, approver) and the tenant role security-officer exist in
-//! the policy vocabulary but hold no standing access to records.
+//! Platform roles belong to principals of the platform pseudo-tenant (see
+//! [`TenantId::platform`]), never to a tenant's. An operator may read key status and rotate
+//! keys of any tenant, and alone may seal the server and back up or restore the key store; no
+//! platform role has standing access to records. Support, approver and the tenant role
+//! security-officer exist in the policy vocabulary but hold no permission yet.
 
 use std::fmt;
 
@@ -58,6 +62,11 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
+    /// Platform roles are held by operators of the deployment, not by a tenant's members.
+    pub fn is_platform(self) -> bool {
+        matches!(self, Role::Operator | Role::Support | Role::Approver)
+    }
+
     pub fn valid_names() -> String {
         Role::ALL.map(Role::as_str).join(", ")
     }
@@ -76,15 +85,26 @@ pub enum Action {
     ListSubjectRecords,
     DeleteRecord,
     ReadAudit,
+    ReadKeyStatus,
+    RotateKeys,
+    /// Platform actions, on no tenant.
+    SealServer,
+    BackupKeys,
+    RestoreKeys,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 10] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
         Action::DeleteRecord,
         Action::ReadAudit,
+        Action::ReadKeyStatus,
+        Action::RotateKeys,
+        Action::SealServer,
+        Action::BackupKeys,
+        Action::RestoreKeys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +114,11 @@ impl Action {
             Action::ListSubjectRecords => "records.list_subject",
             Action::DeleteRecord => "records.delete",
             Action::ReadAudit => "audit.read",
+            Action::ReadKeyStatus => "keys.status",
+            Action::RotateKeys => "keys.rotate",
+            Action::SealServer => "operator.seal",
+            Action::BackupKeys => "keys.backup",
+            Action::RestoreKeys => "keys.restore",
         }
     }
 
@@ -105,7 +130,17 @@ impl Action {
             }
             Action::DeleteRecord => &[Role::Admin],
             Action::ReadAudit => &[Role::Admin, Role::Auditor],
+            Action::ReadKeyStatus | Action::RotateKeys => &[Role::Admin, Role::Operator],
+            Action::SealServer | Action::BackupKeys | Action::RestoreKeys => &[Role::Operator],
         }
+    }
+
+    /// Actions on the deployment as a whole rather than on one tenant.
+    pub fn is_platform(self) -> bool {
+        matches!(
+            self,
+            Action::SealServer | Action::BackupKeys | Action::RestoreKeys
+        )
     }
 }
 
@@ -121,6 +156,8 @@ pub struct Principal {
 pub enum Denial {
     /// The principal belongs to another tenant.
     OtherTenant,
+    /// A platform action asked of a tenant, or a tenant action without a tenant.
+    WrongScope,
     /// The principal's role does not carry this permission.
     RoleLacksPermission { role: Role, action: Action },
 }
@@ -129,6 +166,9 @@ impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Denial::OtherTenant => f.write_str("the credential belongs to another tenant"),
+            Denial::WrongScope => {
+                f.write_str("this action belongs to another scope (platform or tenant)")
+            }
             Denial::RoleLacksPermission { role, action } => write!(
                 f,
                 "role {role} may not perform {}; it needs one of: {}",
@@ -144,11 +184,26 @@ impl fmt::Display for Denial {
     }
 }
 
-/// The one access decision. Tenant membership first, so a foreign credential learns nothing
-/// about which actions exist for the tenant.
-pub fn authorize(principal: &Principal, tenant: &TenantId, action: Action) -> Result<(), Denial> {
-    if principal.tenant != *tenant {
-        return Err(Denial::OtherTenant);
+/// The one access decision, for an action on `tenant` or, with `None`, on the platform.
+/// Tenant membership first, so a foreign credential learns nothing about which actions exist
+/// for the tenant. A platform principal passes the membership check of every tenant, and the
+/// role check then admits it only to the few actions its role carries.
+pub fn authorize(
+    principal: &Principal,
+    tenant: Option<&TenantId>,
+    action: Action,
+) -> Result<(), Denial> {
+    let platform = principal.tenant.is_platform();
+    // A credential whose role and scope disagree is refused, whatever it asks.
+    if platform != principal.role.is_platform() {
+        return Err(Denial::WrongScope);
+    }
+    match tenant {
+        Some(t) if action.is_platform() || t.is_platform() => return Err(Denial::WrongScope),
+        Some(t) if !platform && principal.tenant != *t => return Err(Denial::OtherTenant),
+        None if !action.is_platform() => return Err(Denial::WrongScope),
+        None if !platform => return Err(Denial::OtherTenant),
+        _ => {}
     }
     if action.allowed_roles().contains(&principal.role) {
         Ok(())
@@ -167,9 +222,13 @@ mod tests {
     fn principal(tenant: &str, role: Role) -> Principal {
         Principal {
             id: "tok_1".into(),
-            tenant: TenantId::new(tenant).unwrap(),
+            tenant: TenantId::from_stored(tenant).unwrap(),
             role,
         }
+    }
+
+    fn on(tenant: &TenantId, action: Action) -> Option<&TenantId> {
+        (!action.is_platform()).then_some(tenant)
     }
 
     #[test]
@@ -181,15 +240,62 @@ mod tests {
             for action in Action::ALL {
                 let expected = matches!(
                     (role, action),
-                    (Admin, _)
-                        | (Writer, IngestRecords | ReadRecord | ListSubjectRecords)
+                    (
+                        Admin,
+                        IngestRecords
+                            | ReadRecord
+                            | ListSubjectRecords
+                            | DeleteRecord
+                            | ReadAudit
+                            | ReadKeyStatus
+                            | RotateKeys
+                    ) | (Writer, IngestRecords | ReadRecord | ListSubjectRecords)
                         | (Reader, ReadRecord | ListSubjectRecords)
                         | (Auditor, ReadAudit)
+                        | (
+                            Operator,
+                            ReadKeyStatus | RotateKeys | SealServer | BackupKeys | RestoreKeys
+                        )
                 );
-                let got = authorize(&principal("acme", role), &acme, action).is_ok();
+                let holder = if role.is_platform() { "_platform" } else { "acme" };
+                let got = authorize(&principal(holder, role), on(&acme, action), action).is_ok();
                 assert_eq!(got, expected, "{role} {action:?}");
             }
         }
+    }
+
+    #[test]
+    fn role_and_scope_must_agree() {
+        let acme = TenantId::new("acme").unwrap();
+        for role in Role::ALL {
+            let mismatched = if role.is_platform() { "acme" } else { "_platform" };
+            for action in Action::ALL {
+                assert_eq!(
+                    authorize(&principal(mismatched, role), on(&acme, action), action),
+                    Err(Denial::WrongScope),
+                    "{role} {action:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn platform_actions_need_no_tenant_and_tenant_actions_need_one() {
+        let acme = TenantId::new("acme").unwrap();
+        let operator = principal("_platform", Role::Operator);
+        let admin = principal("acme", Role::Admin);
+        for action in Action::ALL {
+            let wrong = if action.is_platform() { Some(&acme) } else { None };
+            assert!(authorize(&operator, wrong, action).is_err(), "{action:?}");
+            assert!(authorize(&admin, wrong, action).is_err(), "{action:?}");
+        }
+        // Nobody acts on the platform pseudo-tenant as if it were a tenant.
+        let platform = TenantId::platform();
+        assert_eq!(
+            authorize(&operator, Some(&platform), Action::RotateKeys),
+            Err(Denial::WrongScope)
+        );
+        assert!(TenantId::new("_platform").is_err());
     }
 
     #[test]
@@ -197,8 +303,11 @@ mod tests {
         let globex = TenantId::new("globex").unwrap();
         for role in Role::ALL {
             for action in Action::ALL {
+                if role.is_platform() || action.is_platform() {
+                    continue;
+                }
                 assert_eq!(
-                    authorize(&principal("acme", role), &globex, action),
+                    authorize(&principal("acme", role), Some(&globex), action),
                     Err(Denial::OtherTenant)
                 );
             }
@@ -217,7 +326,7 @@ mod tests {
     fn denial_says_which_roles_would_do() {
         let d = authorize(
             &principal("acme", Role::Reader),
-            &TenantId::new("acme").unwrap(),
+            Some(&TenantId::new("acme").unwrap()),
             Action::DeleteRecord,
         )
         .unwrap_err();

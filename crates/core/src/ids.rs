@@ -72,6 +72,30 @@ slug_id!(
     "tenant id",
     63
 );
+impl TenantId {
+    /// The pseudo-tenant of platform principals (operators): no policy tenant can have this id,
+    /// because tenant ids cannot start with `_`, so a platform credential never matches a
+    /// tenant by accident.
+    pub fn platform() -> TenantId {
+        TenantId(PLATFORM_TENANT.to_owned())
+    }
+
+    pub fn is_platform(&self) -> bool {
+        self.0 == PLATFORM_TENANT
+    }
+
+    /// Parses a stored tenant id, which may be the platform pseudo-tenant.
+    pub fn from_stored(s: &str) -> Result<TenantId, InvalidId> {
+        if s == PLATFORM_TENANT {
+            Ok(TenantId::platform())
+        } else {
+            TenantId::new(s)
+        }
+    }
+}
+
+const PLATFORM_TENANT: &str = "_platform";
+
 slug_id!(
     /// The name of a data type (`[data_types.<name>]`).
     DataTypeName,

@@ -12,10 +12,13 @@
 #![forbid(unsafe_code)]
 
 mod envelope;
+mod pkcs11;
 mod root;
+pub mod shamir;
 
 pub use envelope::{DataKey, DataKeyId, IndexKey, Kek, RecordAad, RecordKeys};
-pub use root::{DevRootKey, RootKeyProvider};
+pub use pkcs11::{Pkcs11Config, Pkcs11RootKey};
+pub use root::{RootKeyProvider, SoftwareRootKey};
 
 use zeroize::Zeroizing;
 
@@ -30,6 +33,14 @@ pub enum CryptoError {
     Random,
     #[error("root key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
+    /// The root key does not open the deployment's root check: wrong key file, wrong shares,
+    /// wrong HSM key.
+    #[error("this is not the deployment's root key")]
+    WrongRootKey,
+    #[error("invalid key share: {0}")]
+    Share(String),
+    #[error("HSM: {0}")]
+    Hsm(String),
 }
 
 /// 32 fresh random bytes for a new key.
@@ -67,4 +78,68 @@ pub(crate) fn decode_hex32(s: &str) -> Option<[u8; 32]> {
         out[i] = (hi * 16 + lo) as u8;
     }
     Some(out)
+}
+
+/// Helpers for tests of this and other crates that need a real HSM (SoftHSM2).
+pub mod testing {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// Where Debian's `softhsm2` package puts the module; `CUSTODIAN_TEST_PKCS11_MODULE`
+    /// overrides it.
+    const DEFAULT_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+    pub const TOKEN_LABEL: &str = "custodian-test";
+    pub const USER_PIN: &str = "2468-test-pin";
+
+    /// A SoftHSM2 token initialised in its own directory. Point `SOFTHSM2_CONF` at `conf`
+    /// in the process that loads `module`.
+    pub struct SoftHsm {
+        pub module: String,
+        pub conf: PathBuf,
+    }
+
+    impl SoftHsm {
+        /// Initialises a fresh token under `dir`. When SoftHSM2 is missing: under `CI=true`
+        /// this panics (run `scripts/install-test-deps`); locally it prints a loud notice and
+        /// returns `None`.
+        pub fn init(dir: &Path) -> Option<SoftHsm> {
+            let module = std::env::var("CUSTODIAN_TEST_PKCS11_MODULE")
+                .unwrap_or_else(|_| DEFAULT_MODULE.to_owned());
+            let util = Command::new("softhsm2-util").arg("--version").output();
+            if !Path::new(&module).exists() || util.is_err() {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!(
+                        "SoftHSM2 is missing ({module}) and CI=true: run scripts/install-test-deps"
+                    );
+                }
+                eprintln!(
+                    "\n*** SKIPPING PKCS#11 test: SoftHSM2 not installed (run scripts/install-test-deps) ***\n"
+                );
+                return None;
+            }
+            let tokens = dir.join("tokens");
+            std::fs::create_dir_all(&tokens).expect("token directory");
+            let conf = dir.join("softhsm2.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                    tokens.display()
+                ),
+            )
+            .expect("softhsm2.conf");
+            let out = Command::new("softhsm2-util")
+                .env("SOFTHSM2_CONF", &conf)
+                .args(["--init-token", "--free", "--label", TOKEN_LABEL])
+                .args(["--pin", USER_PIN, "--so-pin", "1357-test-so-pin"])
+                .output()
+                .expect("run softhsm2-util");
+            assert!(
+                out.status.success(),
+                "softhsm2-util --init-token failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(SoftHsm { module, conf })
+        }
+    }
 }

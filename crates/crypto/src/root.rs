@@ -1,5 +1,8 @@
-//! Root-key providers: what wraps and unwraps tenant keys. The development provider keeps its
-//! key in a file beside the data; the Shamir and PKCS#11 providers plug in behind the same trait.
+//! Root-key providers: what wraps and unwraps tenant keys. A [`SoftwareRootKey`] holds the key in
+//! memory: loaded from a file beside the data (`dev`, development only) or reconstructed from
+//! Shamir shares at unseal (`shamir`). The PKCS#11 provider keeps it inside an HSM. All sit
+//! behind [`RootKeyProvider`], and a root check (a known value wrapped at initialisation) tells
+//! a wrong root key from damaged data.
 
 use std::fmt;
 use std::io::Write;
@@ -70,7 +73,24 @@ impl dyn RootKeyProvider + '_ {
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         self.unwrap(&secret_aad(name), wrapped)
     }
+
+    /// A value that only this root key can open, stored when the deployment is initialised.
+    pub fn new_root_check(&self) -> Result<Vec<u8>, CryptoError> {
+        self.wrap(ROOT_CHECK_AAD, &ROOT_CHECK_VALUE)
+    }
+
+    /// Proves this provider holds the deployment's root key; `WrongRootKey` otherwise.
+    pub fn verify_root_check(&self, check: &[u8]) -> Result<(), CryptoError> {
+        match self.unwrap(ROOT_CHECK_AAD, check) {
+            Ok(v) if *v == ROOT_CHECK_VALUE => Ok(()),
+            Ok(_) | Err(CryptoError::Decrypt) => Err(CryptoError::WrongRootKey),
+            Err(e) => Err(e),
+        }
+    }
 }
+
+const ROOT_CHECK_AAD: &[u8] = b"custodian/root-check/v1";
+const ROOT_CHECK_VALUE: [u8; 32] = *b"custodian root key check value.\n";
 
 fn secret_aad(name: &str) -> Vec<u8> {
     let mut aad = b"custodian/secret/v1".to_vec();
@@ -92,21 +112,23 @@ fn index_aad(tenant: &TenantId) -> Vec<u8> {
     aad
 }
 
-/// A root key kept in a file: for development only, and it says so wherever it is used.
-pub struct DevRootKey {
+/// A root key held in process memory (inside an aws-lc-rs key object, which wipes it on drop):
+/// the development key file's, or the one Shamir shares reconstruct.
+pub struct SoftwareRootKey {
+    name: &'static str,
     key: LessSafeKey,
 }
 
-impl fmt::Debug for DevRootKey {
+impl fmt::Debug for SoftwareRootKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DevRootKey(..)")
+        write!(f, "SoftwareRootKey({}, ..)", self.name)
     }
 }
 
-impl DevRootKey {
-    /// Loads the key file at `path`, creating it (mode 0600) with a fresh key if it is absent.
-    /// Returns whether it was created.
-    pub fn load_or_create(path: &Path) -> Result<(DevRootKey, bool), CryptoError> {
+impl SoftwareRootKey {
+    /// Loads the development key file at `path`, creating it (mode 0600) with a fresh key if it
+    /// is absent. Returns whether it was created. For development only.
+    pub fn load_or_create_dev(path: &Path) -> Result<(SoftwareRootKey, bool), CryptoError> {
         let err = |reason: String| CryptoError::KeyFile {
             path: path.display().to_string(),
             reason,
@@ -121,7 +143,7 @@ impl DevRootKey {
                     crate::decode_hex32(hex.trim())
                         .ok_or_else(|| err("the key is not 64 hex digits".into()))?,
                 );
-                Ok((DevRootKey::from_bytes(&bytes), false))
+                Ok((SoftwareRootKey::new("dev", &bytes), false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = crate::random_key()?;
@@ -131,23 +153,25 @@ impl DevRootKey {
                 }
                 text.push('\n');
                 write_private_file(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
-                Ok((DevRootKey::from_bytes(&key), true))
+                Ok((SoftwareRootKey::new("dev", &key), true))
             }
             Err(e) => Err(err(e.to_string())),
         }
     }
 
-    pub fn from_bytes(bytes: &[u8; 32]) -> DevRootKey {
+    /// A root key from its bytes; `name` is the provider it came from (`dev`, `shamir`).
+    pub fn new(name: &'static str, bytes: &[u8; 32]) -> SoftwareRootKey {
         let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
-        DevRootKey {
+        SoftwareRootKey {
+            name,
             key: LessSafeKey::new(key),
         }
     }
 }
 
-impl RootKeyProvider for DevRootKey {
+impl RootKeyProvider for SoftwareRootKey {
     fn name(&self) -> &'static str {
-        "dev"
+        self.name
     }
 
     fn wrap(&self, context: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>, CryptoError> {
@@ -156,12 +180,16 @@ impl RootKeyProvider for DevRootKey {
 
     fn unwrap(&self, context: &[u8], wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
         let plain = crate::envelope::open_with(&self.key, WRAP_FORMAT_V1, context, wrapped)?;
-        let key: [u8; 32] = plain
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::Malformed("wrapped key has the wrong length"))?;
-        Ok(Zeroizing::new(key))
+        key32(&plain)
     }
+}
+
+/// A 32-byte key from an unwrapped buffer.
+pub(crate) fn key32(plain: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    let key: [u8; 32] = plain
+        .try_into()
+        .map_err(|_| CryptoError::Malformed("wrapped key has the wrong length"))?;
+    Ok(Zeroizing::new(key))
 }
 
 fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
@@ -186,7 +214,7 @@ mod tests {
     fn dev_key_file_is_created_once_and_reloaded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("root.key");
-        let (first, created) = DevRootKey::load_or_create(&path).unwrap();
+        let (first, created) = SoftwareRootKey::load_or_create_dev(&path).unwrap();
         assert!(created);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# custodian DEVELOPMENT root key"));
@@ -196,7 +224,7 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let (second, created) = DevRootKey::load_or_create(&path).unwrap();
+        let (second, created) = SoftwareRootKey::load_or_create_dev(&path).unwrap();
         assert!(!created);
 
         let tenant = TenantId::new("acme").unwrap();
@@ -214,8 +242,15 @@ mod tests {
         assert!(second.unwrap_kek(&other, 3, &wrapped).is_err());
         assert!(second.unwrap_kek(&tenant, 4, &wrapped).is_err());
         // Another root key cannot unwrap it.
-        let stranger: &dyn RootKeyProvider = &DevRootKey::from_bytes(&[9; 32]);
+        let stranger: &dyn RootKeyProvider = &SoftwareRootKey::new("dev", &[9; 32]);
         assert!(stranger.unwrap_kek(&tenant, 3, &wrapped).is_err());
+        // The root check tells the right key from a wrong one.
+        let check = first.new_root_check().unwrap();
+        second.verify_root_check(&check).unwrap();
+        assert!(matches!(
+            stranger.verify_root_check(&check),
+            Err(CryptoError::WrongRootKey)
+        ));
         // Index keys are bound to their tenant and are not KEKs.
         let (index, wrapped_index) = first.new_index_key(&tenant).unwrap();
         let reloaded = second.unwrap_index_key(&tenant, &wrapped_index).unwrap();
@@ -236,7 +271,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("root.key");
         std::fs::write(&path, "# header\nnot-hex\n").unwrap();
-        let err = DevRootKey::load_or_create(&path).unwrap_err().to_string();
+        let err = SoftwareRootKey::load_or_create_dev(&path)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not 64 hex digits"), "{err}");
     }
 }

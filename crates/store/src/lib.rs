@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use jiff::Timestamp;
 
-pub use keys::{KeyStore, ShredScope, WrappedDataKey, WrappedKek};
+pub use keys::{
+    KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, WrappedDataKey, WrappedKek,
+};
 pub use postgres::{PostgresKeyStore, PostgresStore};
 pub use sqlite::{SqliteKeyStore, SqliteStore};
 
@@ -249,7 +251,7 @@ fn parse_data_type(s: String) -> Result<DataTypeName> {
 }
 
 fn parse_tenant(s: String) -> Result<TenantId> {
-    TenantId::new(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+    TenantId::from_stored(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn hash32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32]> {

@@ -192,6 +192,67 @@ async fn shreds_destroy_log_and_are_idempotent(s: &dyn KeyStore) {
     assert_eq!(s.keks(&globex).await.unwrap().len(), 1);
 }
 
+async fn meta_values_are_written_once(s: &dyn KeyStore) {
+    assert_eq!(s.meta("root-check").await.unwrap(), None);
+    assert!(s.insert_meta("root-check", vec![1, 2]).await.unwrap());
+    assert!(!s.insert_meta("root-check", vec![3]).await.unwrap());
+    assert_eq!(s.meta("root-check").await.unwrap(), Some(vec![1, 2]));
+}
+
+async fn restoring_an_old_snapshot_replays_later_shreds(s: &dyn KeyStore) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    s.insert_meta("root-check", vec![7]).await.unwrap();
+    for t in [&acme, &globex] {
+        s.insert_index_key(t, vec![1]).await.unwrap();
+        s.insert_kek(t, kek(1)).await.unwrap();
+        s.insert_data_keys(t, vec![dk("b/t/1", 1), dk("s/aa", 1), dk("s/bb", 1)])
+            .await
+            .unwrap();
+    }
+    let backup = s.snapshot().await.unwrap();
+    assert_eq!(backup.data_keys.len(), 6);
+    assert_eq!(backup.keks.len(), 2);
+    assert_eq!(backup.meta, vec![("root-check".to_owned(), vec![7])]);
+
+    // After the backup: a subject shredded, globex terminated, acme rotated to KEK 2.
+    s.shred(&acme, ShredScope::Keys(vec!["s/aa".into()]), at())
+        .await
+        .unwrap();
+    s.shred(&globex, ShredScope::Tenant, at()).await.unwrap();
+    s.insert_kek(&acme, kek(2)).await.unwrap();
+    s.rewrap_data_keys(&acme, vec![dk("b/t/1", 2), dk("s/bb", 2)])
+        .await
+        .unwrap();
+    s.destroy_keks_before(&acme, 2, at()).await.unwrap();
+    s.insert_data_keys(&acme, vec![dk("s/cc", 2)]).await.unwrap();
+
+    let report = s.restore(backup).await.unwrap();
+    // acme's s/aa and all of globex (index key, KEK, 3 data keys) are destroyed again.
+    assert_eq!(report.reshredded, 6);
+    let mut ids: Vec<String> = s
+        .data_keys(&acme, &["b/t/1".into(), "s/aa".into(), "s/bb".into(), "s/cc".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    ids.sort();
+    // The backup's keys under KEK 1 come back with KEK 1 (retired by rotation, not shredded);
+    // a key made after the backup is not in it.
+    assert_eq!(ids, ["b/t/1", "s/bb"]);
+    assert_eq!(s.keks(&acme).await.unwrap(), vec![kek(1)]);
+    assert!(s.keks(&globex).await.unwrap().is_empty());
+    assert_eq!(s.index_key(&globex).await.unwrap(), None);
+    // The merged log still answers "destroyed" for what was shredded.
+    assert_eq!(s.shredded(&acme, &["s/aa".into()]).await.unwrap(), ["s/aa"]);
+    assert_eq!(s.shredded(&globex, &["s/bb".into()]).await.unwrap(), ["s/bb"]);
+    assert_eq!(s.meta("root-check").await.unwrap(), Some(vec![7]));
+    // Restoring twice changes nothing more.
+    let again = s.snapshot().await.unwrap();
+    s.restore(again.clone()).await.unwrap();
+    assert_eq!(s.snapshot().await.unwrap(), again);
+}
+
 macro_rules! key_store_conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -228,4 +289,6 @@ key_store_conformance!(
     data_keys_are_tenant_scoped_and_never_overwritten,
     rotation_rewraps_then_destroys_old_keks,
     shreds_destroy_log_and_are_idempotent,
+    meta_values_are_written_once,
+    restoring_an_old_snapshot_replays_later_shreds,
 );

@@ -9,7 +9,10 @@ use tokio_postgres::Row;
 
 use super::{connect_pool, db_err, unavailable};
 use crate::Result;
-use crate::keys::{KeyCounts, KeyStore, ShredScope, TENANT_SHRED, WrappedDataKey, WrappedKek};
+use crate::keys::{
+    KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, TENANT_SHRED,
+    WrappedDataKey, WrappedKek,
+};
 
 /// Arbitrary, fixed: serialises key-store migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0002;
@@ -41,6 +44,11 @@ CREATE TABLE shred_log (
     shredded_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX shred_log_by_id ON shred_log (tenant_id, id);
+"#, r#"
+CREATE TABLE key_meta (
+    name  TEXT  NOT NULL PRIMARY KEY,
+    value BYTEA NOT NULL
+);
 "#];
 
 /// The PostgreSQL key store.
@@ -91,6 +99,129 @@ async fn log_shred(
         )
         .await
         .map_err(db_err)?;
+    Ok(())
+}
+
+async fn read_shred_log(tx: &Transaction<'_>) -> Result<Vec<ShredEntry>> {
+    tx.query(
+        "SELECT tenant_id, id, shredded_at FROM shred_log ORDER BY seq",
+        &[],
+    )
+    .await
+    .map_err(db_err)?
+    .iter()
+    .map(|r| {
+        Ok(ShredEntry {
+            tenant: crate::parse_tenant(r.get(0))?,
+            id: r.get(1),
+            at: r.get(2),
+        })
+    })
+    .collect()
+}
+
+async fn read_snapshot(tx: &Transaction<'_>) -> Result<KeySnapshot> {
+    let mut snapshot = KeySnapshot {
+        shred_log: read_shred_log(tx).await?,
+        ..KeySnapshot::default()
+    };
+    for r in tx
+        .query("SELECT tenant_id, wrapped FROM index_keys ORDER BY tenant_id", &[])
+        .await
+        .map_err(db_err)?
+    {
+        snapshot
+            .index_keys
+            .push((crate::parse_tenant(r.get(0))?, r.get(1)));
+    }
+    for r in tx
+        .query(
+            "SELECT tenant_id, version, wrapped, created_at FROM keks ORDER BY tenant_id, version",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+    {
+        let kek = WrappedKek {
+            version: r.get::<_, i32>(1) as u32,
+            wrapped: r.get(2),
+            created_at: r.get(3),
+        };
+        snapshot.keks.push((crate::parse_tenant(r.get(0))?, kek));
+    }
+    for r in tx
+        .query(
+            "SELECT tenant_id, id, kek_version, wrapped FROM data_keys ORDER BY tenant_id, id",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+    {
+        let key = WrappedDataKey {
+            id: r.get(1),
+            kek_version: r.get::<_, i32>(2) as u32,
+            wrapped: r.get(3),
+        };
+        snapshot.data_keys.push((crate::parse_tenant(r.get(0))?, key));
+    }
+    snapshot.meta = tx
+        .query("SELECT name, value FROM key_meta ORDER BY name", &[])
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(snapshot)
+}
+
+async fn write_snapshot(tx: &Transaction<'_>, snapshot: &KeySnapshot) -> Result<()> {
+    tx.batch_execute(
+        "DELETE FROM index_keys; DELETE FROM keks; DELETE FROM data_keys; DELETE FROM shred_log; DELETE FROM key_meta;",
+    )
+    .await
+    .map_err(db_err)?;
+    for (tenant, wrapped) in &snapshot.index_keys {
+        tx.execute(
+            "INSERT INTO index_keys (tenant_id, wrapped) VALUES ($1, $2)",
+            &[&tenant.as_str(), wrapped],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    for (tenant, k) in &snapshot.keks {
+        tx.execute(
+            "INSERT INTO keks (tenant_id, version, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+            &[&tenant.as_str(), &(k.version as i32), &k.wrapped, &k.created_at],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    // Data keys can number millions: one UNNEST per tenant's run of keys.
+    let mut rest = snapshot.data_keys.as_slice();
+    while let Some((tenant, _)) = rest.first() {
+        let n = rest.iter().take_while(|(t, _)| t == tenant).count();
+        let keys: Vec<WrappedDataKey> = rest[..n].iter().map(|(_, k)| k.clone()).collect();
+        let (ids, versions, wrapped) = columns(&keys);
+        tx.execute(
+            "INSERT INTO data_keys (tenant_id, id, kek_version, wrapped)
+             SELECT $1, * FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::BYTEA[])",
+            &[&tenant.as_str(), &ids, &versions, &wrapped],
+        )
+        .await
+        .map_err(db_err)?;
+        rest = &rest[n..];
+    }
+    for e in &snapshot.shred_log {
+        log_shred(tx, e.tenant.as_str(), std::slice::from_ref(&e.id), e.at).await?;
+    }
+    for (name, value) in &snapshot.meta {
+        tx.execute(
+            "INSERT INTO key_meta (name, value) VALUES ($1, $2)",
+            &[name, value],
+        )
+        .await
+        .map_err(db_err)?;
+    }
     Ok(())
 }
 
@@ -371,5 +502,56 @@ impl KeyStore for PostgresKeyStore {
             .await
             .map_err(db_err)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT value FROM key_meta WHERE name = $1", &[&name])
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn insert_meta(&self, name: &str, value: Vec<u8>) -> Result<bool> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO key_meta (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &value],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    async fn snapshot(&self) -> Result<KeySnapshot> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db_err)?;
+        let snapshot = read_snapshot(&tx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(snapshot)
+    }
+
+    async fn restore(&self, snapshot: KeySnapshot) -> Result<RestoreReport> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // No shred may land between reading the log and replacing the store.
+        tx.batch_execute("LOCK TABLE shred_log, data_keys, keks, index_keys, key_meta IN EXCLUSIVE MODE")
+            .await
+            .map_err(db_err)?;
+        let current = read_shred_log(&tx).await?;
+        let (snapshot, report) = crate::keys::prepare_restore(snapshot, &current);
+        write_snapshot(&tx, &snapshot).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(report)
     }
 }

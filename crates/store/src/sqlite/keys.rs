@@ -10,7 +10,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, db_err, from_us, open_blocking, us};
 use crate::Result;
-use crate::keys::{KeyCounts, KeyStore, ShredScope, TENANT_SHRED, WrappedDataKey, WrappedKek};
+use crate::keys::{
+    KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, TENANT_SHRED,
+    WrappedDataKey, WrappedKek,
+};
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE index_keys (
@@ -39,6 +42,11 @@ CREATE TABLE shred_log (
     shredded_at_us INTEGER NOT NULL
 );
 CREATE INDEX shred_log_by_id ON shred_log (tenant_id, id);
+"#, r#"
+CREATE TABLE key_meta (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value BLOB NOT NULL
+);
 "#];
 
 /// The SQLite key store.
@@ -96,6 +104,114 @@ fn select_data_keys(
         })
         .map_err(db_err)?;
     rows.map(|r| r.map_err(db_err)).collect()
+}
+
+fn read_shred_log(conn: &Connection) -> Result<Vec<ShredEntry>> {
+    let mut stmt = conn
+        .prepare("SELECT tenant_id, id, shredded_at_us FROM shred_log ORDER BY seq")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })
+        .map_err(db_err)?;
+    rows.map(|r| {
+        let (tenant, id, at) = r.map_err(db_err)?;
+        Ok(ShredEntry {
+            tenant: crate::parse_tenant(tenant)?,
+            id,
+            at: from_us(at)?,
+        })
+    })
+    .collect()
+}
+
+fn read_snapshot(c: &Connection) -> Result<KeySnapshot> {
+    let mut snapshot = KeySnapshot {
+        shred_log: read_shred_log(c)?,
+        ..KeySnapshot::default()
+    };
+    let mut stmt = c
+        .prepare("SELECT tenant_id, wrapped FROM index_keys ORDER BY tenant_id")
+        .map_err(db_err)?;
+    let mut rows = stmt.query([]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let tenant = crate::parse_tenant(r.get(0).map_err(db_err)?)?;
+        snapshot.index_keys.push((tenant, r.get(1).map_err(db_err)?));
+    }
+    let mut stmt = c
+        .prepare("SELECT tenant_id, version, wrapped, created_at_us FROM keks ORDER BY tenant_id, version")
+        .map_err(db_err)?;
+    let mut rows = stmt.query([]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let tenant = crate::parse_tenant(r.get(0).map_err(db_err)?)?;
+        let kek = WrappedKek {
+            version: r.get(1).map_err(db_err)?,
+            wrapped: r.get(2).map_err(db_err)?,
+            created_at: from_us(r.get(3).map_err(db_err)?)?,
+        };
+        snapshot.keks.push((tenant, kek));
+    }
+    let mut stmt = c
+        .prepare("SELECT tenant_id, id, kek_version, wrapped FROM data_keys ORDER BY tenant_id, id")
+        .map_err(db_err)?;
+    let mut rows = stmt.query([]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let tenant = crate::parse_tenant(r.get(0).map_err(db_err)?)?;
+        let key = WrappedDataKey {
+            id: r.get(1).map_err(db_err)?,
+            kek_version: r.get(2).map_err(db_err)?,
+            wrapped: r.get(3).map_err(db_err)?,
+        };
+        snapshot.data_keys.push((tenant, key));
+    }
+    let mut stmt = c
+        .prepare("SELECT name, value FROM key_meta ORDER BY name")
+        .map_err(db_err)?;
+    snapshot.meta = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(db_err)?;
+    Ok(snapshot)
+}
+
+fn write_snapshot(c: &Connection, snapshot: &KeySnapshot) -> Result<()> {
+    c.execute_batch(
+        "DELETE FROM index_keys; DELETE FROM keks; DELETE FROM data_keys; DELETE FROM shred_log; DELETE FROM key_meta;",
+    )
+    .map_err(db_err)?;
+    let mut insert = c
+        .prepare("INSERT INTO index_keys (tenant_id, wrapped) VALUES (?1, ?2)")
+        .map_err(db_err)?;
+    for (tenant, wrapped) in &snapshot.index_keys {
+        insert.execute(params![tenant.as_str(), wrapped]).map_err(db_err)?;
+    }
+    let mut insert = c
+        .prepare("INSERT INTO keks (tenant_id, version, wrapped, created_at_us) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?;
+    for (tenant, k) in &snapshot.keks {
+        insert
+            .execute(params![tenant.as_str(), k.version, k.wrapped, us(k.created_at)])
+            .map_err(db_err)?;
+    }
+    let mut insert = c
+        .prepare("INSERT INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?;
+    for (tenant, k) in &snapshot.data_keys {
+        insert
+            .execute(params![tenant.as_str(), k.id, k.kek_version, k.wrapped])
+            .map_err(db_err)?;
+    }
+    for e in &snapshot.shred_log {
+        log_shred(c, e.tenant.as_str(), &e.id, us(e.at))?;
+    }
+    let mut insert = c
+        .prepare("INSERT INTO key_meta (name, value) VALUES (?1, ?2)")
+        .map_err(db_err)?;
+    for (name, value) in &snapshot.meta {
+        insert.execute(params![name, value]).map_err(db_err)?;
+    }
+    Ok(())
 }
 
 fn log_shred(conn: &Connection, tenant: &str, id: &str, at: i64) -> Result<()> {
@@ -369,6 +485,61 @@ impl KeyStore for SqliteKeyStore {
                     }
                 }
                 Ok(out)
+            })
+            .await
+    }
+
+    async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let name = name.to_owned();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT value FROM key_meta WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)
+            })
+            .await
+    }
+
+    async fn insert_meta(&self, name: &str, value: Vec<u8>) -> Result<bool> {
+        let name = name.to_owned();
+        self.db
+            .write(move |c| {
+                let n = c
+                    .execute(
+                        "INSERT OR IGNORE INTO key_meta (name, value) VALUES (?1, ?2)",
+                        params![name, value],
+                    )
+                    .map_err(db_err)?;
+                Ok(n == 1)
+            })
+            .await
+    }
+
+    async fn snapshot(&self) -> Result<KeySnapshot> {
+        // One read transaction, so the snapshot is consistent under concurrent writes.
+        self.db
+            .read(|c| {
+                c.execute_batch("BEGIN").map_err(db_err)?;
+                let snapshot = read_snapshot(c);
+                // Ended whatever happened, so the pooled connection is clean for its next use.
+                let ended = c.execute_batch("COMMIT").map_err(db_err);
+                let snapshot = snapshot?;
+                ended.map(|()| snapshot)
+            })
+            .await
+    }
+
+    async fn restore(&self, snapshot: KeySnapshot) -> Result<RestoreReport> {
+        self.db
+            .write(move |c| {
+                let current = read_shred_log(c)?;
+                let (snapshot, report) = crate::keys::prepare_restore(snapshot, &current);
+                write_snapshot(c, &snapshot)?;
+                Ok(report)
             })
             .await
     }
