@@ -55,6 +55,12 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Tenant keys: status, rotation, key-store backup and restore.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The root of trust: initialise, unseal and seal a server whose root key is Shamir-split.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Scan text, NDJSON or CSV for personal data and secrets, line by line.
     ///
     /// Prints one JSON line per finding (line, entity, byte offsets, score, test flag; never the
@@ -101,6 +107,87 @@ pub enum AuditCommand {
         #[arg(long)]
         previous: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Per tenant: current KEK version, when it was made, when rotation is next due, and how
+    /// many keys it wraps. All tenants with an operator token; one with --tenant.
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long, env = "CUSTODIAN_TENANT")]
+        tenant: Option<String>,
+    },
+    /// Rotate a tenant's KEK now: a new version, every key rewrapped under it, the old one
+    /// destroyed. Record ciphertext is not touched; reads keep working throughout.
+    Rotate {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long, env = "CUSTODIAN_TENANT")]
+        tenant: String,
+    },
+    /// Write the whole key store, sealed under the root key, to a file (operator token).
+    Backup {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Where to write the backup.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a key-store backup (operator token). Keys shredded since the backup was made
+    /// are destroyed again: a restore never brings erased data back.
+    Restore {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// A file from `custodian keys backup`.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Create the root key and print its shares, once. Give each share to a different
+    /// operator; they are never stored and cannot be shown again.
+    Init {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Number of shares (must match the policy's [keys] shares).
+        #[arg(long)]
+        shares: u8,
+        /// Shares needed to unseal (must match the policy's [keys] threshold).
+        #[arg(long)]
+        threshold: u8,
+    },
+    /// Give one share towards unsealing the server. Without SHARE, it is read from stdin, so
+    /// it stays out of shell history.
+    Unseal {
+        #[command(flatten)]
+        server: ServerArgs,
+        share: Option<String>,
+    },
+    /// Seal the server: every key is dropped from memory until operators unseal it again
+    /// (operator token).
+    Seal {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Whether the server is initialised and sealed, and the unseal progress.
+    Status {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// How to reach a running server for commands that act on no single tenant.
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Server address.
+    #[arg(long, env = "CUSTODIAN_ADDR", default_value = "http://127.0.0.1:8200")]
+    pub server: String,
+    /// API token (an operator token from `custodian token create --role operator`).
+    #[arg(long, env = "CUSTODIAN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Where the policy and the data live; shared by `serve` and `token`.
@@ -164,11 +251,14 @@ pub enum TokenCommand {
     Create {
         #[command(flatten)]
         store: StoreArgs,
-        /// The tenant the token acts for (must exist in the policy).
+        /// The tenant the token acts for (must exist in the policy). Not given for operator
+        /// tokens, which act on the platform.
         #[arg(long)]
-        tenant: String,
-        /// What the token may do: writer (ingest + read), reader (read), admin (also delete and
-        /// read the audit log), auditor (the audit log only).
+        tenant: Option<String>,
+        /// What the token may do: writer (ingest + read), reader (read), admin (also delete,
+        /// read the audit log and manage the tenant's keys), auditor (the audit log only),
+        /// operator (platform: key status and rotation of every tenant, seal, key backups;
+        /// no access to records).
         #[arg(long, value_enum)]
         role: TokenRole,
         /// Lifetime, e.g. 24h, 90d, 1y. Without it the token lasts until revoked.
@@ -183,6 +273,7 @@ pub enum TokenRole {
     Reader,
     Admin,
     Auditor,
+    Operator,
 }
 
 /// How to reach a running server.

@@ -257,7 +257,11 @@ mod tests {
                             ReadKeyStatus | RotateKeys | SealServer | BackupKeys | RestoreKeys
                         )
                 );
-                let holder = if role.is_platform() { "_platform" } else { "acme" };
+                let holder = if role.is_platform() {
+                    "_platform"
+                } else {
+                    "acme"
+                };
                 let got = authorize(&principal(holder, role), on(&acme, action), action).is_ok();
                 assert_eq!(got, expected, "{role} {action:?}");
             }
@@ -268,7 +272,11 @@ mod tests {
     fn role_and_scope_must_agree() {
         let acme = TenantId::new("acme").unwrap();
         for role in Role::ALL {
-            let mismatched = if role.is_platform() { "acme" } else { "_platform" };
+            let mismatched = if role.is_platform() {
+                "acme"
+            } else {
+                "_platform"
+            };
             for action in Action::ALL {
                 assert_eq!(
                     authorize(&principal(mismatched, role), on(&acme, action), action),
@@ -285,7 +293,11 @@ mod tests {
         let operator = principal("_platform", Role::Operator);
         let admin = principal("acme", Role::Admin);
         for action in Action::ALL {
-            let wrong = if action.is_platform() { Some(&acme) } else { None };
+            let wrong = if action.is_platform() {
+                Some(&acme)
+            } else {
+                None
+            };
             assert!(authorize(&operator, wrong, action).is_err(), "{action:?}");
             assert!(authorize(&admin, wrong, action).is_err(), "{action:?}");
         }

@@ -57,6 +57,27 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     Ok(bytes)
 }
 
+const BLOB_FORMAT_V1: u8 = 1;
+
+/// Seals a blob (a key-store backup) with AES-256-GCM under a one-off key.
+pub fn seal_blob(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    envelope::seal_with(&blob_key(key), BLOB_FORMAT_V1, aad, plaintext)
+}
+
+pub fn open_blob(
+    key: &[u8; 32],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    envelope::open_with(&blob_key(key), BLOB_FORMAT_V1, aad, sealed)
+}
+
+fn blob_key(key: &[u8; 32]) -> aws_lc_rs::aead::LessSafeKey {
+    let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
+        .expect("32 bytes is an AES-256 key");
+    aws_lc_rs::aead::LessSafeKey::new(key)
+}
+
 /// SHA-256, for hashing API token secrets and idempotent request bodies.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);

@@ -136,8 +136,7 @@ fn module_context(module: &str) -> Result<Pkcs11, CryptoError> {
     if let Some(context) = contexts.get(module) {
         return Ok(context.clone());
     }
-    let context =
-        Pkcs11::new(module).map_err(|e| hsm(&format!("PKCS#11 module {module}"), e))?;
+    let context = Pkcs11::new(module).map_err(|e| hsm(&format!("PKCS#11 module {module}"), e))?;
     match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
         Err(e) => return Err(hsm("initialising the PKCS#11 module", e)),

@@ -28,7 +28,11 @@ pub struct Share {
 
 impl fmt::Debug for Share {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Share(index {}, threshold {}, ..)", self.index, self.threshold)
+        write!(
+            f,
+            "Share(index {}, threshold {}, ..)",
+            self.index, self.threshold
+        )
     }
 }
 
@@ -186,7 +190,11 @@ mod tests {
         for a in 0..5 {
             for b in a + 1..5 {
                 for c in b + 1..5 {
-                    let subset = [reparse(&shares[a]), reparse(&shares[b]), reparse(&shares[c])];
+                    let subset = [
+                        reparse(&shares[a]),
+                        reparse(&shares[b]),
+                        reparse(&shares[c]),
+                    ];
                     assert_eq!(*combine(&subset).unwrap(), secret);
                 }
             }
@@ -219,7 +227,9 @@ mod tests {
         typo.replace_range(pos..=pos, c);
         let err = Share::parse(&typo).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
-        let err = Share::parse(&text[..text.len() - 2]).unwrap_err().to_string();
+        let err = Share::parse(&text[..text.len() - 2])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hex digits"), "{err}");
         assert!(Share::parse("hello").is_err());
         assert!(Share::parse(&text.replace("cus1-", "cus1-zz")).is_err());

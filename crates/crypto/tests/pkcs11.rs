@@ -68,7 +68,9 @@ fn pkcs11_root_key_against_softhsm() {
     assert_eq!(unwrapped.version(), kek.version());
     let id = custodian_crypto::DataKeyId::Subject([3; 32]);
     let dek = custodian_crypto::DataKey::generate().unwrap();
-    unwrapped.unwrap(&id, &kek.wrap(&id, &dek).unwrap()).unwrap();
+    unwrapped
+        .unwrap(&id, &kek.wrap(&id, &dek).unwrap())
+        .unwrap();
     assert_eq!(
         *again.unwrap_secret("audit", &wrapped_secret).unwrap(),
         *secret

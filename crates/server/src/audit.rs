@@ -2,7 +2,7 @@
 //! checkpoints (C2SP signed notes) and serves proofs. The checkpoint signing key is a deployment
 //! secret wrapped by the root key, so every node of a deployment signs with the same key.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use custodian_core::audit::{AuditEvent, Decision};
 use custodian_core::clock::Clock;
@@ -18,7 +18,8 @@ const SIGNING_SECRET: &str = "audit-checkpoint-signing-key";
 pub struct Auditor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    signer: CheckpointSigner,
+    /// `None` while sealed: the signing key is wrapped by the root key.
+    signer: RwLock<Option<Arc<CheckpointSigner>>>,
     region: Region,
 }
 
@@ -30,13 +31,20 @@ pub struct Actor {
 }
 
 impl Auditor {
-    /// Loads the deployment's checkpoint signing key, creating it on first start.
-    pub async fn load(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        root: &dyn RootKeyProvider,
-        region: Region,
-    ) -> Result<Auditor, ServerError> {
+    /// An auditor that appends but cannot sign checkpoints until [`Auditor::unlock`].
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, region: Region) -> Auditor {
+        Auditor {
+            store,
+            clock,
+            signer: RwLock::new(None),
+            region,
+        }
+    }
+
+    /// Loads the deployment's checkpoint signing key (creating it on first start) with the
+    /// root key.
+    pub async fn unlock(&self, root: &dyn RootKeyProvider) -> Result<(), ServerError> {
+        let store = &self.store;
         let wrapped = match store.system_secret(SIGNING_SECRET).await? {
             Some(w) => w,
             None => {
@@ -50,19 +58,28 @@ impl Auditor {
             }
         };
         let seed = root.unwrap_secret(SIGNING_SECRET, &wrapped)?;
-        let signer = CheckpointSigner::from_seed(&format!("custodian-{region}"), &seed)
+        let signer = CheckpointSigner::from_seed(&format!("custodian-{}", self.region), &seed)
             .map_err(|e| ServerError::Internal(format!("checkpoint signer: {e}")))?;
-        Ok(Auditor {
-            store,
-            clock,
-            signer,
-            region,
-        })
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(signer));
+        Ok(())
+    }
+
+    /// Forgets the signing key (sealing).
+    pub fn lock(&self) {
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn signer(&self) -> Result<Arc<CheckpointSigner>, ServerError> {
+        self.signer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(ServerError::Sealed)
     }
 
     /// The public key that verifies this deployment's checkpoints (note verifier-key format).
-    pub fn verifier_key(&self) -> String {
-        self.signer.verifier_key()
+    pub fn verifier_key(&self) -> Result<String, ServerError> {
+        Ok(self.signer()?.verifier_key())
     }
 
     /// The checkpoint origin of a log: unique per deployment region and log.
@@ -153,7 +170,7 @@ impl Auditor {
         let root = self
             .with_nodes(log, |r| custodian_tlog::root(r, size))
             .await?;
-        self.signer
+        self.signer()?
             .sign(&Checkpoint::new(self.origin(log), size, root))
             .map_err(tlog_error)
     }

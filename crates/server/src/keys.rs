@@ -1,15 +1,18 @@
-//! The key service: the key hierarchy at run time. It unwraps a tenant's index key and KEKs on
-//! first use (creating them for a new tenant), gets or creates the bucket DEKs and subject keys
-//! a batch needs, and shreds and rotates. Unwrapped keys are cached in memory only; wrapped
-//! keys live in the key store, apart from the data.
+//! The key service: the key hierarchy at run time. It holds the root key while the server is
+//! unsealed, unwraps a tenant's index key and KEKs on first use (creating them for a new
+//! tenant), gets or creates the bucket DEKs and subject keys a batch needs, and shreds and
+//! rotates. Unwrapped keys are cached in memory only, and sealing drops them all; wrapped keys
+//! live in the key store, apart from the data.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use custodian_core::clock::Clock;
+use custodian_core::duration::CalDuration;
 use custodian_core::ids::TenantId;
 use custodian_crypto::{DataKey, DataKeyId, IndexKey, Kek, RootKeyProvider};
 use custodian_store::{KeyStore, ShredScope, WrappedDataKey, WrappedKek};
+use jiff::Timestamp;
 
 use crate::ServerError;
 
@@ -59,7 +62,7 @@ impl TenantKeys {
 pub type DataKeys = HashMap<DataKeyId, Arc<DataKey>>;
 
 /// What a rotation did.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Rotation {
     pub from_version: u32,
     pub to_version: u32,
@@ -67,12 +70,31 @@ pub struct Rotation {
     pub destroyed_versions: Vec<u32>,
 }
 
+/// A tenant's key status, for `custodian keys status`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct KeyStatus {
+    pub tenant: String,
+    /// The current KEK version, or none before the tenant's first use.
+    pub kek_version: Option<u32>,
+    #[schema(value_type = Option<String>)]
+    pub kek_created_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>)]
+    pub next_rotation_due: Option<Timestamp>,
+    /// Bucket DEKs and subject keys, wrapped by a KEK.
+    pub wrapped_keys: u64,
+    /// Wrapped keys still under an older KEK version (an unfinished rotation).
+    pub wrapped_by_older_versions: u64,
+}
+
 pub struct KeyService {
-    root: Arc<dyn RootKeyProvider>,
+    /// `None` while sealed.
+    root: RwLock<Option<Arc<dyn RootKeyProvider>>>,
     store: Arc<dyn KeyStore>,
     clock: Arc<dyn Clock>,
     tenants: RwLock<HashMap<TenantId, Arc<TenantKeys>>>,
     data: RwLock<HashMap<TenantId, HashMap<DataKeyId, Arc<DataKey>>>>,
+    /// One rotation at a time on this node.
+    rotating: tokio::sync::Mutex<()>,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -84,22 +106,47 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl KeyService {
-    pub fn new(
-        root: Arc<dyn RootKeyProvider>,
-        store: Arc<dyn KeyStore>,
-        clock: Arc<dyn Clock>,
-    ) -> KeyService {
+    /// A sealed key service: nothing works until [`KeyService::install_root`].
+    pub fn new(store: Arc<dyn KeyStore>, clock: Arc<dyn Clock>) -> KeyService {
         KeyService {
-            root,
+            root: RwLock::new(None),
             store,
             clock,
             tenants: RwLock::new(HashMap::new()),
             data: RwLock::new(HashMap::new()),
+            rotating: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub fn root_provider(&self) -> &str {
-        self.root.name()
+    /// The root key's provider, or `sealed`.
+    pub fn root_provider(&self) -> &'static str {
+        read(&self.root).as_ref().map_or("sealed", |r| r.name())
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        read(&self.root).is_none()
+    }
+
+    /// The root key, or `Sealed`.
+    pub fn root(&self) -> Result<Arc<dyn RootKeyProvider>, ServerError> {
+        read(&self.root).clone().ok_or(ServerError::Sealed)
+    }
+
+    /// Unseals: from now on tenant keys can be unwrapped. The caller has verified the root.
+    pub(crate) fn install_root(&self, root: Arc<dyn RootKeyProvider>) {
+        *write(&self.root) = Some(root);
+    }
+
+    /// Seals: forgets the root key and every unwrapped key (each wiped as it drops).
+    pub(crate) fn seal(&self) {
+        *write(&self.root) = None;
+        self.forget_all();
+    }
+
+    /// Drops every cached unwrapped key, e.g. after a key-store restore.
+    pub(crate) fn forget_all(&self) {
+        write(&self.tenants).clear();
+        write(&self.data).clear();
     }
 
     pub fn store(&self) -> &dyn KeyStore {
@@ -111,10 +158,11 @@ impl KeyService {
         if let Some(k) = read(&self.tenants).get(tenant) {
             return Ok(k.clone());
         }
+        let root = self.root()?;
         let index = match self.store.index_key(tenant).await? {
             Some(w) => w,
             None => {
-                let (_, wrapped) = self.root.new_index_key(tenant)?;
+                let (_, wrapped) = root.new_index_key(tenant)?;
                 // Another node may have been first: its key wins and is reloaded.
                 self.store.insert_index_key(tenant, wrapped).await?;
                 self.store
@@ -125,7 +173,7 @@ impl KeyService {
         };
         let mut wrapped = self.store.keks(tenant).await?;
         if wrapped.is_empty() {
-            let (_, bytes) = self.root.new_kek(tenant, 1)?;
+            let (_, bytes) = root.new_kek(tenant, 1)?;
             self.store
                 .insert_kek(
                     tenant,
@@ -138,22 +186,19 @@ impl KeyService {
                 .await?;
             wrapped = self.store.keks(tenant).await?;
         }
-        let keys = Arc::new(self.unwrap_tenant(tenant, &index, &wrapped)?);
-        write(&self.tenants).insert(tenant.clone(), keys.clone());
-        Ok(keys)
-    }
-
-    fn unwrap_tenant(
-        &self,
-        tenant: &TenantId,
-        index: &[u8],
-        keks: &[WrappedKek],
-    ) -> Result<TenantKeys, ServerError> {
-        let unwrapped = keks
+        let unwrapped = wrapped
             .iter()
-            .map(|w| self.root.unwrap_kek(tenant, w.version, &w.wrapped))
+            .map(|w| root.unwrap_kek(tenant, w.version, &w.wrapped))
             .collect::<Result<Vec<_>, _>>()?;
-        TenantKeys::new(self.root.unwrap_index_key(tenant, index)?, unwrapped)
+        let keys = Arc::new(TenantKeys::new(
+            root.unwrap_index_key(tenant, &index)?,
+            unwrapped,
+        )?);
+        // A seal that raced this load must win: cache nothing without a root.
+        if !self.is_sealed() {
+            write(&self.tenants).insert(tenant.clone(), keys.clone());
+        }
+        Ok(keys)
     }
 
     /// The data keys `ids`, unwrapped. With `create`, missing ones are made (ingest);
@@ -272,9 +317,10 @@ impl KeyService {
     /// touched), then destroys the older versions. Crash-safe: until the last step both
     /// versions are live, and running it again finishes the job.
     pub async fn rotate(&self, tenant: &TenantId) -> Result<Rotation, ServerError> {
-        let before = self.tenant(tenant).await?;
+        let _one_at_a_time = self.rotating.lock().await;
+        let before = self.reload(tenant).await?;
         let to_version = before.keks.keys().max().copied().unwrap_or(0) + 1;
-        let (_, wrapped) = self.root.new_kek(tenant, to_version)?;
+        let (_, wrapped) = self.root()?.new_kek(tenant, to_version)?;
         self.store
             .insert_kek(
                 tenant,
@@ -345,4 +391,132 @@ impl KeyService {
         write(&self.tenants).remove(tenant);
         self.tenant(tenant).await
     }
+
+    /// The tenant's newest KEK version, wrapped (`None` before its first use).
+    async fn current_kek(&self, tenant: &TenantId) -> Result<Option<WrappedKek>, ServerError> {
+        Ok(self.store.keks(tenant).await?.pop())
+    }
+
+    /// Whether the tenant's current KEK is older than `rotate_every` at `now`.
+    pub async fn rotation_due(
+        &self,
+        tenant: &TenantId,
+        rotate_every: &CalDuration,
+        now: Timestamp,
+    ) -> Result<bool, ServerError> {
+        Ok(match self.current_kek(tenant).await? {
+            Some(kek) => due_at(&kek, rotate_every).is_some_and(|due| due <= now),
+            None => false,
+        })
+    }
+
+    /// The tenant's KEK version, its age and the keys it wraps. Reads only wrapped keys, so
+    /// it answers while sealed too.
+    pub async fn status(
+        &self,
+        tenant: &TenantId,
+        rotate_every: &CalDuration,
+    ) -> Result<KeyStatus, ServerError> {
+        let current = self.current_kek(tenant).await?;
+        let counts = self.store.count_data_keys(tenant).await?;
+        let version = current.as_ref().map(|k| k.version);
+        let total: u64 = counts.by_kek_version.iter().map(|(_, n)| n).sum();
+        let older: u64 = counts
+            .by_kek_version
+            .iter()
+            .filter(|(v, _)| Some(*v) < version)
+            .map(|(_, n)| n)
+            .sum();
+        Ok(KeyStatus {
+            tenant: tenant.to_string(),
+            kek_version: version,
+            kek_created_at: current.as_ref().map(|k| k.created_at),
+            next_rotation_due: current.as_ref().and_then(|k| due_at(k, rotate_every)),
+            wrapped_keys: total,
+            wrapped_by_older_versions: older,
+        })
+    }
+}
+
+fn due_at(kek: &WrappedKek, rotate_every: &CalDuration) -> Option<Timestamp> {
+    rotate_every.after(kek.created_at)
+}
+
+/// Rotates `tenant` and records it in the tenant's audit log.
+pub async fn rotate_audited(
+    state: &crate::AppState,
+    actor: &crate::audit::Actor,
+    tenant: &TenantId,
+    why: &str,
+) -> Result<Rotation, ServerError> {
+    let rotation = state.keys.rotate(tenant).await?;
+    let mut event = state.audit.event(
+        actor,
+        custodian_core::access::Action::RotateKeys.as_str(),
+        Some(tenant),
+        custodian_core::audit::Decision::Allow,
+    );
+    event.subsystem = "keys".into();
+    event.objects = vec![
+        format!("kek/{}", rotation.from_version),
+        format!("kek/{}", rotation.to_version),
+    ];
+    event.reason = Some(format!(
+        "{why}: KEK version {} -> {}, {} data keys rewrapped, versions {:?} destroyed",
+        rotation.from_version, rotation.to_version, rotation.rewrapped, rotation.destroyed_versions
+    ));
+    state
+        .audit
+        .record(&custodian_store::AuditLog::Tenant(tenant.clone()), &event)
+        .await?;
+    tracing::info!(%tenant, from = rotation.from_version, to = rotation.to_version, rewrapped = rotation.rewrapped, "KEK rotated");
+    Ok(rotation)
+}
+
+/// Rotates every policy tenant whose KEK is older than the policy's `rotate_every` at `now`.
+/// A sealed server rotates nothing. Returns what it did per tenant.
+pub async fn rotate_due(
+    state: &crate::AppState,
+    now: Timestamp,
+) -> Vec<(TenantId, Result<Rotation, ServerError>)> {
+    let actor = crate::audit::Actor {
+        id: "system".into(),
+        request_id: None,
+    };
+    let mut done = Vec::new();
+    if state.keys.is_sealed() {
+        return done;
+    }
+    let every = &state.policy.keys.rotate_every;
+    for tenant in &state.policy.tenants {
+        match state.keys.rotation_due(&tenant.id, every, now).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let why = format!("scheduled (rotate_every {every})");
+                let result = rotate_audited(state, &actor, &tenant.id, &why).await;
+                done.push((tenant.id.clone(), result));
+            }
+            Err(e) => done.push((tenant.id.clone(), Err(e))),
+        }
+    }
+    done
+}
+
+/// Checks every `interval` for tenants due for rotation, until the server stops.
+pub fn spawn_rotation_job(
+    state: std::sync::Arc<crate::AppState>,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            for (tenant, result) in rotate_due(&state, state.clock.now()).await {
+                if let Err(e) = result {
+                    tracing::error!(%tenant, error = %e, "scheduled KEK rotation failed; it is retried at the next check");
+                }
+            }
+        }
+    })
 }

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+mod backup;
 pub mod clock;
 pub mod ingest;
 pub mod keys;
@@ -12,14 +13,15 @@ mod metrics;
 mod openapi;
 pub mod problem;
 mod routes;
+pub mod seal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use custodian_core::clock::Clock;
-use custodian_core::policy::{Policy, RootKeyConfig};
-use custodian_crypto::{CryptoError, DevRootKey, RootKeyProvider};
+use custodian_core::policy::Policy;
+use custodian_crypto::{CryptoError, SoftwareRootKey};
 use custodian_store::{Store, StoreConfig, StoreError};
 
 use crate::keys::KeyService;
@@ -43,6 +45,14 @@ pub enum ServerError {
     /// A key the record needs was shredded: it is gone for good.
     #[error("record {record} is unreadable: key {key} was destroyed")]
     KeyDestroyed { record: String, key: String },
+    #[error("the server is sealed: no root key is loaded")]
+    Sealed,
+    #[error("{0}")]
+    InvalidShare(String),
+    #[error("{0}")]
+    AlreadyInitialized(String),
+    #[error("{0}")]
+    InvalidBackup(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -53,6 +63,15 @@ impl ServerError {
         match &self {
             ServerError::Invalid(detail) => Problem::new(Kind::InvalidRequest, detail.clone()),
             ServerError::KeyDestroyed { .. } => Problem::new(Kind::KeyDestroyed, self.to_string()),
+            ServerError::Sealed => Problem::new(
+                Kind::Sealed,
+                "the server is sealed; operators unseal it with `custodian operator unseal`",
+            ),
+            ServerError::InvalidShare(detail) => Problem::new(Kind::InvalidShare, detail.clone()),
+            ServerError::AlreadyInitialized(detail) => {
+                Problem::new(Kind::AlreadyInitialized, detail.clone())
+            }
+            ServerError::InvalidBackup(detail) => Problem::new(Kind::InvalidBackup, detail.clone()),
             ServerError::Store(StoreError::Unavailable { .. }) => {
                 tracing::error!(error = %self, "storage unavailable");
                 Problem::new(
@@ -79,6 +98,9 @@ pub struct AppState {
     pub audit: audit::Auditor,
     pub clock: Arc<dyn Clock>,
     pub body_limit: usize,
+    pub unsealer: seal::Unsealer,
+    /// Where the development root key lives.
+    pub data_dir: PathBuf,
 }
 
 /// How to run the server.
@@ -91,6 +113,10 @@ pub struct ServerConfig {
 }
 
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// How often the server looks for tenants whose KEK is due for rotation. Rotation periods
+/// are days long; a minute's lateness does not matter.
+const ROTATION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl ServerConfig {
     pub fn store_config(&self) -> StoreConfig {
@@ -106,33 +132,23 @@ impl ServerConfig {
     }
 }
 
-/// Loads the root-key provider the policy names.
-pub fn root_key_provider(
-    policy: &Policy,
-    data_dir: &std::path::Path,
-) -> Result<Arc<dyn RootKeyProvider>, ServerError> {
-    match &policy.keys.root {
-        RootKeyConfig::Dev => {
-            std::fs::create_dir_all(data_dir).map_err(|e| {
-                ServerError::Config(format!(
-                    "cannot create data directory {}: {e}",
-                    data_dir.display()
-                ))
-            })?;
-            let path = data_dir.join("dev-root.key");
-            let (key, created) = DevRootKey::load_or_create(&path)?;
-            let verb = if created { "created" } else { "loaded" };
-            tracing::warn!(
-                path = %path.display(),
-                "DEVELOPMENT ROOT KEY {verb}: anyone who can read this file can decrypt every record. Never use root = \"dev\" in production; choose shamir or pkcs11 in the policy's [keys] section."
-            );
-            Ok(Arc::new(key))
-        }
-        other => Err(ServerError::Config(format!(
-            "root-key provider {:?} is not available in this build yet; use root = \"dev\" for development",
-            other.name()
-        ))),
-    }
+/// Loads (creating on first start) the development root key in `data_dir`, and says loudly
+/// what it is.
+pub fn load_dev_root_key(data_dir: &std::path::Path) -> Result<SoftwareRootKey, ServerError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        ServerError::Config(format!(
+            "cannot create data directory {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let path = data_dir.join("dev-root.key");
+    let (key, created) = SoftwareRootKey::load_or_create_dev(&path)?;
+    let verb = if created { "created" } else { "loaded" };
+    tracing::warn!(
+        path = %path.display(),
+        "DEVELOPMENT ROOT KEY {verb}: anyone who can read this file can decrypt every record. Never use root = \"dev\" in production; choose shamir or pkcs11 in the policy's [keys] section."
+    );
+    Ok(key)
 }
 
 /// Field de-identification rules are part of the policy language but not applied at ingest
@@ -160,26 +176,27 @@ pub async fn build_state(
     // Install the metrics recorder before the first request, so no count is lost.
     metrics::handle();
     warn_unenforced_field_rules(&policy);
-    let root = root_key_provider(&policy, &config.data_dir)?;
     let store: Arc<dyn Store> = Arc::from(custodian_store::open(store_config).await?);
     let key_store: Arc<dyn custodian_store::KeyStore> =
         Arc::from(custodian_store::open_key_store(store_config).await?);
     tracing::info!(backend = store.backend(), "store and key store opened");
-    let audit = audit::Auditor::load(
+    let audit = audit::Auditor::new(
         store.clone(),
         clock.clone(),
-        root.as_ref(),
         policy.deployment.region.clone(),
-    )
-    .await?;
-    Ok(Arc::new(AppState {
+    );
+    let state = Arc::new(AppState {
         policy: Arc::new(policy),
         audit,
-        keys: KeyService::new(root, key_store, clock.clone()),
+        keys: KeyService::new(key_store, clock.clone()),
         store,
         clock,
         body_limit: config.body_limit,
-    }))
+        unsealer: seal::Unsealer::default(),
+        data_dir: config.data_dir.clone(),
+    });
+    seal::open_configured_root(&state).await?;
+    Ok(state)
 }
 
 /// Builds the router for `state`.
@@ -213,10 +230,12 @@ pub async fn serve(
     // Audited before anyone is told the server is up, so the log never misses a start.
     lifecycle_event(&state, "server.start", format!("listening on {bound}")).await?;
     on_bound(bound);
-    axum::serve(listener, router(state.clone()))
+    let rotation = keys::spawn_rotation_job(state.clone(), ROTATION_CHECK_INTERVAL);
+    let served = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServerError::Internal(e.to_string()))?;
+        .await;
+    rotation.abort();
+    served.map_err(|e| ServerError::Internal(e.to_string()))?;
     lifecycle_event(&state, "server.stop", "graceful shutdown".into()).await
 }
 

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{LineError, Problem};
-use crate::routes::{audit, records, system};
+use crate::routes::{audit, keys, records, system};
 
 struct BearerAuth;
 
@@ -40,13 +40,23 @@ impl Modify for BearerAuth {
         audit::entries,
         audit::inclusion,
         audit::consistency,
+        audit::verifier_key,
+        keys::tenant_status,
+        keys::rotate,
+        keys::all_status,
+        keys::seal_status,
+        keys::init,
+        keys::unseal,
+        keys::seal,
+        keys::backup,
+        keys::restore,
         system::healthz,
         system::readyz,
         system::metrics,
         system::openapi,
         system::problem_type,
     ),
-    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView)),
+    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

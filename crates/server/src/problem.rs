@@ -22,12 +22,16 @@ pub enum Kind {
     PayloadTooLarge,
     IdempotencyKeyReused,
     KeyDestroyed,
+    Sealed,
+    InvalidShare,
+    AlreadyInitialized,
+    InvalidBackup,
     StorageUnavailable,
     Internal,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 17] = [
         Kind::Unauthorized,
         Kind::Forbidden,
         Kind::UnknownTenant,
@@ -39,6 +43,10 @@ impl Kind {
         Kind::PayloadTooLarge,
         Kind::IdempotencyKeyReused,
         Kind::KeyDestroyed,
+        Kind::Sealed,
+        Kind::InvalidShare,
+        Kind::AlreadyInitialized,
+        Kind::InvalidBackup,
         Kind::StorageUnavailable,
         Kind::Internal,
     ];
@@ -50,7 +58,12 @@ impl Kind {
             Kind::UnknownTenant | Kind::RecordNotFound | Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::InvalidRequest => StatusCode::BAD_REQUEST,
-            Kind::InvalidBatch | Kind::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::InvalidBatch
+            | Kind::IdempotencyKeyReused
+            | Kind::InvalidShare
+            | Kind::InvalidBackup => StatusCode::UNPROCESSABLE_ENTITY,
+            Kind::AlreadyInitialized => StatusCode::CONFLICT,
+            Kind::Sealed => StatusCode::SERVICE_UNAVAILABLE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::KeyDestroyed => StatusCode::GONE,
             Kind::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -71,6 +84,10 @@ impl Kind {
             Kind::PayloadTooLarge => "payload-too-large",
             Kind::IdempotencyKeyReused => "idempotency-key-reused",
             Kind::KeyDestroyed => "key-destroyed",
+            Kind::Sealed => "sealed",
+            Kind::InvalidShare => "invalid-share",
+            Kind::AlreadyInitialized => "already-initialized",
+            Kind::InvalidBackup => "invalid-backup",
             Kind::StorageUnavailable => "storage-unavailable",
             Kind::Internal => "internal",
         }
@@ -89,6 +106,10 @@ impl Kind {
             Kind::PayloadTooLarge => "Request body too large",
             Kind::IdempotencyKeyReused => "Idempotency key reused with a different body",
             Kind::KeyDestroyed => "Key destroyed: the record is unreadable",
+            Kind::Sealed => "Server sealed",
+            Kind::InvalidShare => "Invalid unseal share",
+            Kind::AlreadyInitialized => "Already initialised",
+            Kind::InvalidBackup => "Invalid key-store backup",
             Kind::StorageUnavailable => "Storage unavailable",
             Kind::Internal => "Internal error",
         }
@@ -123,6 +144,18 @@ impl Kind {
             }
             Kind::KeyDestroyed => {
                 "A key that sealed this record was destroyed (its retention bucket expired, its subject was erased or its tenant terminated). The ciphertext can never be read again, by anyone; this is by design."
+            }
+            Kind::Sealed => {
+                "The server holds no root key, so no tenant key can be used: it has not been unsealed since it started, or an operator sealed it. Operators unseal it with `custodian operator unseal` (one share each, until the threshold is reached). Nothing was read or stored."
+            }
+            Kind::InvalidShare => {
+                "The unseal share was refused: mistyped, not one of this deployment's shares, or already given in this unseal. The shares given before it still count; the server stays sealed until the threshold of distinct valid shares is reached."
+            }
+            Kind::AlreadyInitialized => {
+                "The deployment's root key already exists. Initialisation happens once; its shares were printed then."
+            }
+            Kind::InvalidBackup => {
+                "The key-store backup cannot be restored: it is damaged, of an unknown format, or was made under another root key. Nothing was changed."
             }
             Kind::StorageUnavailable => {
                 "The database cannot be reached. Nothing was stored; retry later."

@@ -224,13 +224,18 @@ async fn restoring_an_old_snapshot_replays_later_shreds(s: &dyn KeyStore) {
         .await
         .unwrap();
     s.destroy_keks_before(&acme, 2, at()).await.unwrap();
-    s.insert_data_keys(&acme, vec![dk("s/cc", 2)]).await.unwrap();
+    s.insert_data_keys(&acme, vec![dk("s/cc", 2)])
+        .await
+        .unwrap();
 
     let report = s.restore(backup).await.unwrap();
     // acme's s/aa and all of globex (index key, KEK, 3 data keys) are destroyed again.
     assert_eq!(report.reshredded, 6);
     let mut ids: Vec<String> = s
-        .data_keys(&acme, &["b/t/1".into(), "s/aa".into(), "s/bb".into(), "s/cc".into()])
+        .data_keys(
+            &acme,
+            &["b/t/1".into(), "s/aa".into(), "s/bb".into(), "s/cc".into()],
+        )
         .await
         .unwrap()
         .into_iter()
@@ -245,7 +250,10 @@ async fn restoring_an_old_snapshot_replays_later_shreds(s: &dyn KeyStore) {
     assert_eq!(s.index_key(&globex).await.unwrap(), None);
     // The merged log still answers "destroyed" for what was shredded.
     assert_eq!(s.shredded(&acme, &["s/aa".into()]).await.unwrap(), ["s/aa"]);
-    assert_eq!(s.shredded(&globex, &["s/bb".into()]).await.unwrap(), ["s/bb"]);
+    assert_eq!(
+        s.shredded(&globex, &["s/bb".into()]).await.unwrap(),
+        ["s/bb"]
+    );
     assert_eq!(s.meta("root-check").await.unwrap(), Some(vec![7]));
     // Restoring twice changes nothing more.
     let again = s.snapshot().await.unwrap();

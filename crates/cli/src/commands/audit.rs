@@ -3,11 +3,8 @@
 
 use std::io::{BufReader, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::anyhow;
-use custodian_server::audit::Auditor;
-use custodian_server::clock::SystemClock;
 use custodian_tlog::bundle;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
@@ -21,19 +18,14 @@ const PAGE: u64 = 1000;
 pub async fn run(cmd: AuditCommand) -> CmdResult {
     match cmd {
         AuditCommand::Key { store: args } => {
-            let policy = super::load_policy(args.policy.as_deref())?;
-            let root = custodian_server::root_key_provider(&policy, &args.data_dir)
-                .map_err(super::server_failure)?;
-            let store = super::open_store(&args).await?;
-            let auditor = Auditor::load(
-                store,
-                Arc::new(SystemClock),
-                root.as_ref(),
-                policy.deployment.region.clone(),
-            )
-            .await
-            .map_err(super::server_failure)?;
-            println!("{}", auditor.verifier_key());
+            let state = super::open_state(&args).await?;
+            let key = state.audit.verifier_key().map_err(|e| match e {
+                custodian_server::ServerError::Sealed => invalid(
+                    "the root key is Shamir-split, so this command cannot open it offline; ask a running, unsealed server (GET /v1/system/audit/key)",
+                ),
+                other => super::server_failure(other),
+            })?;
+            println!("{key}");
             Ok(())
         }
         AuditCommand::Export { client, out } => export(Client::new(&client)?, &out).await,

@@ -49,6 +49,74 @@ impl Client {
     }
 }
 
+/// A client for routes outside any tenant (`/v1/system/...`, or a tenant named per call).
+pub struct ServerClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ServerClient {
+    pub fn new(args: &crate::args::ServerArgs) -> Result<ServerClient, Failure> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3600))
+            .build()
+            .map_err(|e| Failure::Internal(e.into()))?;
+        Ok(ServerClient {
+            http,
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+        })
+    }
+
+    /// Sends a request to `path`, with the token when one was given, and returns the body of
+    /// a success; an error answer becomes the matching failure.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        content_type: &str,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, content_type);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, e))?;
+        if !response.status().is_success() {
+            return Err(refused(response, 1).await);
+        }
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| unreachable(&self.base, e))
+    }
+
+    /// `send` for JSON in and out.
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, Failure> {
+        let body = body.map(|b| reqwest::Body::from(b.to_string()));
+        let bytes = self.send(method, path, body, "application/json").await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::Internal(anyhow!("the server's answer is not the expected JSON: {e}"))
+        })
+    }
+}
+
 pub fn unreachable(server: &str, e: reqwest::Error) -> Failure {
     Failure::Unreachable(anyhow!(
         "cannot reach the server at {server}: {e}; is `custodian serve` running? (set --server or CUSTODIAN_ADDR)"

@@ -2,6 +2,8 @@
 
 mod audit;
 mod client;
+mod keys;
+mod operator;
 mod policy;
 mod records;
 mod scan;
@@ -47,6 +49,8 @@ pub fn run(command: Command) -> CmdResult {
                     Command::Token(cmd) => token::run(cmd).await,
                     Command::Records(cmd) => records::run(cmd).await,
                     Command::Audit(cmd) => audit::run(cmd).await,
+                    Command::Keys(cmd) => keys::run(cmd).await,
+                    Command::Operator(cmd) => operator::run(cmd).await,
                     Command::Policy(_) | Command::Scan { .. } => unreachable!("handled above"),
                 }
             })
@@ -103,16 +107,36 @@ pub fn open_input(
     Ok((Box::new(reader), progress))
 }
 
-/// Opens the configured store directly (no server), for offline administration commands.
-pub async fn open_store(
-    args: &crate::args::StoreArgs,
-) -> Result<std::sync::Arc<dyn custodian_store::Store>, Failure> {
-    let config = custodian_server::ServerConfig {
+fn offline_config(args: &crate::args::StoreArgs) -> custodian_server::ServerConfig {
+    custodian_server::ServerConfig {
         listen: "127.0.0.1:0".parse().expect("valid literal"),
         data_dir: args.data_dir.clone(),
         database_url: args.database_url.clone(),
         body_limit: 0,
-    };
+    }
+}
+
+/// Opens store, key store and root key as the server would, without serving.
+pub async fn open_state(
+    args: &crate::args::StoreArgs,
+) -> Result<std::sync::Arc<custodian_server::AppState>, Failure> {
+    let policy = load_policy(args.policy.as_deref())?;
+    let config = offline_config(args);
+    custodian_server::build_state(
+        policy,
+        &config,
+        &config.store_config(),
+        std::sync::Arc::new(custodian_server::clock::SystemClock),
+    )
+    .await
+    .map_err(server_failure)
+}
+
+/// Opens the configured store directly (no server), for offline administration commands.
+pub async fn open_store(
+    args: &crate::args::StoreArgs,
+) -> Result<std::sync::Arc<dyn custodian_store::Store>, Failure> {
+    let config = offline_config(args);
     let store = custodian_store::open(&config.store_config())
         .await
         .map_err(|e| server_failure(e.into()))?;

@@ -23,8 +23,21 @@ pub async fn run(cmd: TokenCommand) -> CmdResult {
         expires_in,
     } = cmd;
     let policy = super::load_policy(store.policy.as_deref())?;
-    let tenant = TenantId::new(tenant).map_err(invalid)?;
-    if policy.tenant(&tenant).is_none() {
+    let tenant = match (role, tenant) {
+        (TokenRole::Operator, None) => TenantId::platform(),
+        (TokenRole::Operator, Some(_)) => {
+            return Err(invalid(
+                "operator tokens act on the platform, not a tenant: drop --tenant",
+            ));
+        }
+        (_, None) => {
+            return Err(invalid(
+                "--tenant is required for tenant roles (writer, reader, admin, auditor)",
+            ));
+        }
+        (_, Some(t)) => TenantId::new(t).map_err(invalid)?,
+    };
+    if !tenant.is_platform() && policy.tenant(&tenant).is_none() {
         let known: Vec<&str> = policy.tenants.iter().map(|t| t.id.as_str()).collect();
         return Err(invalid(format!(
             "tenant {tenant} is not in the policy; known tenants: {}",
@@ -53,23 +66,18 @@ pub async fn run(cmd: TokenCommand) -> CmdResult {
         TokenRole::Reader => Role::Reader,
         TokenRole::Admin => Role::Admin,
         TokenRole::Auditor => Role::Auditor,
+        TokenRole::Operator => Role::Operator,
     };
-    let args_data_dir = store.data_dir.clone();
     let store = super::open_store(&store).await?;
     let issued = auth::issue_token(store.as_ref(), &clock, &tenant, role, expires_at)
         .await
         .map_err(super::server_failure)?;
-    // Token changes are audited in the tenant's log, like every other action.
-    let root = custodian_server::root_key_provider(&policy, &args_data_dir)
-        .map_err(super::server_failure)?;
-    let auditor = Auditor::load(
+    // Token changes are audited in the tenant's log (operators' in the system log).
+    let auditor = Auditor::new(
         store.clone(),
         Arc::new(SystemClock),
-        root.as_ref(),
         policy.deployment.region.clone(),
-    )
-    .await
-    .map_err(super::server_failure)?;
+    );
     let actor = Actor {
         id: format!(
             "cli:{}",
@@ -77,17 +85,27 @@ pub async fn run(cmd: TokenCommand) -> CmdResult {
         ),
         request_id: None,
     };
-    let mut event = auditor.event(&actor, "tokens.create", Some(&tenant), Decision::Allow);
+    let (log, audited_tenant) = if tenant.is_platform() {
+        (AuditLog::System, None)
+    } else {
+        (AuditLog::Tenant(tenant.clone()), Some(&tenant))
+    };
+    let mut event = auditor.event(&actor, "tokens.create", audited_tenant, Decision::Allow);
     event.subsystem = "cli".into();
     event.objects = vec![format!("token:{}", issued.row.id)];
     event.reason = Some(format!("role {role}"));
     auditor
-        .record(&AuditLog::Tenant(tenant.clone()), &event)
+        .record(&log, &event)
         .await
         .map_err(super::server_failure)?;
     println!("{}", issued.token.as_str());
+    let holder = if tenant.is_platform() {
+        "the platform".to_owned()
+    } else {
+        format!("tenant {tenant}")
+    };
     eprintln!(
-        "token {} created for tenant {tenant} with role {role}{}; it is shown only once.",
+        "token {} created for {holder} with role {role}{}; it is shown only once.",
         issued.row.id,
         expires_at.map_or(String::new(), |t| format!(", expires {t}")),
     );

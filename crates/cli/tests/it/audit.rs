@@ -53,7 +53,7 @@ async fn checkpoint(server: &TestServer, tenant: &str, token: &str) -> custodian
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let verifier = Verifier::parse(&server.state.audit.verifier_key()).unwrap();
+    let verifier = Verifier::parse(&server.state.audit.verifier_key().unwrap()).unwrap();
     let cp = custodian_tlog::open(&reply.text(), &verifier).expect("checkpoint verifies");
     assert_eq!(cp.origin, format!("custodian/local/{tenant}"));
     cp
@@ -284,7 +284,7 @@ async fn audit_key_prints_the_servers_verifier_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(printed.trim(), server.state.audit.verifier_key());
+    assert_eq!(printed.trim(), server.state.audit.verifier_key().unwrap());
     assert!(printed.starts_with("custodian-local+"));
 }
 
@@ -378,7 +378,7 @@ async fn export_then_verify_offline_and_catch_a_tampered_row() {
     let bundle = dir.path().join("acme.bundle");
     let previous = dir.path().join("trusted.checkpoint");
     std::fs::write(&previous, &trusted).unwrap();
-    let key = server.state.audit.verifier_key();
+    let key = server.state.audit.verifier_key().unwrap();
     let bundle_s = bundle.to_str().unwrap();
     let export_bundle = || {
         custodian(&[

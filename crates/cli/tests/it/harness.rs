@@ -10,8 +10,9 @@ use custodian_core::access::Role;
 use custodian_core::clock::Clock;
 use custodian_core::ids::TenantId;
 use custodian_core::policy::Policy;
+pub use custodian_server::DEFAULT_BODY_LIMIT;
 use custodian_server::clock::SystemClock;
-use custodian_server::{AppState, DEFAULT_BODY_LIMIT, ServerConfig, ServerError};
+use custodian_server::{AppState, ServerConfig, ServerError};
 use custodian_store::StoreConfig;
 use jiff::Timestamp;
 use reqwest::header::{self, HeaderMap};
@@ -28,12 +29,15 @@ pub fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policies")
 }
 
+/// The text of the development policy.
+pub fn default_policy_text() -> String {
+    let path = policies_dir().join("default.toml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
 /// The development policy every in-process server runs (tenants acme and globex).
 pub fn default_policy() -> Policy {
-    let path = policies_dir().join("default.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    Policy::parse(&path.display().to_string(), &text)
+    Policy::parse("default.toml", &default_policy_text())
         .unwrap_or_else(|d| panic!("the default policy is invalid:\n{d}"))
 }
 
@@ -105,6 +109,15 @@ impl TestServer {
     /// Starts a server on 127.0.0.1 (any free port) with the default policy, a fresh data
     /// directory and, on PostgreSQL, a fresh schema.
     pub async fn start(backend: Backend, body_limit: usize) -> Option<TestServer> {
+        TestServer::start_with(backend, body_limit, default_policy()).await
+    }
+
+    /// `start` with another policy.
+    pub async fn start_with(
+        backend: Backend,
+        body_limit: usize,
+        policy: Policy,
+    ) -> Option<TestServer> {
         let dir = tempfile::Builder::new()
             .prefix("custodian-it-")
             .tempdir()
@@ -132,7 +145,7 @@ impl TestServer {
         };
         let data_dir = dir.path().to_owned();
         let mut server =
-            TestServer::launch(backend, body_limit, store_config, data_dir, schema).await;
+            TestServer::launch(backend, body_limit, policy, store_config, data_dir, schema).await;
         server.owned_dir = Some(dir);
         Some(server)
     }
@@ -143,6 +156,7 @@ impl TestServer {
         TestServer::launch(
             self.backend,
             self.body_limit,
+            (*self.state.policy).clone(),
             self.store_config.clone(),
             self.data_dir.clone(),
             self.schema.clone(),
@@ -153,6 +167,7 @@ impl TestServer {
     async fn launch(
         backend: Backend,
         body_limit: usize,
+        policy: Policy,
         store_config: StoreConfig,
         data_dir: PathBuf,
         schema: Option<String>,
@@ -164,14 +179,10 @@ impl TestServer {
             database_url: None,
             body_limit,
         };
-        let state = custodian_server::build_state(
-            default_policy(),
-            &config,
-            &store_config,
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("build_state ({backend:?}): {e}"));
+        let state =
+            custodian_server::build_state(policy, &config, &store_config, Arc::new(SystemClock))
+                .await
+                .unwrap_or_else(|e| panic!("build_state ({backend:?}): {e}"));
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (bound_tx, bound_rx) = oneshot::channel::<SocketAddr>();
         let task = tokio::spawn(custodian_server::serve(
@@ -241,7 +252,16 @@ impl TestServer {
 
     /// Issues a token for `tenant` directly in the store. The tenant need not be in the policy.
     pub async fn token(&self, tenant: &str, role: Role) -> String {
-        let tenant = TenantId::new(tenant).expect("valid tenant id");
+        self.issue(TenantId::new(tenant).expect("valid tenant id"), role)
+            .await
+    }
+
+    /// Issues a platform operator token.
+    pub async fn operator_token(&self) -> String {
+        self.issue(TenantId::platform(), Role::Operator).await
+    }
+
+    async fn issue(&self, tenant: TenantId, role: Role) -> String {
         let issued = custodian_server::auth::issue_token(
             self.state.store.as_ref(),
             &SystemClock,

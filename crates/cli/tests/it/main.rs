@@ -10,3 +10,4 @@ mod cli;
 mod isolation;
 mod keys;
 mod scan;
+mod seal;

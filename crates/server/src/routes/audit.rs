@@ -232,3 +232,16 @@ pub async fn consistency(
         .map(proof_view)
         .map_err(ServerError::into_problem)
 }
+
+/// The public key that verifies this deployment's checkpoints, in the signed-note
+/// verifier-key format. Public by design; answers once the server is unsealed.
+#[utoipa::path(get, path = "/v1/system/audit/key", responses(
+    (status = 200, description = "The verifier key", content_type = "text/plain"),
+    (status = 503, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn verifier_key(State(state): State<Arc<AppState>>) -> Result<String, Problem> {
+    state
+        .audit
+        .verifier_key()
+        .map_err(crate::ServerError::into_problem)
+}

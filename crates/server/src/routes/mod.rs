@@ -1,6 +1,7 @@
 //! The router: every route, its middleware, and the one access check every tenant route calls.
 
 pub(crate) mod audit;
+pub(crate) mod keys;
 pub(crate) mod records;
 pub(crate) mod system;
 
@@ -25,6 +26,9 @@ use tower_http::trace::TraceLayer;
 use crate::AppState;
 use crate::audit::Actor;
 use crate::problem::{Kind, Problem};
+
+/// A key-store backup holds every wrapped key (about 200 bytes each): room for millions.
+const RESTORE_BODY_LIMIT: usize = 2 * 1024 * 1024 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,6 +60,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/v1/tenants/{tenant}/audit/proof/consistency",
             get(audit::consistency),
         )
+        .route("/v1/tenants/{tenant}/keys", get(keys::tenant_status))
+        .route(
+            "/v1/tenants/{tenant}/keys/rotate",
+            axum::routing::post(keys::rotate),
+        )
+        .route("/v1/system/audit/key", get(audit::verifier_key))
+        .route("/v1/system/keys", get(keys::all_status))
+        .route("/v1/system/keys/backup", get(keys::backup))
+        .route(
+            "/v1/system/keys/restore",
+            axum::routing::post(keys::restore).layer(DefaultBodyLimit::max(RESTORE_BODY_LIMIT)),
+        )
+        .route("/v1/system/seal-status", get(keys::seal_status))
+        .route("/v1/system/init", axum::routing::post(keys::init))
+        .route("/v1/system/unseal", axum::routing::post(keys::unseal))
+        .route("/v1/system/seal", axum::routing::post(keys::seal))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
@@ -105,21 +125,66 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
 /// Authenticates the caller and decides whether it may perform `action` on the tenant named
 /// in the path. Membership is checked before existence, so a foreign credential cannot probe
 /// which tenants exist. Every refusal is audited: in the tenant's log when the tenant exists,
-/// otherwise in the system log.
+/// otherwise in the system log. A sealed server admits nobody to tenant data.
 pub(crate) async fn admit<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     tenant: &str,
     action: Action,
 ) -> Result<Admitted<'a>, Problem> {
+    let (principal, actor) = decide(state, headers, Some(tenant), action).await?;
+    let tenant = TenantId::new(tenant)
+        .ok()
+        .and_then(|t| state.policy.tenant(&t))
+        .ok_or_else(|| {
+            Problem::new(
+                Kind::UnknownTenant,
+                format!("tenant {tenant} is not defined in the policy"),
+            )
+        })?;
+    if state.keys.is_sealed() {
+        return Err(crate::ServerError::Sealed.into_problem());
+    }
+    Ok(Admitted {
+        principal,
+        tenant,
+        actor,
+    })
+}
+
+/// Authenticates the caller and decides whether it may perform the platform `action`.
+pub(crate) async fn admit_platform(
+    state: &AppState,
+    headers: &HeaderMap,
+    action: Action,
+) -> Result<Actor, Problem> {
+    decide(state, headers, None, action)
+        .await
+        .map(|(_, actor)| actor)
+}
+
+/// The caller as an actor before any credential is checked (for routes that take none).
+pub(crate) fn anonymous(headers: &HeaderMap) -> Actor {
+    Actor {
+        id: "anonymous".into(),
+        request_id: request_id(headers),
+    }
+}
+
+async fn decide(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant: Option<&str>,
+    action: Action,
+) -> Result<(Principal, Actor), Problem> {
     let header = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    let tenant_id = TenantId::new(tenant).ok();
+    let tenant_id = tenant.map(|t| TenantId::new(t).ok());
     let known_tenant = tenant_id
-        .as_ref()
-        .and_then(|t| state.policy.tenant(t))
-        .map(|t| t.id.clone());
+        .clone()
+        .flatten()
+        .filter(|t| state.policy.tenant(t).is_some());
     let deny = |actor: &Actor, reason: String| {
         let mut event = state.audit.event(
             actor,
@@ -138,10 +203,7 @@ pub(crate) async fn admit<'a>(
             }
         }
     };
-    let anonymous = Actor {
-        id: "anonymous".into(),
-        request_id: request_id(headers),
-    };
+    let anonymous = anonymous(headers);
     let principal =
         match crate::auth::authenticate(state.store.as_ref(), state.clock.as_ref(), header).await {
             Ok(p) => p,
@@ -155,8 +217,9 @@ pub(crate) async fn admit<'a>(
         request_id: anonymous.request_id,
     };
     let decision = match &tenant_id {
-        None => Err(custodian_core::access::Denial::OtherTenant),
-        Some(t) => authorize(&principal, t, action),
+        Some(None) => Err(custodian_core::access::Denial::OtherTenant),
+        Some(Some(t)) => authorize(&principal, Some(t), action),
+        None => authorize(&principal, None, action),
     };
     if let Err(denial) = decision {
         let reason = denial.to_string();
@@ -164,15 +227,5 @@ pub(crate) async fn admit<'a>(
         deny(&actor, reason.clone()).await;
         return Err(Problem::new(Kind::Forbidden, reason));
     }
-    let Some(tenant) = known_tenant.and_then(|t| state.policy.tenant(&t)) else {
-        return Err(Problem::new(
-            Kind::UnknownTenant,
-            format!("tenant {tenant} is not defined in the policy"),
-        ));
-    };
-    Ok(Admitted {
-        principal,
-        tenant,
-        actor,
-    })
+    Ok((principal, actor))
 }

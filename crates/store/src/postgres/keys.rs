@@ -17,7 +17,8 @@ use crate::keys::{
 /// Arbitrary, fixed: serialises key-store migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0002;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE index_keys (
     tenant_id TEXT  NOT NULL PRIMARY KEY,
     wrapped   BYTEA NOT NULL
@@ -44,12 +45,14 @@ CREATE TABLE shred_log (
     shredded_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX shred_log_by_id ON shred_log (tenant_id, id);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE key_meta (
     name  TEXT  NOT NULL PRIMARY KEY,
     value BYTEA NOT NULL
 );
-"#];
+"#,
+];
 
 /// The PostgreSQL key store.
 pub struct PostgresKeyStore {
@@ -126,7 +129,10 @@ async fn read_snapshot(tx: &Transaction<'_>) -> Result<KeySnapshot> {
         ..KeySnapshot::default()
     };
     for r in tx
-        .query("SELECT tenant_id, wrapped FROM index_keys ORDER BY tenant_id", &[])
+        .query(
+            "SELECT tenant_id, wrapped FROM index_keys ORDER BY tenant_id",
+            &[],
+        )
         .await
         .map_err(db_err)?
     {
@@ -162,7 +168,9 @@ async fn read_snapshot(tx: &Transaction<'_>) -> Result<KeySnapshot> {
             kek_version: r.get::<_, i32>(2) as u32,
             wrapped: r.get(3),
         };
-        snapshot.data_keys.push((crate::parse_tenant(r.get(0))?, key));
+        snapshot
+            .data_keys
+            .push((crate::parse_tenant(r.get(0))?, key));
     }
     snapshot.meta = tx
         .query("SELECT name, value FROM key_meta ORDER BY name", &[])
@@ -191,7 +199,12 @@ async fn write_snapshot(tx: &Transaction<'_>, snapshot: &KeySnapshot) -> Result<
     for (tenant, k) in &snapshot.keks {
         tx.execute(
             "INSERT INTO keks (tenant_id, version, wrapped, created_at) VALUES ($1, $2, $3, $4)",
-            &[&tenant.as_str(), &(k.version as i32), &k.wrapped, &k.created_at],
+            &[
+                &tenant.as_str(),
+                &(k.version as i32),
+                &k.wrapped,
+                &k.created_at,
+            ],
         )
         .await
         .map_err(db_err)?;
@@ -545,9 +558,11 @@ impl KeyStore for PostgresKeyStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         // No shred may land between reading the log and replacing the store.
-        tx.batch_execute("LOCK TABLE shred_log, data_keys, keks, index_keys, key_meta IN EXCLUSIVE MODE")
-            .await
-            .map_err(db_err)?;
+        tx.batch_execute(
+            "LOCK TABLE shred_log, data_keys, keks, index_keys, key_meta IN EXCLUSIVE MODE",
+        )
+        .await
+        .map_err(db_err)?;
         let current = read_shred_log(&tx).await?;
         let (snapshot, report) = crate::keys::prepare_restore(snapshot, &current);
         write_snapshot(&tx, &snapshot).await?;

@@ -15,7 +15,8 @@ use crate::keys::{
     WrappedDataKey, WrappedKek,
 };
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE index_keys (
     tenant_id TEXT NOT NULL PRIMARY KEY,
     wrapped   BLOB NOT NULL
@@ -42,12 +43,14 @@ CREATE TABLE shred_log (
     shredded_at_us INTEGER NOT NULL
 );
 CREATE INDEX shred_log_by_id ON shred_log (tenant_id, id);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE key_meta (
     name  TEXT NOT NULL PRIMARY KEY,
     value BLOB NOT NULL
 );
-"#];
+"#,
+];
 
 /// The SQLite key store.
 pub struct SqliteKeyStore {
@@ -112,7 +115,11 @@ fn read_shred_log(conn: &Connection) -> Result<Vec<ShredEntry>> {
         .map_err(db_err)?;
     let rows = stmt
         .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })
         .map_err(db_err)?;
     rows.map(|r| {
@@ -137,7 +144,9 @@ fn read_snapshot(c: &Connection) -> Result<KeySnapshot> {
     let mut rows = stmt.query([]).map_err(db_err)?;
     while let Some(r) = rows.next().map_err(db_err)? {
         let tenant = crate::parse_tenant(r.get(0).map_err(db_err)?)?;
-        snapshot.index_keys.push((tenant, r.get(1).map_err(db_err)?));
+        snapshot
+            .index_keys
+            .push((tenant, r.get(1).map_err(db_err)?));
     }
     let mut stmt = c
         .prepare("SELECT tenant_id, version, wrapped, created_at_us FROM keks ORDER BY tenant_id, version")
@@ -184,18 +193,29 @@ fn write_snapshot(c: &Connection, snapshot: &KeySnapshot) -> Result<()> {
         .prepare("INSERT INTO index_keys (tenant_id, wrapped) VALUES (?1, ?2)")
         .map_err(db_err)?;
     for (tenant, wrapped) in &snapshot.index_keys {
-        insert.execute(params![tenant.as_str(), wrapped]).map_err(db_err)?;
-    }
-    let mut insert = c
-        .prepare("INSERT INTO keks (tenant_id, version, wrapped, created_at_us) VALUES (?1, ?2, ?3, ?4)")
-        .map_err(db_err)?;
-    for (tenant, k) in &snapshot.keks {
         insert
-            .execute(params![tenant.as_str(), k.version, k.wrapped, us(k.created_at)])
+            .execute(params![tenant.as_str(), wrapped])
             .map_err(db_err)?;
     }
     let mut insert = c
-        .prepare("INSERT INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)")
+        .prepare(
+            "INSERT INTO keks (tenant_id, version, wrapped, created_at_us) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(db_err)?;
+    for (tenant, k) in &snapshot.keks {
+        insert
+            .execute(params![
+                tenant.as_str(),
+                k.version,
+                k.wrapped,
+                us(k.created_at)
+            ])
+            .map_err(db_err)?;
+    }
+    let mut insert = c
+        .prepare(
+            "INSERT INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)",
+        )
         .map_err(db_err)?;
     for (tenant, k) in &snapshot.data_keys {
         insert
