@@ -88,13 +88,14 @@ pub enum Action {
     ReadKeyStatus,
     RotateKeys,
     /// Platform actions, on no tenant.
+    ListKeyStatus,
     SealServer,
     BackupKeys,
     RestoreKeys,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
@@ -102,6 +103,7 @@ impl Action {
         Action::ReadAudit,
         Action::ReadKeyStatus,
         Action::RotateKeys,
+        Action::ListKeyStatus,
         Action::SealServer,
         Action::BackupKeys,
         Action::RestoreKeys,
@@ -116,6 +118,7 @@ impl Action {
             Action::ReadAudit => "audit.read",
             Action::ReadKeyStatus => "keys.status",
             Action::RotateKeys => "keys.rotate",
+            Action::ListKeyStatus => "keys.status_all",
             Action::SealServer => "operator.seal",
             Action::BackupKeys => "keys.backup",
             Action::RestoreKeys => "keys.restore",
@@ -131,7 +134,10 @@ impl Action {
             Action::DeleteRecord => &[Role::Admin],
             Action::ReadAudit => &[Role::Admin, Role::Auditor],
             Action::ReadKeyStatus | Action::RotateKeys => &[Role::Admin, Role::Operator],
-            Action::SealServer | Action::BackupKeys | Action::RestoreKeys => &[Role::Operator],
+            Action::ListKeyStatus
+            | Action::SealServer
+            | Action::BackupKeys
+            | Action::RestoreKeys => &[Role::Operator],
         }
     }
 
@@ -139,7 +145,7 @@ impl Action {
     pub fn is_platform(self) -> bool {
         matches!(
             self,
-            Action::SealServer | Action::BackupKeys | Action::RestoreKeys
+            Action::ListKeyStatus | Action::SealServer | Action::BackupKeys | Action::RestoreKeys
         )
     }
 }
@@ -254,7 +260,12 @@ mod tests {
                         | (Auditor, ReadAudit)
                         | (
                             Operator,
-                            ReadKeyStatus | RotateKeys | SealServer | BackupKeys | RestoreKeys
+                            ReadKeyStatus
+                                | RotateKeys
+                                | ListKeyStatus
+                                | SealServer
+                                | BackupKeys
+                                | RestoreKeys
                         )
                 );
                 let holder = if role.is_platform() {

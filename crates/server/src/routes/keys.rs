@@ -66,7 +66,7 @@ pub async fn all_status(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<KeyStatus>>, Problem> {
-    admit_platform(&state, &headers, Action::ReadKeyStatus).await?;
+    admit_platform(&state, &headers, Action::ListKeyStatus).await?;
     let mut all = Vec::with_capacity(state.policy.tenants.len());
     for tenant in &state.policy.tenants {
         all.push(
