@@ -72,6 +72,13 @@ impl ServerError {
                 Problem::new(Kind::AlreadyInitialized, detail.clone())
             }
             ServerError::InvalidBackup(detail) => Problem::new(Kind::InvalidBackup, detail.clone()),
+            ServerError::Crypto(CryptoError::Decrypt | CryptoError::Malformed(_)) => {
+                tracing::error!(error = %self, "integrity check failed");
+                Problem::new(
+                    Kind::IntegrityFailure,
+                    format!("{self}; nothing was returned"),
+                )
+            }
             ServerError::Store(StoreError::Unavailable { .. }) => {
                 tracing::error!(error = %self, "storage unavailable");
                 Problem::new(

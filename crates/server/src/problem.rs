@@ -26,12 +26,13 @@ pub enum Kind {
     InvalidShare,
     AlreadyInitialized,
     InvalidBackup,
+    IntegrityFailure,
     StorageUnavailable,
     Internal,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Unauthorized,
         Kind::Forbidden,
         Kind::UnknownTenant,
@@ -47,6 +48,7 @@ impl Kind {
         Kind::InvalidShare,
         Kind::AlreadyInitialized,
         Kind::InvalidBackup,
+        Kind::IntegrityFailure,
         Kind::StorageUnavailable,
         Kind::Internal,
     ];
@@ -67,7 +69,7 @@ impl Kind {
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::KeyDestroyed => StatusCode::GONE,
             Kind::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::Internal | Kind::IntegrityFailure => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -88,6 +90,7 @@ impl Kind {
             Kind::InvalidShare => "invalid-share",
             Kind::AlreadyInitialized => "already-initialized",
             Kind::InvalidBackup => "invalid-backup",
+            Kind::IntegrityFailure => "integrity-failure",
             Kind::StorageUnavailable => "storage-unavailable",
             Kind::Internal => "internal",
         }
@@ -110,6 +113,7 @@ impl Kind {
             Kind::InvalidShare => "Invalid unseal share",
             Kind::AlreadyInitialized => "Already initialised",
             Kind::InvalidBackup => "Invalid key-store backup",
+            Kind::IntegrityFailure => "Stored data failed its integrity check",
             Kind::StorageUnavailable => "Storage unavailable",
             Kind::Internal => "Internal error",
         }
@@ -156,6 +160,9 @@ impl Kind {
             }
             Kind::InvalidBackup => {
                 "The key-store backup cannot be restored: it is damaged, of an unknown format, or was made under another root key. Nothing was changed."
+            }
+            Kind::IntegrityFailure => {
+                "A stored ciphertext or wrapped key does not verify against its key and context: it was altered, truncated, or moved to another record or tenant. No plaintext was returned. Restore the row from a backup and check who could write to the database."
             }
             Kind::StorageUnavailable => {
                 "The database cannot be reached. Nothing was stored; retry later."

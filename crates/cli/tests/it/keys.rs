@@ -425,3 +425,73 @@ fn days_from_now(n: i64) -> jiff::Timestamp {
         .unwrap()
         .timestamp()
 }
+
+/// Rows altered behind the server's back: a flipped ciphertext byte, a truncated blob, a
+/// ciphertext copied onto another record, and a record moved to another tenant. Each is a
+/// distinct, clear integrity failure and never plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_rows_fail_their_integrity_check() {
+    let server = TestServer::sqlite().await;
+    let acme = server.token("acme", Role::Admin).await;
+    let globex = server.token("globex", Role::Admin).await;
+    let t = rfc3339(now() - 1.hour());
+    let line = |i: i32| record_line("app_log", &["same-person"], &t, json!({ "i": i }));
+    let ids = server
+        .ingest(
+            "acme",
+            &acme,
+            &[line(0), line(1), line(2), line(3)].join("\n"),
+        )
+        .await;
+    let globex_ids = server.ingest("globex", &globex, &line(9)).await;
+    let db = rusqlite::Connection::open(server.data_dir().join("custodian.db")).unwrap();
+    let exec = |sql: &str, id: &str| {
+        let n = db.execute(sql, rusqlite::params![id]).unwrap();
+        assert_eq!(n, 1, "{sql}");
+    };
+    // Flip one byte in the middle of the ciphertext.
+    let mut sealed: Vec<u8> = db
+        .query_row(
+            "SELECT sealed FROM records WHERE tenant_id = 'acme' AND id = ?1",
+            rusqlite::params![ids[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let middle = sealed.len() / 2;
+    sealed[middle] ^= 1;
+    db.execute(
+        "UPDATE records SET sealed = ?2 WHERE tenant_id = 'acme' AND id = ?1",
+        rusqlite::params![ids[0], sealed],
+    )
+    .unwrap();
+    // Cut the tag off.
+    exec(
+        "UPDATE records SET sealed = substr(sealed, 1, length(sealed) - 16) WHERE tenant_id = 'acme' AND id = ?1",
+        &ids[1],
+    );
+    // Another record's ciphertext (same type, bucket and subject) pasted in.
+    db.execute(
+        "UPDATE records SET sealed = (SELECT sealed FROM records WHERE tenant_id = 'acme' AND id = ?2) WHERE tenant_id = 'acme' AND id = ?1",
+        rusqlite::params![ids[2], ids[3]],
+    )
+    .unwrap();
+    for id in &ids[..3] {
+        let reply = server.get_record("acme", &acme, id).await;
+        let problem = reply.problem(500, "integrity-failure");
+        assert!(!reply.text().contains("\"i\""), "{problem}");
+    }
+    server.get_record("acme", &acme, &ids[3]).await.ok_json();
+    // A globex row moved into acme: acme's keys and context do not open it.
+    db.execute(
+        "UPDATE records SET tenant_id = 'acme' WHERE tenant_id = 'globex' AND id = ?1",
+        rusqlite::params![globex_ids[0]],
+    )
+    .unwrap();
+    let moved = server.get_record("acme", &acme, &globex_ids[0]).await;
+    assert!(
+        moved.status == 500 || moved.status == 410,
+        "a moved row must not open: {}",
+        moved.text()
+    );
+    assert!(!moved.text().contains("\"i\""), "{}", moved.text());
+}
