@@ -253,6 +253,15 @@ impl KeyService {
         if let Some(gone) = texts.iter().find(|t| !by_text.contains_key(t.as_str())) {
             return Err(self.missing_key(tenant, gone, record).await);
         }
+        // Another node may have rotated since this node loaded the tenant's KEKs.
+        let keys = if stored
+            .iter()
+            .any(|w| !keys.keks.contains_key(&w.kek_version))
+        {
+            self.reload(tenant).await?
+        } else {
+            keys
+        };
         let mut all = write(&self.data);
         let cache = all.entry(tenant.clone()).or_default();
         if cache.len() + missing.len() > MAX_CACHED_DATA_KEYS {
