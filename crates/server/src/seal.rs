@@ -333,7 +333,8 @@ pub async fn status(state: &AppState) -> Result<SealStatus, ServerError> {
     })
 }
 
-async fn audit_system(
+/// Records a key or root-of-trust event in the system log.
+pub(crate) async fn audit_system(
     state: &AppState,
     actor: &Actor,
     action: &str,

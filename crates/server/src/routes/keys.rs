@@ -10,11 +10,9 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use custodian_core::access::Action;
 use custodian_core::audit::Decision;
-use custodian_store::AuditLog;
 use serde::{Deserialize, Serialize};
 
 use super::{admit, admit_platform, anonymous};
-use crate::audit::Actor;
 use crate::keys::{KeyStatus, Rotation};
 use crate::problem::Problem;
 use crate::seal::SealStatus;
@@ -209,24 +207,6 @@ pub async fn seal(
         .map_err(problem)
 }
 
-async fn audit_system(
-    state: &AppState,
-    actor: &Actor,
-    action: Action,
-    reason: String,
-) -> Result<(), ServerError> {
-    let mut event = state
-        .audit
-        .event(actor, action.as_str(), None, Decision::Allow);
-    event.subsystem = "keys".into();
-    event.reason = Some(reason);
-    state
-        .audit
-        .record(&AuditLog::System, &event)
-        .await
-        .map(|_| ())
-}
-
 /// The whole key store, sealed under the root key (a JSON file).
 #[utoipa::path(
     get,
@@ -249,10 +229,11 @@ pub async fn backup(
         let snapshot = state.keys.store().snapshot().await?;
         let keys = snapshot.data_keys.len();
         let file = crate::backup::seal(root.as_ref(), snapshot, state.clock.now())?;
-        audit_system(
+        crate::seal::audit_system(
             &state,
             &actor,
-            Action::BackupKeys,
+            Action::BackupKeys.as_str(),
+            Decision::Allow,
             format!("key-store backup of {keys} data keys"),
         )
         .await?;
@@ -296,10 +277,11 @@ pub async fn restore(
         let report = state.keys.store().restore(snapshot).await?;
         // Keys in memory may be ones the restore replaced or destroyed again.
         state.keys.forget_all();
-        audit_system(
+        crate::seal::audit_system(
             &state,
             &actor,
-            Action::RestoreKeys,
+            Action::RestoreKeys.as_str(),
+            Decision::Allow,
             format!(
                 "key store restored: {} data keys, {} KEKs; {} destroyed again by the shred log",
                 report.data_keys, report.keks, report.reshredded
