@@ -99,13 +99,17 @@ impl fmt::Debug for Kek {
     }
 }
 
+/// An AES-256-GCM key object from 32 bytes (aws-lc-rs wipes it when it drops).
+pub(crate) fn aes_256_gcm(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("32 bytes is an AES-256 key"))
+}
+
 impl Kek {
     pub fn new(tenant: TenantId, version: u32, key: &Zeroizing<[u8; 32]>) -> Kek {
-        let key = UnboundKey::new(&AES_256_GCM, key.as_ref()).expect("32 bytes is an AES-256 key");
         Kek {
             tenant,
             version,
-            key: LessSafeKey::new(key),
+            key: aes_256_gcm(key),
         }
     }
 

@@ -61,7 +61,7 @@ const BLOB_FORMAT_V1: u8 = 1;
 
 /// Seals a blob (a key-store backup) with AES-256-GCM under a one-off key.
 pub fn seal_blob(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    envelope::seal_with(&blob_key(key), BLOB_FORMAT_V1, aad, plaintext)
+    envelope::seal_with(&envelope::aes_256_gcm(key), BLOB_FORMAT_V1, aad, plaintext)
 }
 
 pub fn open_blob(
@@ -69,13 +69,7 @@ pub fn open_blob(
     aad: &[u8],
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    envelope::open_with(&blob_key(key), BLOB_FORMAT_V1, aad, sealed)
-}
-
-fn blob_key(key: &[u8; 32]) -> aws_lc_rs::aead::LessSafeKey {
-    let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
-        .expect("32 bytes is an AES-256 key");
-    aws_lc_rs::aead::LessSafeKey::new(key)
+    envelope::open_with(&envelope::aes_256_gcm(key), BLOB_FORMAT_V1, aad, sealed)
 }
 
 /// SHA-256, for hashing API token secrets and idempotent request bodies.

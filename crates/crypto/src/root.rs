@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
-use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+use aws_lc_rs::aead::LessSafeKey;
 use custodian_core::ids::TenantId;
 use zeroize::Zeroizing;
 
@@ -161,10 +161,9 @@ impl SoftwareRootKey {
 
     /// A root key from its bytes; `name` is the provider it came from (`dev`, `shamir`).
     pub fn new(name: &'static str, bytes: &[u8; 32]) -> SoftwareRootKey {
-        let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
         SoftwareRootKey {
             name,
-            key: LessSafeKey::new(key),
+            key: crate::envelope::aes_256_gcm(bytes),
         }
     }
 }

@@ -561,3 +561,18 @@ pub fn parse_time(v: &Value) -> Timestamp {
         .parse()
         .unwrap_or_else(|e| panic!("not a timestamp {v}: {e}"))
 }
+
+/// Runs the `custodian` binary off the async workers (so an in-process server keeps
+/// answering), without a token from the environment.
+pub async fn custodian_cli(args: &[&str]) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+            .args(&args)
+            .env_remove("CUSTODIAN_TOKEN")
+            .output()
+            .expect("run custodian")
+    })
+    .await
+    .expect("custodian runner")
+}

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use reqwest::Method;
 
-use crate::harness::{TestServer, now, on_both_backends, record_line};
+use crate::harness::{TestServer, custodian_cli, now, on_both_backends, record_line};
 
 on_both_backends!(
     shredding_a_subject_or_bucket_makes_its_records_gone_for_good,
@@ -215,17 +215,17 @@ async fn key_status_and_rotation_through_the_api(server: TestServer) {
         )
         .await
         .problem(403, "forbidden");
-    let base = server.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
-            .args([
-                "keys", "rotate", "--server", &base, "--tenant", "acme", "--token", &operator,
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = custodian_cli(&[
+        "keys",
+        "rotate",
+        "--server",
+        &server.base,
+        "--tenant",
+        "acme",
+        "--token",
+        &operator,
+    ])
+    .await;
     assert!(
         out.status.success(),
         "{}",

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Backend, DEFAULT_BODY_LIMIT, TestServer, default_policy_text, now, record_line,
+    Backend, DEFAULT_BODY_LIMIT, TestServer, custodian_cli, default_policy_text, now, record_line,
 };
 
 fn shamir_policy() -> Policy {
@@ -18,18 +18,6 @@ fn shamir_policy() -> Policy {
         "[keys]\nroot = \"shamir\"\nshamir = { shares = 5, threshold = 3 }\n",
     );
     Policy::parse("shamir.toml", &text).unwrap_or_else(|d| panic!("{d}"))
-}
-
-async fn cli(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
-            .args(&args)
-            .env_remove("CUSTODIAN_TOKEN")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
 }
 
 async fn unseal(server: &TestServer, share: &str) -> crate::harness::Reply {
@@ -70,15 +58,15 @@ async fn shamir_init_unseal_seal_and_restart() {
         .problem(503, "sealed");
 
     // Init through the CLI: five shares printed once; a second init is refused.
-    let out = cli(vec![
-        "operator".into(),
-        "init".into(),
-        "--server".into(),
-        server.base.clone(),
-        "--shares".into(),
-        "5".into(),
-        "--threshold".into(),
-        "3".into(),
+    let out = custodian_cli(&[
+        "operator",
+        "init",
+        "--server",
+        &server.base,
+        "--shares",
+        "5",
+        "--threshold",
+        "3",
     ])
     .await;
     assert!(
@@ -160,13 +148,13 @@ async fn shamir_init_unseal_seal_and_restart() {
         .send(Method::POST, "/v1/system/seal", Some(&writer), &[], None)
         .await
         .problem(403, "forbidden");
-    let out = cli(vec![
-        "operator".into(),
-        "seal".into(),
-        "--server".into(),
-        server.base.clone(),
-        "--token".into(),
-        operator.clone(),
+    let out = custodian_cli(&[
+        "operator",
+        "seal",
+        "--server",
+        &server.base,
+        "--token",
+        &operator,
     ])
     .await;
     assert!(
@@ -186,14 +174,7 @@ async fn shamir_init_unseal_seal_and_restart() {
 
     // Another subset unseals, through the CLI reading the share from its argument.
     for share in [&shares[1], &shares[2], &shares[4]] {
-        let out = cli(vec![
-            "operator".into(),
-            "unseal".into(),
-            "--server".into(),
-            server.base.clone(),
-            share.clone(),
-        ])
-        .await;
+        let out = custodian_cli(&["operator", "unseal", "--server", &server.base, share]).await;
         assert!(
             out.status.success(),
             "{}",

@@ -18,10 +18,6 @@ use crate::problem::Problem;
 use crate::seal::SealStatus;
 use crate::{AppState, ServerError};
 
-fn problem(e: ServerError) -> Problem {
-    e.into_problem()
-}
-
 /// A tenant's KEK version, its age, when it is due for rotation, and how many keys it wraps.
 #[utoipa::path(
     get,
@@ -46,7 +42,7 @@ pub async fn tenant_status(
         .status(&admitted.tenant.id, &state.policy.keys.rotate_every)
         .await
         .map(Json)
-        .map_err(problem)
+        .map_err(ServerError::into_problem)
 }
 
 /// Every tenant's key status (operators).
@@ -72,7 +68,7 @@ pub async fn all_status(
                 .keys
                 .status(&tenant.id, &state.policy.keys.rotate_every)
                 .await
-                .map_err(problem)?,
+                .map_err(ServerError::into_problem)?,
         );
     }
     Ok(Json(all))
@@ -101,13 +97,16 @@ pub async fn rotate(
     crate::keys::rotate_audited(&state, &admitted.actor, &admitted.tenant.id, "on request")
         .await
         .map(Json)
-        .map_err(problem)
+        .map_err(ServerError::into_problem)
 }
 
 /// Whether the server is initialised and sealed, and the unseal progress. Needs no credential.
 #[utoipa::path(get, path = "/v1/system/seal-status", responses((status = 200, body = SealStatus)))]
 pub async fn seal_status(State(state): State<Arc<AppState>>) -> Result<Json<SealStatus>, Problem> {
-    crate::seal::status(&state).await.map(Json).map_err(problem)
+    crate::seal::status(&state)
+        .await
+        .map(Json)
+        .map_err(ServerError::into_problem)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -147,7 +146,7 @@ pub async fn init(
         request.threshold,
     )
     .await
-    .map_err(problem)?;
+    .map_err(ServerError::into_problem)?;
     let body = InitResponse {
         shares: shares.iter().map(|s| s.to_string()).collect(),
         threshold: request.threshold,
@@ -182,7 +181,7 @@ pub async fn unseal(
     crate::seal::unseal(&state, &anonymous(&headers), &request)
         .await
         .map(Json)
-        .map_err(problem)
+        .map_err(ServerError::into_problem)
 }
 
 /// Seals the server: every key in memory is dropped until operators unseal it again.
@@ -204,7 +203,7 @@ pub async fn seal(
     crate::seal::seal(&state, &actor)
         .await
         .map(Json)
-        .map_err(problem)
+        .map_err(ServerError::into_problem)
 }
 
 /// The whole key store, sealed under the root key (a JSON file).
@@ -239,7 +238,7 @@ pub async fn backup(
         .await?;
         Ok::<_, ServerError>(file)
     };
-    let file = run.await.map_err(problem)?;
+    let file = run.await.map_err(ServerError::into_problem)?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -294,7 +293,7 @@ pub async fn restore(
             reshredded: report.reshredded,
         })
     };
-    run.await.map(Json).map_err(problem)
+    run.await.map(Json).map_err(ServerError::into_problem)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

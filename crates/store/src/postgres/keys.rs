@@ -224,9 +224,22 @@ async fn write_snapshot(tx: &Transaction<'_>, snapshot: &KeySnapshot) -> Result<
         .map_err(db_err)?;
         rest = &rest[n..];
     }
-    for e in &snapshot.shred_log {
-        log_shred(tx, e.tenant.as_str(), std::slice::from_ref(&e.id), e.at).await?;
-    }
+    // The log can be long: one statement, in order, so `seq` keeps the log's order.
+    let tenants: Vec<&str> = snapshot
+        .shred_log
+        .iter()
+        .map(|e| e.tenant.as_str())
+        .collect();
+    let ids: Vec<&str> = snapshot.shred_log.iter().map(|e| e.id.as_str()).collect();
+    let ats: Vec<Timestamp> = snapshot.shred_log.iter().map(|e| e.at).collect();
+    tx.execute(
+        "INSERT INTO shred_log (tenant_id, id, shredded_at)
+         SELECT t, i, a FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TIMESTAMPTZ[])
+         WITH ORDINALITY AS l(t, i, a, n) ORDER BY n",
+        &[&tenants, &ids, &ats],
+    )
+    .await
+    .map_err(db_err)?;
     for (name, value) in &snapshot.meta {
         tx.execute(
             "INSERT INTO key_meta (name, value) VALUES ($1, $2)",
