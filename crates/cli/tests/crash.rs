@@ -3,9 +3,6 @@
 //! again on the same data. Three kill/restart cycles per backend; acknowledged ids accumulate
 //! across cycles and every one of them is checked after every restart.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,23 +10,17 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-const BIN: &str = env!("CARGO_BIN_EXE_custodian");
+mod process;
+
+use process::{Backend, Server};
+
 const TENANT: &str = "acme";
 const CYCLES: usize = 3;
 const CLIENTS: usize = 4;
 const MAX_BATCH: u64 = 50;
 const PAYLOAD_BYTES: usize = 1024;
 const VERIFY_TASKS: usize = 8;
-
-/// Environment variables of the binary that must not leak in from the caller's shell.
-const CUSTODIAN_ENV: &[&str] = &[
-    "CUSTODIAN_POLICY",
-    "CUSTODIAN_DATA_DIR",
-    "CUSTODIAN_DATABASE_URL",
-    "CUSTODIAN_LISTEN",
-    "CUSTODIAN_BODY_LIMIT",
-    "CUSTODIAN_LOG_FORMAT",
-];
+const LOG_FILTER: &str = "info,tower_http=warn";
 
 /// The server's own clock adapter: the one place allowed to read the system time.
 fn now() -> jiff::Timestamp {
@@ -52,187 +43,6 @@ impl Rng {
     fn range(&mut self, lo: u64, hi_inclusive: u64) -> u64 {
         lo + self.next() % (hi_inclusive - lo + 1)
     }
-}
-
-/// How the server is started: SQLite in the data directory, or a PostgreSQL URL.
-#[derive(Clone)]
-struct Backend {
-    name: &'static str,
-    database_url: Option<String>,
-}
-
-impl Backend {
-    fn apply(&self, cmd: &mut Command, data_dir: &Path) {
-        for var in CUSTODIAN_ENV {
-            cmd.env_remove(var);
-        }
-        cmd.arg("--data-dir").arg(data_dir);
-        if let Some(url) = &self.database_url {
-            cmd.arg("--database-url").arg(url);
-        }
-    }
-}
-
-/// A running `custodian serve`; killed (SIGKILL) and reaped when dropped, even on panic.
-struct Server {
-    child: Option<Child>,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn spawn(backend: &Backend, data_dir: &Path, log: PathBuf) -> Server {
-        let port = free_port();
-        let stderr = File::create(&log).expect("create server log");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve");
-        backend.apply(&mut cmd, data_dir);
-        cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("CUSTODIAN_LOG", "info,tower_http=warn")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        let child = cmd.spawn().expect("spawn custodian serve");
-        Server {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        }
-    }
-
-    /// Starts `custodian serve` and waits until it answers `/healthz`. The free port can be
-    /// taken by someone else before the server binds it: then it starts again on another one.
-    async fn start(backend: &Backend, data_dir: &Path, log: PathBuf) -> Server {
-        let http = reqwest::Client::new();
-        for _ in 0..5 {
-            let mut server = Server::spawn(backend, data_dir, log.clone());
-            if server.wait_healthy(&http).await {
-                return server;
-            }
-        }
-        panic!("custodian serve could not bind a free port in 5 attempts");
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Waits until this very process has bound its port (its log says so: the port cannot
-    /// be answered by some other process) and `/healthz` answers 200. `false` when the port
-    /// was taken; panics with the server log on any other failure.
-    async fn wait_healthy(&mut self, http: &reqwest::Client) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let listening = format!("custodian listening on {}", self.base);
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                if self.log_text().contains("cannot listen on") {
-                    self.child = None;
-                    return false;
-                }
-                panic!(
-                    "custodian serve exited early with {status}; log:\n{}",
-                    self.log_tail()
-                );
-            }
-            if self.log_text().contains(&listening) {
-                let answer = http
-                    .get(format!("{}/healthz", self.base))
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await;
-                if matches!(&answer, Ok(r) if r.status() == reqwest::StatusCode::OK) {
-                    return true;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "custodian serve did not answer /healthz within 60 s; log:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: no graceful shutdown, no chance to flush anything.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill custodian serve");
-            let status = child.wait().expect("reap custodian serve");
-            assert!(!status.success(), "the server was killed, not stopped");
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Drops the test's PostgreSQL schema when the test ends, however it ends.
-struct SchemaGuard {
-    admin_url: String,
-    schema: String,
-}
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .arg(&self.admin_url)
-            .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
-            .arg(format!(
-                "DROP SCHEMA IF EXISTS {0} CASCADE; DROP SCHEMA IF EXISTS {0}_keys CASCADE",
-                self.schema
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("find a free port")
-        .port()
-}
-
-fn create_token(backend: &Backend, data_dir: &Path) -> String {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["token", "create"]);
-    backend.apply(&mut cmd, data_dir);
-    cmd.args(["--tenant", TENANT, "--role", "writer"]);
-    let out = cmd.output().expect("run custodian token create");
-    assert!(
-        out.status.success(),
-        "custodian token create failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout)
-        .expect("token is UTF-8")
-        .trim()
-        .to_owned();
-    assert!(
-        token.starts_with("cst_"),
-        "unexpected token output {token:?}"
-    );
-    token
 }
 
 /// What was sent for one acknowledged record.
@@ -459,8 +269,14 @@ async fn crash_cycles(backend: Backend) {
     let ledger = Arc::new(Ledger::default());
     let mut rng = Rng::seeded();
 
-    let mut server = Server::start(&backend, &data_dir, dir.path().join("serve-0.log")).await;
-    let token = create_token(&backend, &data_dir);
+    let mut server = Server::start(
+        &backend,
+        &data_dir,
+        dir.path().join("serve-0.log"),
+        LOG_FILTER,
+    )
+    .await;
+    let token = backend.create_token(&data_dir, Some(TENANT), "writer");
 
     for cycle in 1..=CYCLES {
         let stop = Arc::new(AtomicBool::new(false));
@@ -519,6 +335,7 @@ async fn crash_cycles(backend: Backend) {
             &backend,
             &data_dir,
             dir.path().join(format!("serve-{cycle}.log")),
+            LOG_FILTER,
         )
         .await;
         let acked = ledger.acked.lock().unwrap().clone();
@@ -557,49 +374,20 @@ async fn crash_cycles(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_records_survive_sigkill_sqlite() {
-    crash_cycles(Backend {
-        name: "sqlite",
-        database_url: None,
-    })
-    .await;
+    crash_cycles(Backend::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_records_survive_sigkill_postgres() {
-    if !custodian_store::testing::postgres_available().await {
+    let Some((backend, schema)) = Backend::postgres("crash").await else {
         return;
-    }
-    let admin_url = custodian_store::testing::postgres_url();
-    let schema = custodian_store::testing::unique_schema("crash");
-    let out = Command::new("psql")
-        .arg(&admin_url)
-        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
-        .arg(format!("CREATE SCHEMA {schema}"))
-        .output()
-        .expect("run psql (needed to create the test schema)");
-    assert!(
-        out.status.success(),
-        "psql could not create schema {schema}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _drop_schema = SchemaGuard {
-        admin_url: admin_url.clone(),
-        schema: schema.clone(),
     };
-    // libpq's `options` in the URL (tokio-postgres parses and percent-decodes it): every
-    // connection of the server's pool then works in the fresh schema.
-    let sep = if admin_url.contains('?') { '&' } else { '?' };
-    let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}");
-    crash_cycles(Backend {
-        name: "postgres",
-        database_url: Some(url),
-    })
-    .await;
+    crash_cycles(backend).await;
     // The records really went to the fresh schema, not to `public`.
-    let out = Command::new("psql")
-        .arg(&admin_url)
+    let out = std::process::Command::new("psql")
+        .arg(&schema.admin_url)
         .args(["-qtA", "-c"])
-        .arg(format!("SELECT count(*) FROM {schema}.records"))
+        .arg(format!("SELECT count(*) FROM {}.records", schema.schema))
         .output()
         .expect("run psql");
     let count: u64 = String::from_utf8_lossy(&out.stdout)
@@ -608,6 +396,7 @@ async fn acknowledged_records_survive_sigkill_postgres() {
         .unwrap_or(0);
     assert!(
         count > 0,
-        "no records in schema {schema}: search_path was not applied"
+        "no records in schema {}: search_path was not applied",
+        schema.schema
     );
 }

@@ -77,6 +77,11 @@ impl DataKey {
         Ok(DataKey(crate::random_key()?))
     }
 
+    #[cfg(feature = "testing")]
+    pub(crate) fn into_bytes(self) -> Zeroizing<[u8; 32]> {
+        self.0
+    }
+
     #[cfg(test)]
     pub(crate) fn from_bytes(bytes: [u8; 32]) -> DataKey {
         DataKey(Zeroizing::new(bytes))

@@ -157,4 +157,46 @@ pub mod testing {
             Some(SoftHsm { module, conf })
         }
     }
+
+    /// Key bytes unwrapped from a key store's rows, for tests that search logs and files for
+    /// leaked key material. Built only with the `testing` feature: the product itself never
+    /// takes key bytes out of their key objects.
+    #[cfg(feature = "testing")]
+    pub mod exposed {
+        use custodian_core::ids::TenantId;
+        use zeroize::Zeroizing;
+
+        use crate::root::{index_aad, kek_aad};
+        use crate::{CryptoError, DataKeyId, Kek, RootKeyProvider};
+
+        pub fn kek(
+            root: &dyn RootKeyProvider,
+            tenant: &TenantId,
+            version: u32,
+            wrapped: &[u8],
+        ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+            root.unwrap(&kek_aad(tenant, version), wrapped)
+        }
+
+        pub fn index_key(
+            root: &dyn RootKeyProvider,
+            tenant: &TenantId,
+            wrapped: &[u8],
+        ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+            root.unwrap(&index_aad(tenant), wrapped)
+        }
+
+        /// A bucket DEK or subject key, unwrapped by the KEK version whose bytes are `kek`.
+        pub fn data_key(
+            kek: &Zeroizing<[u8; 32]>,
+            tenant: &TenantId,
+            version: u32,
+            id: &DataKeyId,
+            wrapped: &[u8],
+        ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+            Ok(Kek::new(tenant.clone(), version, kek)
+                .unwrap(id, wrapped)?
+                .into_bytes())
+        }
+    }
 }

@@ -98,7 +98,7 @@ fn secret_aad(name: &str) -> Vec<u8> {
     aad
 }
 
-fn kek_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
+pub(crate) fn kek_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
     let mut aad = b"custodian/kek/v1".to_vec();
     aad.extend_from_slice(&(tenant.as_str().len() as u32).to_be_bytes());
     aad.extend_from_slice(tenant.as_str().as_bytes());
@@ -106,7 +106,7 @@ fn kek_aad(tenant: &TenantId, version: u32) -> Vec<u8> {
     aad
 }
 
-fn index_aad(tenant: &TenantId) -> Vec<u8> {
+pub(crate) fn index_aad(tenant: &TenantId) -> Vec<u8> {
     let mut aad = b"custodian/index-key/v1".to_vec();
     aad.extend_from_slice(tenant.as_str().as_bytes());
     aad
