@@ -41,13 +41,14 @@ pub struct SealedBody<'a> {
     pub payload: &'a RawValue,
 }
 
-struct ValidLine<'a> {
-    data_type: DataTypeName,
-    class: Class,
-    event_time: Timestamp,
-    expiry: Expiry,
-    subjects: Vec<String>,
-    payload: &'a RawValue,
+/// One line that passed validation: what it is, when it expires, and its body as sent.
+pub struct ValidLine<'a> {
+    pub data_type: DataTypeName,
+    pub class: Class,
+    pub event_time: Timestamp,
+    pub expiry: Expiry,
+    pub subjects: Vec<String>,
+    pub payload: &'a RawValue,
 }
 
 fn validate_line<'a>(
@@ -119,7 +120,7 @@ fn validate_line<'a>(
 }
 
 /// Validates a whole NDJSON batch. Blank lines are skipped; line numbers count them.
-fn validate_batch<'a>(
+pub fn validate_batch<'a>(
     policy: &Policy,
     tenant: &TenantPolicy,
     now: Timestamp,

@@ -230,27 +230,39 @@ impl KeyService {
         let keys = self.tenant(tenant).await?;
         let texts: Vec<String> = missing.iter().map(DataKeyId::encode).collect();
         let mut stored = self.store.data_keys(tenant, &texts).await?;
+        // Keys made here are used as generated: no second read, no unwrap.
+        let mut created: HashMap<String, DataKey> = HashMap::new();
         if create && stored.len() < missing.len() {
             let have: std::collections::HashSet<&str> =
                 stored.iter().map(|w| w.id.as_str()).collect();
             let mut new = Vec::new();
             for (id, text) in missing.iter().zip(&texts) {
                 if !have.contains(text.as_str()) {
+                    let key = DataKey::generate()?;
                     new.push(WrappedDataKey {
                         id: text.clone(),
                         kek_version: keys.current.version(),
-                        wrapped: keys.current.wrap(id, &DataKey::generate()?)?,
+                        wrapped: keys.current.wrap(id, &key)?,
                     });
+                    created.insert(text.clone(), key);
                 }
             }
-            // Written (and durable) before any record sealed under them; a concurrent
-            // writer's key for the same id wins, so reload.
-            self.store.insert_data_keys(tenant, new).await?;
-            stored = self.store.data_keys(tenant, &texts).await?;
+            // Written (and durable) before any record is sealed under them. Where a
+            // concurrent writer stored a key for the same id first, its key wins.
+            let lost = self.store.insert_data_keys(tenant, new).await?;
+            if !lost.is_empty() {
+                for id in &lost {
+                    created.remove(id);
+                }
+                stored.extend(self.store.data_keys(tenant, &lost).await?);
+            }
         }
         let by_text: HashMap<&str, &WrappedDataKey> =
             stored.iter().map(|w| (w.id.as_str(), w)).collect();
-        if let Some(gone) = texts.iter().find(|t| !by_text.contains_key(t.as_str())) {
+        if let Some(gone) = texts
+            .iter()
+            .find(|t| !by_text.contains_key(t.as_str()) && !created.contains_key(*t))
+        {
             return Err(self.missing_key(tenant, gone, record).await);
         }
         // Another node may have rotated since this node loaded the tenant's KEKs.
@@ -268,14 +280,19 @@ impl KeyService {
             cache.clear();
         }
         for (id, text) in missing.iter().zip(&texts) {
-            let w = by_text[text.as_str()];
-            let kek = keys.keks.get(&w.kek_version).ok_or_else(|| {
-                ServerError::Internal(format!(
-                    "data key {text} is wrapped by KEK version {} which is not live",
-                    w.kek_version
-                ))
-            })?;
-            let key = Arc::new(kek.unwrap(id, &w.wrapped)?);
+            let key = match created.remove(text) {
+                Some(key) => Arc::new(key),
+                None => {
+                    let w = by_text[text.as_str()];
+                    let kek = keys.keks.get(&w.kek_version).ok_or_else(|| {
+                        ServerError::Internal(format!(
+                            "data key {text} is wrapped by KEK version {} which is not live",
+                            w.kek_version
+                        ))
+                    })?;
+                    Arc::new(kek.unwrap(id, &w.wrapped)?)
+                }
+            };
             cache.insert(id.clone(), key.clone());
             found.insert(id.clone(), key);
         }

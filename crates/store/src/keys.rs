@@ -153,8 +153,13 @@ pub trait KeyStore: Send + Sync {
 
     /// The wrapped data keys among `ids` that exist.
     async fn data_keys(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<WrappedDataKey>>;
-    /// Stores data keys that do not exist yet (a concurrent writer's key wins; reload after).
-    async fn insert_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()>;
+    /// Stores data keys that do not exist yet and returns the ids that did exist: a concurrent
+    /// writer's key wins, and the caller loads those instead of its own.
+    async fn insert_data_keys(
+        &self,
+        tenant: &TenantId,
+        keys: Vec<WrappedDataKey>,
+    ) -> Result<Vec<String>>;
     /// Up to `limit` data keys wrapped by a KEK version below `version`, by id after `after`.
     async fn data_keys_below(
         &self,

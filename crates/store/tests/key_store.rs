@@ -58,19 +58,26 @@ async fn first_writer_wins_for_index_keys_and_keks(s: &dyn KeyStore) {
 
 async fn data_keys_are_tenant_scoped_and_never_overwritten(s: &dyn KeyStore) {
     let (acme, globex) = (tenant("acme"), tenant("globex"));
-    s.insert_data_keys(&acme, vec![dk("b/t/1", 1), dk("s/aa", 1)])
+    let existed = s
+        .insert_data_keys(&acme, vec![dk("b/t/1", 1), dk("s/aa", 1)])
         .await
         .unwrap();
-    // A concurrent writer's second key for the same id loses.
-    s.insert_data_keys(
-        &acme,
-        vec![WrappedDataKey {
-            wrapped: vec![0],
-            ..dk("s/aa", 1)
-        }],
-    )
-    .await
-    .unwrap();
+    assert!(existed.is_empty(), "{existed:?}");
+    // A concurrent writer's second key for the same id loses, and is told so.
+    let existed = s
+        .insert_data_keys(
+            &acme,
+            vec![
+                WrappedDataKey {
+                    wrapped: vec![0],
+                    ..dk("s/aa", 1)
+                },
+                dk("s/bb", 1),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(existed, ["s/aa"]);
     let mut found = s
         .data_keys(&acme, &["s/aa".into(), "b/t/1".into(), "nope".into()])
         .await

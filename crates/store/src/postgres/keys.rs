@@ -379,19 +379,31 @@ impl KeyStore for PostgresKeyStore {
         Ok(rows.iter().map(data_key).collect())
     }
 
-    async fn insert_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
+    async fn insert_data_keys(
+        &self,
+        tenant: &TenantId,
+        keys: Vec<WrappedDataKey>,
+    ) -> Result<Vec<String>> {
         let (ids, versions, wrapped) = columns(&keys);
-        self.client()
+        let inserted: std::collections::HashSet<String> = self
+            .client()
             .await?
-            .execute(
+            .query(
                 "INSERT INTO data_keys (tenant_id, id, kek_version, wrapped)
                  SELECT $1, * FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::BYTEA[])
-                 ON CONFLICT DO NOTHING",
+                 ON CONFLICT DO NOTHING RETURNING id",
                 &[&tenant.as_str(), &ids, &versions, &wrapped],
             )
             .await
-            .map_err(db_err)?;
-        Ok(())
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(keys
+            .into_iter()
+            .map(|k| k.id)
+            .filter(|id| !inserted.contains(id))
+            .collect())
     }
 
     async fn data_keys_below(

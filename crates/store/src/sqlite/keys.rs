@@ -8,7 +8,7 @@ use custodian_core::ids::TenantId;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Db, db_err, from_us, open_blocking, us};
+use super::{Db, db_err, from_us, json_strings, open_blocking, us};
 use crate::Result;
 use crate::keys::{
     KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, TENANT_SHRED,
@@ -66,28 +66,6 @@ impl SqliteKeyStore {
             })
         })
         .await
-    }
-}
-
-impl SqliteKeyStore {
-    /// Runs `sql` once per key, with (tenant, id, KEK version, wrapped) as ?1..?4.
-    async fn write_each(
-        &self,
-        tenant: &TenantId,
-        keys: Vec<WrappedDataKey>,
-        sql: &'static str,
-    ) -> Result<()> {
-        let tenant = tenant.as_str().to_owned();
-        self.db
-            .write(move |c| {
-                let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
-                for k in &keys {
-                    stmt.execute(params![tenant, k.id, k.kek_version, k.wrapped])
-                        .map_err(db_err)?;
-                }
-                Ok(())
-            })
-            .await
     }
 }
 
@@ -362,26 +340,41 @@ impl KeyStore for SqliteKeyStore {
         let ids = ids.to_vec();
         self.db
             .read(move |c| {
-                let mut out = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    out.extend(select_data_keys(
-                        c,
-                        "SELECT id, kek_version, wrapped FROM data_keys WHERE tenant_id = ?1 AND id = ?2",
-                        params![tenant, id],
-                    )?);
-                }
-                Ok(out)
+                select_data_keys(
+                    c,
+                    "SELECT id, kek_version, wrapped FROM data_keys
+                     WHERE tenant_id = ?1 AND id IN (SELECT value FROM json_each(?2))",
+                    params![tenant, json_strings(&ids)],
+                )
             })
             .await
     }
 
-    async fn insert_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
-        self.write_each(
-            tenant,
-            keys,
-            "INSERT OR IGNORE INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .await
+    async fn insert_data_keys(
+        &self,
+        tenant: &TenantId,
+        keys: Vec<WrappedDataKey>,
+    ) -> Result<Vec<String>> {
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(db_err)?;
+                let mut existed = Vec::new();
+                for k in keys {
+                    let inserted = stmt
+                        .execute(params![tenant, k.id, k.kek_version, k.wrapped])
+                        .map_err(db_err)?;
+                    if inserted == 0 {
+                        existed.push(k.id);
+                    }
+                }
+                Ok(existed)
+            })
+            .await
     }
 
     async fn data_keys_below(
@@ -406,12 +399,21 @@ impl KeyStore for SqliteKeyStore {
     }
 
     async fn rewrap_data_keys(&self, tenant: &TenantId, keys: Vec<WrappedDataKey>) -> Result<()> {
-        self.write_each(
-            tenant,
-            keys,
-            "UPDATE data_keys SET kek_version = ?3, wrapped = ?4 WHERE tenant_id = ?1 AND id = ?2",
-        )
-        .await
+        let tenant = tenant.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "UPDATE data_keys SET kek_version = ?3, wrapped = ?4 WHERE tenant_id = ?1 AND id = ?2",
+                    )
+                    .map_err(db_err)?;
+                for k in &keys {
+                    stmt.execute(params![tenant, k.id, k.kek_version, k.wrapped])
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn count_data_keys(&self, tenant: &TenantId) -> Result<KeyCounts> {

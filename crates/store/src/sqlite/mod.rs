@@ -160,6 +160,28 @@ fn db_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// A JSON array of strings, for `json_each(?)`: one statement looks up many keys.
+fn json_strings<S: AsRef<str>>(items: &[S]) -> String {
+    let mut out = String::from("[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.as_ref().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out.push(']');
+    out
+}
+
 fn us(t: Timestamp) -> i64 {
     t.as_microsecond()
 }
@@ -483,11 +505,11 @@ fn staged_record_ids(
             let id = std::str::from_utf8(id)
                 .map_err(|_| StoreError::Corrupt("staged record id is not UTF-8".into()))?;
             if pseudonym == subject && id > after {
-                ids.push(format!("\"{id}\""));
+                ids.push(id.to_owned());
             }
         }
     }
-    Ok(format!("[{}]", ids.join(",")))
+    Ok(json_strings(&ids))
 }
 
 /// Moves every staged subject entry into the index, sorted, inside the caller's transaction. Entries of
@@ -945,5 +967,31 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_strings_round_trip_through_json_each() {
+        let items = [
+            "s/00ff",
+            "b/app_log/2026-11",
+            "quote\"back\\slash",
+            "tab\tnl\n",
+            "é✓",
+            "",
+        ];
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let mut stmt = conn
+            .prepare("SELECT value FROM json_each(?1) ORDER BY key")
+            .unwrap();
+        let back: Vec<String> = stmt
+            .query_map([super::json_strings(&items)], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, items);
+        assert_eq!(super::json_strings::<&str>(&[]), "[]");
     }
 }
