@@ -785,7 +785,7 @@ async fn key_hierarchy_overhead(
     }
     // The median round: a WAL checkpoint or index merge can stall any one round several-fold.
     let [without, with] = rounds.map(|mut r| {
-        r.sort_by(|a, b| a.elapsed.cmp(&b.elapsed));
+        r.sort_by_key(|m| m.elapsed);
         r.swap_remove(r.len() / 2)
     });
     println!(
