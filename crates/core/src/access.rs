@@ -10,12 +10,18 @@
 //! | delete a record        |   ✓   |        |        |         |
 //! | read the audit log     |   ✓   |        |        |    ✓    |
 //! | key status, rotate     |   ✓   |        |        |         |
+//! | place, release a hold  |   ✓   |        |        |         |
+//! | list holds             |   ✓   |        |        |    ✓    |
+//! | retention plan         |   ✓   |        |        |    ✓    |
+//! | deletion certificates  |   ✓   |        |        |    ✓    |
 //!
+//! A security-officer may place, release and list holds.
 //! Platform roles belong to principals of the platform pseudo-tenant (see
 //! [`TenantId::platform`]), never to a tenant's. An operator may read key status and rotate
 //! keys of any tenant, and alone may seal the server and back up or restore the key store; no
-//! platform role has standing access to records. Support, approver and the tenant role
-//! security-officer exist in the policy vocabulary but hold no permission yet.
+//! platform role has standing access to records. An operator may also read any tenant's
+//! retention plan. Support and approver exist in the policy vocabulary but hold no permission
+//! yet.
 
 use std::fmt;
 
@@ -87,6 +93,11 @@ pub enum Action {
     ReadAudit,
     ReadKeyStatus,
     RotateKeys,
+    PlaceHold,
+    ReleaseHold,
+    ListHolds,
+    ReadRetentionPlan,
+    ReadDeletions,
     /// Platform actions, on no tenant.
     ListKeyStatus,
     SealServer,
@@ -95,7 +106,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 16] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
@@ -103,6 +114,11 @@ impl Action {
         Action::ReadAudit,
         Action::ReadKeyStatus,
         Action::RotateKeys,
+        Action::PlaceHold,
+        Action::ReleaseHold,
+        Action::ListHolds,
+        Action::ReadRetentionPlan,
+        Action::ReadDeletions,
         Action::ListKeyStatus,
         Action::SealServer,
         Action::BackupKeys,
@@ -118,6 +134,11 @@ impl Action {
             Action::ReadAudit => "audit.read",
             Action::ReadKeyStatus => "keys.status",
             Action::RotateKeys => "keys.rotate",
+            Action::PlaceHold => "holds.place",
+            Action::ReleaseHold => "holds.release",
+            Action::ListHolds => "holds.list",
+            Action::ReadRetentionPlan => "retention.plan",
+            Action::ReadDeletions => "deletions.read",
             Action::ListKeyStatus => "keys.status_all",
             Action::SealServer => "operator.seal",
             Action::BackupKeys => "keys.backup",
@@ -134,6 +155,10 @@ impl Action {
             Action::DeleteRecord => &[Role::Admin],
             Action::ReadAudit => &[Role::Admin, Role::Auditor],
             Action::ReadKeyStatus | Action::RotateKeys => &[Role::Admin, Role::Operator],
+            Action::PlaceHold | Action::ReleaseHold => &[Role::Admin, Role::SecurityOfficer],
+            Action::ListHolds => &[Role::Admin, Role::Auditor, Role::SecurityOfficer],
+            Action::ReadRetentionPlan => &[Role::Admin, Role::Auditor, Role::Operator],
+            Action::ReadDeletions => &[Role::Admin, Role::Auditor],
             Action::ListKeyStatus
             | Action::SealServer
             | Action::BackupKeys
@@ -255,13 +280,23 @@ mod tests {
                             | ReadAudit
                             | ReadKeyStatus
                             | RotateKeys
+                            | PlaceHold
+                            | ReleaseHold
+                            | ListHolds
+                            | ReadRetentionPlan
+                            | ReadDeletions
                     ) | (Writer, IngestRecords | ReadRecord | ListSubjectRecords)
                         | (Reader, ReadRecord | ListSubjectRecords)
-                        | (Auditor, ReadAudit)
+                        | (
+                            Auditor,
+                            ReadAudit | ListHolds | ReadRetentionPlan | ReadDeletions
+                        )
+                        | (SecurityOfficer, PlaceHold | ReleaseHold | ListHolds)
                         | (
                             Operator,
                             ReadKeyStatus
                                 | RotateKeys
+                                | ReadRetentionPlan
                                 | ListKeyStatus
                                 | SealServer
                                 | BackupKeys

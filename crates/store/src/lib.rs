@@ -9,6 +9,7 @@
 
 pub mod keys;
 mod postgres;
+pub mod retention;
 mod sqlite;
 
 use std::path::Path;
@@ -21,6 +22,9 @@ pub use keys::{
     KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, WrappedDataKey, WrappedKek,
 };
 pub use postgres::{PostgresKeyStore, PostgresStore};
+pub use retention::{
+    BucketRecord, BucketSummary, CertificateRow, ReleaseOutcome, RetentionStore,
+};
 pub use sqlite::{SqliteKeyStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +126,7 @@ pub struct TokenRow {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RetentionStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

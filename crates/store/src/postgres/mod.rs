@@ -17,6 +17,7 @@ use crate::{
 };
 
 mod keys;
+mod retention;
 
 pub use keys::PostgresKeyStore;
 
@@ -117,6 +118,32 @@ DROP TABLE tenant_keys;
 ALTER TABLE records DROP COLUMN key_version;
 ALTER TABLE records ADD COLUMN key_bucket TEXT NOT NULL DEFAULT '';
 ALTER TABLE records ADD COLUMN key_subjects BYTEA NOT NULL DEFAULT ''::bytea;
+"#,
+    r#"
+-- Retention: records found and purged by expiry bucket, legal holds, deletion certificates.
+CREATE INDEX records_by_bucket ON records (tenant_id, data_type, key_bucket, expires_at);
+CREATE TABLE holds (
+    tenant_id   TEXT        NOT NULL,
+    id          TEXT        NOT NULL,
+    scope_kind  TEXT        NOT NULL,
+    scope_value BYTEA       NOT NULL,
+    case_id     TEXT        NOT NULL,
+    reason      TEXT        NOT NULL,
+    placed_by   TEXT        NOT NULL,
+    placed_at   TIMESTAMPTZ NOT NULL,
+    released_by TEXT,
+    released_at TIMESTAMPTZ,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE deletion_certificates (
+    tenant_id TEXT        NOT NULL,
+    id        TEXT        NOT NULL,
+    scope     TEXT        NOT NULL,
+    issued_at TIMESTAMPTZ NOT NULL,
+    note      TEXT        NOT NULL,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, scope)
+);
 "#,
 ];
 

@@ -8,6 +8,7 @@
 
 mod group_commit;
 mod keys;
+mod retention;
 
 pub use keys::SqliteKeyStore;
 
@@ -124,6 +125,32 @@ DROP TABLE tenant_keys;
 ALTER TABLE records DROP COLUMN key_version;
 ALTER TABLE records ADD COLUMN key_bucket TEXT NOT NULL DEFAULT '';
 ALTER TABLE records ADD COLUMN key_subjects BLOB NOT NULL DEFAULT x'';
+"#,
+    r#"
+-- Retention: records found and purged by expiry bucket, legal holds, deletion certificates.
+CREATE INDEX records_by_bucket ON records (tenant_id, data_type, key_bucket, expires_at_us);
+CREATE TABLE holds (
+    tenant_id      TEXT    NOT NULL,
+    id             TEXT    NOT NULL,
+    scope_kind     TEXT    NOT NULL,
+    scope_value    BLOB    NOT NULL,
+    case_id        TEXT    NOT NULL,
+    reason         TEXT    NOT NULL,
+    placed_by      TEXT    NOT NULL,
+    placed_at_us   INTEGER NOT NULL,
+    released_by    TEXT,
+    released_at_us INTEGER,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TABLE deletion_certificates (
+    tenant_id    TEXT    NOT NULL,
+    id           TEXT    NOT NULL,
+    scope        TEXT    NOT NULL,
+    issued_at_us INTEGER NOT NULL,
+    note         TEXT    NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE UNIQUE INDEX deletion_certificates_by_scope ON deletion_certificates (tenant_id, scope);
 "#,
 ];
 
