@@ -37,7 +37,9 @@ impl HoldScope {
             HoldScope::Tenant => true,
             HoldScope::DataType(t) => t == record.data_type,
             HoldScope::Subject(p) => record.subjects.binary_search(p).is_ok(),
-            HoldScope::EventTime { from, to } => *from <= record.event_time && record.event_time < *to,
+            HoldScope::EventTime { from, to } => {
+                *from <= record.event_time && record.event_time < *to
+            }
         }
     }
 

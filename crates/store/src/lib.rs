@@ -22,9 +22,7 @@ pub use keys::{
     KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, WrappedDataKey, WrappedKek,
 };
 pub use postgres::{PostgresKeyStore, PostgresStore};
-pub use retention::{
-    BucketRecord, BucketSummary, CertificateRow, ReleaseOutcome, RetentionStore,
-};
+pub use retention::{BucketRecord, BucketSummary, CertificateRow, ReleaseOutcome, RetentionStore};
 pub use sqlite::{SqliteKeyStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,11 @@
 //! The store conformance suite: every case runs against SQLite and against PostgreSQL, each in
 //! its own database file or schema, so both backends are held to one behaviour.
 
+use custodian_core::hold::{Hold, HoldScope, Release};
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
-    AuditLog, IdempotentResponse, InsertOutcome, PostgresStore, SqliteStore, Store, StoredRecord,
-    TokenRow, testing,
+    AuditLog, CertificateRow, IdempotentResponse, InsertOutcome, PostgresStore, ReleaseOutcome,
+    SqliteStore, Store, StoredRecord, TokenRow, testing,
 };
 use jiff::Timestamp;
 
@@ -106,6 +107,8 @@ conformance!(
     audit_log_appends_and_proves,
     audit_entries_ride_with_their_action,
     system_secrets_are_written_once,
+    holds_are_placed_listed_and_released_once,
+    due_buckets_are_whole_and_purged_with_one_certificate,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
@@ -502,4 +505,176 @@ async fn sqlite_subject_index_is_the_same_staged_or_merged() {
     assert_eq!(s.merge_subject_index().await.unwrap(), 5);
     assert_eq!(list(None).await.unwrap().len(), 9);
     assert_eq!(s.merge_subject_index().await.unwrap(), 0);
+}
+
+async fn holds_are_placed_listed_and_released_once(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let hold = |id: &str, scope: HoldScope, at: &str| Hold {
+        id: id.into(),
+        scope,
+        case_id: "CASE-7".into(),
+        reason: "litigation hold".into(),
+        placed_by: "token:abc".into(),
+        placed_at: ts(at),
+        released: None,
+    };
+    let subject = hold("h1", HoldScope::Subject([3; 32]), "2026-01-01T00:00:00Z");
+    let range = hold(
+        "h2",
+        HoldScope::EventTime {
+            from: ts("2025-01-01T00:00:00Z"),
+            to: ts("2025-02-01T00:00:00Z"),
+        },
+        "2026-01-02T00:00:00Z",
+    );
+    let before = s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap();
+    s.insert_hold(&acme, &subject, audit()).await.unwrap();
+    s.insert_hold(&acme, &range, audit()).await.unwrap();
+    assert_eq!(
+        s.holds(&acme).await.unwrap(),
+        vec![subject.clone(), range.clone()]
+    );
+    assert!(s.holds(&globex).await.unwrap().is_empty());
+    let release = Release {
+        by: "token:def".into(),
+        at: ts("2026-02-01T00:00:00Z"),
+    };
+    let released = Hold {
+        released: Some(release.clone()),
+        ..subject.clone()
+    };
+    assert_eq!(
+        s.release_hold(&acme, "h1", release.clone(), audit())
+            .await
+            .unwrap(),
+        ReleaseOutcome::Released(released.clone())
+    );
+    // A second release, another tenant's release and an unknown hold change nothing.
+    assert_eq!(
+        s.release_hold(&acme, "h1", release.clone(), audit())
+            .await
+            .unwrap(),
+        ReleaseOutcome::AlreadyReleased(released.clone())
+    );
+    assert_eq!(
+        s.release_hold(&globex, "h2", release.clone(), audit())
+            .await
+            .unwrap(),
+        ReleaseOutcome::NotFound
+    );
+    assert_eq!(s.holds(&acme).await.unwrap(), vec![released, range]);
+    // Two placements and one release were audited, nothing else.
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(acme)).await.unwrap(),
+        before + 3
+    );
+}
+
+async fn due_buckets_are_whole_and_purged_with_one_certificate(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let at = |n: u64, expires: Option<&str>, bucket: &str| StoredRecord {
+        expires_at: expires.map(ts),
+        pending_event: None,
+        key_bucket: bucket.into(),
+        ..record(n, &[n as u8])
+    };
+    s.insert_records(
+        &acme,
+        vec![
+            at(1, Some("2026-03-01T10:00:00Z"), "d2026-03-01"),
+            at(2, Some("2026-03-01T23:00:00Z"), "d2026-03-01"),
+            at(3, Some("2026-03-02T01:00:00Z"), "d2026-03-02"),
+            // A bucket with one record whose clock has not started is never due.
+            at(4, Some("2026-03-01T05:00:00Z"), "pmixed-2026-03"),
+            at(5, None, "pmixed-2026-03"),
+        ],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.insert_records(
+        &globex,
+        vec![at(6, Some("2026-02-01T00:00:00Z"), "d2026-02-01")],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    let due = s
+        .due_buckets(Some(&acme), ts("2026-03-01T23:30:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!((due[0].bucket.as_str(), due[0].records), ("d2026-03-01", 2));
+    assert_eq!(due[0].oldest_expiry, ts("2026-03-01T10:00:00Z"));
+    assert_eq!(due[0].newest_expiry, ts("2026-03-01T23:00:00Z"));
+    // Half a bucket due is not a due bucket.
+    assert!(
+        s.due_buckets(Some(&acme), ts("2026-03-01T12:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = s
+        .due_buckets(None, ts("2026-03-03T00:00:00Z"))
+        .await
+        .unwrap();
+    let names: Vec<(&str, &str)> = all
+        .iter()
+        .map(|b| (b.tenant.as_str(), b.bucket.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("globex", "d2026-02-01"),
+            ("acme", "d2026-03-01"),
+            ("acme", "d2026-03-02")
+        ]
+    );
+
+    let auth_log = DataTypeName::new("auth_log").unwrap();
+    let facts = s
+        .bucket_records(&acme, &auth_log, "d2026-03-01")
+        .await
+        .unwrap();
+    assert_eq!(facts.len(), 2);
+    assert_eq!(facts[0].subjects, vec![[1u8; 32]]);
+    let certificate = |id: &str| CertificateRow {
+        id: id.into(),
+        scope: "bucket/auth_log/d2026-03-01".into(),
+        issued_at: ts("2026-03-02T00:00:05Z"),
+        note: format!("certificate {id}\n"),
+    };
+    let purged = s
+        .purge_bucket(&acme, &auth_log, "d2026-03-01", certificate("c1"), audit())
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    assert!(s.get_record(&acme, facts[0].id).await.unwrap().is_none());
+    assert!(
+        s.list_subject_records(&acme, &[2; 32], None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A repeated purge (after a crash) deletes nothing more and keeps the first certificate.
+    let again = s
+        .purge_bucket(&acme, &auth_log, "d2026-03-01", certificate("c2"), audit())
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(
+        s.certificates(&acme).await.unwrap(),
+        vec![certificate("c1")]
+    );
+    assert!(s.certificates(&globex).await.unwrap().is_empty());
+    // The other tenant's bucket of the same name is untouched.
+    assert_eq!(
+        s.due_buckets(Some(&globex), ts("2026-03-03T00:00:00Z"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
