@@ -361,17 +361,7 @@ async fn store_only(
                     let Some((i, (records, audit))) = queue.lock().unwrap().pop() else {
                         break;
                     };
-                    let idem = IdempotentResponse {
-                        key: idempotency_key("store", i),
-                        request_hash: [i as u8; 32],
-                        status: 200,
-                        body: vec![b'x'; 30 * RECORDS_PER_BATCH],
-                    };
-                    state
-                        .store
-                        .insert_records(&tenant, records, Some(idem), audit)
-                        .await
-                        .expect("insert_records");
+                    store_batch(&state, &tenant, "store", i, records, audit).await;
                 }
             })
         })
@@ -384,6 +374,29 @@ async fn store_only(
         bytes,
         elapsed: started.elapsed(),
     }
+}
+
+/// `Store::insert_records` as the handler calls it, with an idempotency row of the size the
+/// handler stores for a batch.
+async fn store_batch(
+    state: &AppState,
+    tenant: &TenantId,
+    tag: &str,
+    i: usize,
+    records: Vec<StoredRecord>,
+    audit: Vec<u8>,
+) {
+    let idem = IdempotentResponse {
+        key: idempotency_key(tag, i),
+        request_hash: [i as u8; 32],
+        status: 200,
+        body: vec![b'x'; 30 * RECORDS_PER_BATCH],
+    };
+    state
+        .store
+        .insert_records(tenant, records, Some(idem), audit)
+        .await
+        .expect("insert_records");
 }
 
 /// `prepare_batch` as the handler calls it: validate, pseudonymise, look up (or make) the data
@@ -516,17 +529,7 @@ async fn pipeline(
                         .audit
                         .ingest_event(&actor, &tenant, &batch)
                         .canonical_bytes();
-                    let idem = IdempotentResponse {
-                        key: idempotency_key("pipeline", i),
-                        request_hash: [i as u8; 32],
-                        status: 200,
-                        body: vec![b'x'; 30 * RECORDS_PER_BATCH],
-                    };
-                    state
-                        .store
-                        .insert_records(&tenant, batch.records, Some(idem), audit)
-                        .await
-                        .expect("insert_records");
+                    store_batch(&state, &tenant, "pipeline", i, batch.records, audit).await;
                 }
             })
         })
