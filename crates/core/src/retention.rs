@@ -192,9 +192,64 @@ impl Expiry {
     }
 }
 
+/// When no new record can land in `bucket` any more: the end of its expiry day for dated
+/// buckets, the end of its arrival month for the others. A bucket is destroyed only once it
+/// is closed and every record in it has expired, so a late record never finds its bucket's
+/// key gone. `None` for a name this version does not make.
+pub fn bucket_closes_at(bucket: &str) -> Option<Timestamp> {
+    let utc = |d: jiff::civil::Date| d.to_zoned(jiff::tz::TimeZone::UTC).ok();
+    if let Some(day) = bucket.strip_prefix('d') {
+        let date: jiff::civil::Date = day.parse().ok()?;
+        return Some(utc(date.tomorrow().ok()?)?.timestamp());
+    }
+    let month = match bucket.as_bytes().first()? {
+        b'p' | b'n' => bucket.get(bucket.len().checked_sub(7)?..)?,
+        _ => return None,
+    };
+    let date: jiff::civil::Date = format!("{month}-01").parse().ok()?;
+    Some(utc(date.last_of_month().tomorrow().ok()?)?.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_close_when_no_record_can_land_in_them() {
+        assert_eq!(
+            bucket_closes_at("d2027-02-28"),
+            Some(ts("2027-03-01T00:00:00Z"))
+        );
+        assert_eq!(
+            bucket_closes_at("d2024-12-31"),
+            Some(ts("2025-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            bucket_closes_at("pticket_closed-2026-11"),
+            Some(ts("2026-12-01T00:00:00Z"))
+        );
+        assert_eq!(
+            bucket_closes_at("n2024-02"),
+            Some(ts("2024-03-01T00:00:00Z"))
+        );
+        for bad in ["", "d", "d2027-13-01", "x2026-11", "p-2026", "n2026-1x"] {
+            assert_eq!(bucket_closes_at(bad), None, "{bad}");
+        }
+        // Every bucket a record gets closes after the record's expiry or arrival.
+        let ingest = ts("2026-11-30T23:59:59Z");
+        for expiry in [
+            Expiry::At(ts("2027-02-28T23:59:59.999Z")),
+            Expiry::PendingEvent("ticket_closed".into()),
+            Expiry::Never,
+        ] {
+            let closes = bucket_closes_at(&expiry.bucket(ingest)).unwrap();
+            let floor = match expiry {
+                Expiry::At(t) => t,
+                _ => ingest,
+            };
+            assert!(closes > floor, "{expiry:?}");
+        }
+    }
 
     fn d(s: &str) -> CalDuration {
         s.parse().unwrap()

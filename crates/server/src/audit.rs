@@ -82,6 +82,14 @@ impl Auditor {
         Ok(self.signer()?.verifier_key())
     }
 
+    /// Signs `text` as a signed note with the deployment key (deletion certificates).
+    pub fn sign_note(&self, text: &str) -> Result<String, ServerError> {
+        self.signer()?
+            .note_signer()
+            .sign_text(text)
+            .map_err(tlog_error)
+    }
+
     /// The checkpoint origin of a log: unique per deployment region and log.
     pub fn origin(&self, log: &AuditLog) -> String {
         format!("custodian/{}/{}", self.region, log.key())

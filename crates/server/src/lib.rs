@@ -12,6 +12,7 @@ pub mod keys;
 mod metrics;
 mod openapi;
 pub mod problem;
+pub mod retention;
 mod routes;
 pub mod seal;
 
@@ -108,6 +109,9 @@ pub struct AppState {
     pub unsealer: seal::Unsealer,
     /// Where the development root key lives.
     pub data_dir: PathBuf,
+    /// Held by every destruction and by hold placement, so a hold is never placed between a
+    /// destruction's hold check and its shred.
+    pub destruction: tokio::sync::Mutex<()>,
 }
 
 /// How to run the server.
@@ -201,6 +205,7 @@ pub async fn build_state(
         body_limit: config.body_limit,
         unsealer: seal::Unsealer::default(),
         data_dir: config.data_dir.clone(),
+        destruction: tokio::sync::Mutex::new(()),
     });
     seal::open_configured_root(&state).await?;
     Ok(state)

@@ -22,6 +22,7 @@ pub enum Kind {
     PayloadTooLarge,
     IdempotencyKeyReused,
     KeyDestroyed,
+    UnderHold,
     Sealed,
     InvalidShare,
     AlreadyInitialized,
@@ -32,7 +33,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::Unauthorized,
         Kind::Forbidden,
         Kind::UnknownTenant,
@@ -44,6 +45,7 @@ impl Kind {
         Kind::PayloadTooLarge,
         Kind::IdempotencyKeyReused,
         Kind::KeyDestroyed,
+        Kind::UnderHold,
         Kind::Sealed,
         Kind::InvalidShare,
         Kind::AlreadyInitialized,
@@ -64,7 +66,7 @@ impl Kind {
             | Kind::IdempotencyKeyReused
             | Kind::InvalidShare
             | Kind::InvalidBackup => StatusCode::UNPROCESSABLE_ENTITY,
-            Kind::AlreadyInitialized => StatusCode::CONFLICT,
+            Kind::AlreadyInitialized | Kind::UnderHold => StatusCode::CONFLICT,
             Kind::Sealed => StatusCode::SERVICE_UNAVAILABLE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::KeyDestroyed => StatusCode::GONE,
@@ -86,6 +88,7 @@ impl Kind {
             Kind::PayloadTooLarge => "payload-too-large",
             Kind::IdempotencyKeyReused => "idempotency-key-reused",
             Kind::KeyDestroyed => "key-destroyed",
+            Kind::UnderHold => "under-hold",
             Kind::Sealed => "sealed",
             Kind::InvalidShare => "invalid-share",
             Kind::AlreadyInitialized => "already-initialized",
@@ -109,6 +112,7 @@ impl Kind {
             Kind::PayloadTooLarge => "Request body too large",
             Kind::IdempotencyKeyReused => "Idempotency key reused with a different body",
             Kind::KeyDestroyed => "Key destroyed: the record is unreadable",
+            Kind::UnderHold => "A legal hold stops this deletion",
             Kind::Sealed => "Server sealed",
             Kind::InvalidShare => "Invalid unseal share",
             Kind::AlreadyInitialized => "Already initialised",
@@ -148,6 +152,9 @@ impl Kind {
             }
             Kind::KeyDestroyed => {
                 "A key that sealed this record was destroyed (its retention bucket expired, its subject was erased or its tenant terminated). The ciphertext can never be read again, by anyone; this is by design."
+            }
+            Kind::UnderHold => {
+                "A legal hold covers what this request would destroy, so nothing was deleted. `holds` names the holds; the deletion can be asked again once they are released."
             }
             Kind::Sealed => {
                 "The server holds no root key, so no tenant key can be used: it has not been unsealed since it started, or an operator sealed it. Operators unseal it with `custodian operator unseal` (one share each, until the threshold is reached). Nothing was read or stored."
@@ -196,6 +203,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<LineError>,
+    /// The legal holds that stopped a deletion (`under-hold`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<String>,
     #[serde(skip)]
     kind: Option<Kind>,
 }
@@ -208,12 +218,18 @@ impl Problem {
             status: kind.status().as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            holds: Vec::new(),
             kind: Some(kind),
         }
     }
 
     pub fn with_errors(mut self, errors: Vec<LineError>) -> Problem {
         self.errors = errors;
+        self
+    }
+
+    pub fn with_holds(mut self, holds: Vec<String>) -> Problem {
+        self.holds = holds;
         self
     }
 

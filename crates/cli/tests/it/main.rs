@@ -9,5 +9,6 @@ mod audit;
 mod cli;
 mod isolation;
 mod keys;
+mod retention;
 mod scan;
 mod seal;

@@ -482,9 +482,48 @@ pub async fn delete_record(
         Decision::Allow,
     );
     event.objects = vec![id.to_string()];
+    // Holds are checked and the row deleted under the destruction lock, so no hold can be
+    // placed in between.
+    let _destruction = state.destruction.lock().await;
+    let tenant_id = &admitted.tenant.id;
+    let record = state
+        .store
+        .get_record(tenant_id, id)
+        .await
+        .map_err(|e| ServerError::from(e).into_problem())?;
+    if let Some(record) = &record {
+        let holds = state
+            .store
+            .holds(tenant_id)
+            .await
+            .map_err(|e| ServerError::from(e).into_problem())?;
+        let facts = custodian_core::hold::RecordFacts {
+            data_type: &record.data_type,
+            event_time: record.event_time,
+            subjects: &record.key_subjects,
+        };
+        let keeping = custodian_core::hold::holds_covering(&holds, &facts);
+        if !keeping.is_empty() {
+            event.decision = Decision::Deny;
+            event.reason = Some(format!("under hold: {}", keeping.join(", ")));
+            state
+                .audit
+                .record(
+                    &custodian_store::AuditLog::Tenant(tenant_id.clone()),
+                    &event,
+                )
+                .await
+                .map_err(ServerError::into_problem)?;
+            return Err(Problem::new(
+                Kind::UnderHold,
+                format!("record {id} is under legal hold ({})", keeping.join(", ")),
+            )
+            .with_holds(keeping.into_iter().map(str::to_owned).collect()));
+        }
+    }
     let deleted = state
         .store
-        .delete_record(&admitted.tenant.id, id, event.canonical_bytes())
+        .delete_record(tenant_id, id, event.canonical_bytes())
         .await
         .map_err(|e| ServerError::from(e).into_problem())?;
     if deleted {
