@@ -207,7 +207,7 @@ async fn destroy_bucket(
         .await?;
     let verification = match state
         .keys
-        .data_keys(tenant, &[key.clone()], false, "")
+        .data_keys(tenant, std::slice::from_ref(&key), false, "")
         .await
     {
         Err(ServerError::KeyDestroyed { .. }) => {
