@@ -222,11 +222,11 @@ impl RootKeyProvider for Pkcs11RootKey {
                 "not wrapped by a PKCS#11 root key (unknown format version)",
             ));
         }
-        if rest.len() < IV_LEN + 16 {
-            return Err(CryptoError::Malformed("too short"));
-        }
-        let (iv, sealed) = rest.split_at(IV_LEN);
-        let mut iv: [u8; IV_LEN] = iv.try_into().expect("split at IV_LEN");
+        let (iv, sealed) = match rest.split_first_chunk::<IV_LEN>() {
+            Some((iv, sealed)) if sealed.len() >= 16 => (iv, sealed),
+            _ => return Err(CryptoError::Malformed("too short")),
+        };
+        let mut iv = *iv;
         let params = GcmParams::new(&mut iv, context, TAG_BITS.into())
             .map_err(|e| hsm("preparing AES-GCM", e))?;
         let plain = self

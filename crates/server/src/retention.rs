@@ -9,11 +9,14 @@
 //! nothing more and purges and certifies it. Holds are checked and destructions run under one
 //! lock, so a hold placed during a sweep waits for it or stops it.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use custodian_core::audit::Decision;
 use custodian_core::hold::{Hold, HoldScope, RecordFacts, Release};
 use custodian_core::ids::{DataTypeName, TenantId};
 use custodian_crypto::DataKeyId;
-use custodian_store::{BucketSummary, CertificateRow, ReleaseOutcome, ShredScope};
+use custodian_store::{BucketRecord, BucketSummary, CertificateRow, ReleaseOutcome, ShredScope};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -125,42 +128,32 @@ pub async fn release_hold(
         .await?)
 }
 
-/// The ids of the active holds that keep any record of `bucket`.
-async fn holds_keeping(
-    state: &AppState,
-    bucket: &BucketSummary,
-) -> Result<Vec<String>, ServerError> {
-    let holds: Vec<Hold> = state
-        .store
-        .holds(&bucket.tenant)
-        .await?
-        .into_iter()
-        .filter(Hold::is_active)
-        .collect();
+/// The ids of the active `holds` that keep any of a bucket's `records`.
+fn holds_keeping(
+    holds: &[Hold],
+    data_type: &DataTypeName,
+    records: &[BucketRecord],
+) -> Vec<String> {
     let mut keeping: Vec<String> = holds
         .iter()
-        .filter(|h| h.scope.covers_all_of(&bucket.data_type))
+        .filter(|h| h.scope.covers_all_of(data_type))
         .map(|h| h.id.clone())
         .collect();
-    if keeping.is_empty() && !holds.is_empty() {
-        for record in state
-            .store
-            .bucket_records(&bucket.tenant, &bucket.data_type, &bucket.bucket)
-            .await?
-        {
+    if keeping.is_empty() {
+        for record in records {
             let facts = RecordFacts {
-                data_type: &bucket.data_type,
+                data_type,
                 event_time: record.event_time,
                 subjects: &record.subjects,
             };
-            for id in custodian_core::hold::holds_covering(&holds, &facts) {
+            for id in custodian_core::hold::holds_covering(holds, &facts) {
                 if !keeping.iter().any(|k| k == id) {
                     keeping.push(id.to_owned());
                 }
             }
         }
     }
-    Ok(keeping)
+    keeping
 }
 
 /// Destroys every expiry bucket due at `now` that no hold keeps. Idempotent: a bucket half
@@ -171,14 +164,29 @@ pub async fn sweep(state: &AppState, now: Timestamp) -> Result<SweepReport, Serv
         return Ok(report);
     }
     let _destruction = state.destruction.lock().await;
+    let mut active_holds: HashMap<TenantId, Vec<Hold>> = HashMap::new();
     for bucket in state.store.due_buckets(None, now).await? {
         // A bucket still open could take a late record after its key is gone.
         if custodian_core::retention::bucket_closes_at(&bucket.bucket).is_none_or(|t| t > now) {
             continue;
         }
-        let keeping = holds_keeping(state, &bucket).await?;
+        let holds = match active_holds.entry(bucket.tenant.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let mut holds = state.store.holds(&bucket.tenant).await?;
+                holds.retain(Hold::is_active);
+                e.insert(holds)
+            }
+        };
+        let records = state
+            .store
+            .bucket_records(&bucket.tenant, &bucket.data_type, &bucket.bucket)
+            .await?;
+        let keeping = holds_keeping(holds, &bucket.data_type, &records);
         if keeping.is_empty() {
-            report.destroyed.push(destroy_bucket(state, &bucket).await?);
+            report
+                .destroyed
+                .push(destroy_bucket(state, &bucket, &records).await?);
         } else {
             report.held.push((bucket, keeping));
         }
@@ -189,14 +197,11 @@ pub async fn sweep(state: &AppState, now: Timestamp) -> Result<SweepReport, Serv
 async fn destroy_bucket(
     state: &AppState,
     bucket: &BucketSummary,
+    records: &[BucketRecord],
 ) -> Result<Certificate, ServerError> {
     let tenant = &bucket.tenant;
-    let records = state
-        .store
-        .bucket_records(tenant, &bucket.data_type, &bucket.bucket)
-        .await?;
     let mut ids = String::with_capacity(records.len() * 27);
-    for r in &records {
+    for r in records {
         ids.push_str(&r.id.to_string());
         ids.push('\n');
     }

@@ -320,13 +320,10 @@ fn pack_subjects(subjects: &[[u8; 32]]) -> Vec<u8> {
 }
 
 fn unpack_subjects(bytes: &[u8]) -> Result<Vec<[u8; 32]>> {
-    if !bytes.len().is_multiple_of(32) {
-        return Err(StoreError::Corrupt(
+    match bytes.as_chunks::<32>() {
+        (pseudonyms, []) => Ok(pseudonyms.to_vec()),
+        _ => Err(StoreError::Corrupt(
             "key subjects are not whole pseudonyms".into(),
-        ));
+        )),
     }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|c| c.try_into().expect("chunks of 32"))
-        .collect())
 }

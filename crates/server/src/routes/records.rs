@@ -486,17 +486,23 @@ pub async fn delete_record(
     // placed in between.
     let _destruction = state.destruction.lock().await;
     let tenant_id = &admitted.tenant.id;
-    let record = state
+    let mut holds = state
         .store
-        .get_record(tenant_id, id)
+        .holds(tenant_id)
         .await
         .map_err(|e| ServerError::from(e).into_problem())?;
-    if let Some(record) = &record {
-        let holds = state
+    holds.retain(custodian_core::hold::Hold::is_active);
+    // Only a record some hold might cover is read first.
+    let record = if holds.is_empty() {
+        None
+    } else {
+        state
             .store
-            .holds(tenant_id)
+            .get_record(tenant_id, id)
             .await
-            .map_err(|e| ServerError::from(e).into_problem())?;
+            .map_err(|e| ServerError::from(e).into_problem())?
+    };
+    if let Some(record) = &record {
         let facts = custodian_core::hold::RecordFacts {
             data_type: &record.data_type,
             event_time: record.event_time,
