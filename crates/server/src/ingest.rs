@@ -106,9 +106,18 @@ fn validate_line<'a>(
             bad.len()
         ));
     }
-    let expiry = policy
-        .effective_retention(tenant, data_type)
-        .expiry(event_time);
+    let retention = policy.effective_retention(tenant, data_type);
+    let expiry = retention.expiry(event_time);
+    // A record whose retention is over must not be kept: storing it would also reopen an
+    // expiry bucket whose key may already be destroyed.
+    if let Expiry::At(at) = expiry
+        && at <= now
+    {
+        return Err(format!(
+            "its retention ({retention}) ended at {at}: {} records with event_time {event_time} may no longer be kept",
+            data_type.name
+        ));
+    }
     Ok(ValidLine {
         data_type: data_type.name.clone(),
         class: data_type.class,
@@ -391,11 +400,13 @@ home_region = "eu-west"
             r#"{"type":"app_log","event_time":"2025-05-01T00:00:00","payload":{}}"#,
             r#"{"type":5,"event_time":"2025-05-01T00:00:00Z","payload":{}}"#,
             r#"{"type":"app_log","subjects":[""],"event_time":"2025-05-01T00:00:00Z","payload":{}}"#,
+            // app_log keeps 180 days at most: this one's time is over.
+            r#"{"type":"app_log","event_time":"2024-12-01T23:59:59Z","payload":{}}"#,
         ]
         .join("\n");
         let errors = run("acme", &body).unwrap_err();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(lines, vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
         assert!(errors[0].reason.starts_with(
             "unknown data type \"nope\"; the policy defines: app_log, ticket, workload"
         ));
@@ -406,6 +417,13 @@ home_region = "eu-west"
         assert!(errors[6].reason.contains("in the future"));
         assert!(errors[7].reason.contains("not an RFC 3339"));
         assert!(errors[8].reason.starts_with("invalid type: integer `5`"));
+        assert!(
+            errors[10]
+                .reason
+                .contains("ended at 2025-05-30T23:59:59Z: app_log records"),
+            "{}",
+            errors[10].reason
+        );
     }
 
     #[test]

@@ -235,6 +235,25 @@ impl KeyService {
         if create && stored.len() < missing.len() {
             let have: std::collections::HashSet<&str> =
                 stored.iter().map(|w| w.id.as_str()).collect();
+            let absent: Vec<String> = texts
+                .iter()
+                .filter(|t| !have.contains(t.as_str()))
+                .cloned()
+                .collect();
+            // A destroyed key is never made again: records sealed under a new key of the
+            // same id would land in a bucket or under a subject already certified destroyed.
+            if let Some(gone) = self
+                .store
+                .shredded(tenant, &absent)
+                .await?
+                .into_iter()
+                .next()
+            {
+                return Err(ServerError::KeyDestroyed {
+                    record: record.to_owned(),
+                    key: gone,
+                });
+            }
             let mut new = Vec::new();
             for (id, text) in missing.iter().zip(&texts) {
                 if !have.contains(text.as_str()) {

@@ -11,7 +11,7 @@ use custodian_core::clock::Clock;
 use custodian_core::ids::TenantId;
 use custodian_core::policy::Policy;
 pub use custodian_server::DEFAULT_BODY_LIMIT;
-use custodian_server::clock::SystemClock;
+use custodian_server::clock::{ShiftedClock, SystemClock};
 use custodian_server::{AppState, ServerConfig, ServerError};
 use custodian_store::StoreConfig;
 use jiff::Timestamp;
@@ -82,6 +82,8 @@ pub struct TestServer {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     pub state: Arc<AppState>,
+    /// The server's clock: `advance` it to move the server months ahead.
+    pub clock: Arc<ShiftedClock>,
     /// The PostgreSQL schema holding this server's tables.
     pub schema: Option<String>,
     body_limit: usize,
@@ -179,10 +181,10 @@ impl TestServer {
             database_url: None,
             body_limit,
         };
-        let state =
-            custodian_server::build_state(policy, &config, &store_config, Arc::new(SystemClock))
-                .await
-                .unwrap_or_else(|e| panic!("build_state ({backend:?}): {e}"));
+        let clock = Arc::new(ShiftedClock::default());
+        let state = custodian_server::build_state(policy, &config, &store_config, clock.clone())
+            .await
+            .unwrap_or_else(|e| panic!("build_state ({backend:?}): {e}"));
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (bound_tx, bound_rx) = oneshot::channel::<SocketAddr>();
         let task = tokio::spawn(custodian_server::serve(
@@ -203,6 +205,7 @@ impl TestServer {
             backend,
             base: format!("http://{addr}"),
             state,
+            clock,
             schema,
             body_limit,
             store_config,
@@ -215,6 +218,11 @@ impl TestServer {
                 .build()
                 .expect("HTTP client"),
         }
+    }
+
+    /// The server's time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// The data directory (the SQLite files and the development root key).

@@ -12,7 +12,7 @@ use custodian_store::{ReleaseOutcome, ShredScope};
 use jiff::ToSpan;
 use serde_json::json;
 
-use crate::harness::{TestServer, ids_of, now, on_both_backends, record_line, rfc3339};
+use crate::harness::{TestServer, ids_of, on_both_backends, record_line, rfc3339};
 
 on_both_backends!(sweeper_destroys_due_buckets_unless_held);
 
@@ -28,21 +28,48 @@ async fn sweeper_destroys_due_buckets_unless_held(server: TestServer) {
     let acme = TenantId::new("acme").unwrap();
     let writer = server.token("acme", Role::Writer).await;
     let admin = server.token("acme", Role::Admin).await;
-    // app_log keeps 180 days: records from 200 days ago expired 20 days ago, in one bucket.
-    let old = rfc3339(now() - (200 * 24).hours());
-    let recent = rfc3339(now() - 1.hour());
+    // app_log keeps 180 days: these three share one bucket, due 200 days on.
+    let start = rfc3339(server.now() - 1.hour());
     let body = [
-        record_line("app_log", &["alice"], &old, json!({"n": 1})),
-        record_line("app_log", &["bob"], &old, json!({"n": 2})),
-        record_line("app_log", &["carol"], &old, json!({"n": 3})),
-        record_line("app_log", &["dave"], &recent, json!({"n": 4})),
+        record_line("app_log", &["alice"], &start, json!({"n": 1})),
+        record_line("app_log", &["bob"], &start, json!({"n": 2})),
+        record_line("app_log", &["carol"], &start, json!({"n": 3})),
     ]
     .join("\n");
-    let ids = ids_of(
+    let mut ids = ids_of(
         &server
             .post_records("acme", &writer, &body, None)
             .await
             .ok_json(),
+    );
+    server
+        .clock
+        .advance(jiff::SignedDuration::from_hours(200 * 24));
+    // A record whose retention is already over is refused, not stored.
+    let refused = server
+        .post_records(
+            "acme",
+            &writer,
+            &record_line("app_log", &["dave"], &start, json!({"n": 0})),
+            None,
+        )
+        .await
+        .problem(422, "invalid-batch");
+    assert!(
+        refused["errors"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("may no longer be kept")
+    );
+    let recent = rfc3339(server.now() - 1.hour());
+    ids.extend(
+        server
+            .ingest(
+                "acme",
+                &writer,
+                &record_line("app_log", &["dave"], &recent, json!({"n": 4})),
+            )
+            .await,
     );
     let (alice, bob, carol, dave) = (&ids[0], &ids[1], &ids[2], &ids[3]);
 
@@ -58,7 +85,7 @@ async fn sweeper_destroys_due_buckets_unless_held(server: TestServer) {
     )
     .await
     .unwrap();
-    let report = retention::sweep(&state, now()).await.unwrap();
+    let report = retention::sweep(&state, server.now()).await.unwrap();
     assert!(report.destroyed.is_empty());
     assert_eq!(report.held.len(), 1);
     assert_eq!(report.held[0].1, vec![hold.id.clone()]);
@@ -85,7 +112,7 @@ async fn sweeper_destroys_due_buckets_unless_held(server: TestServer) {
             .unwrap(),
         ReleaseOutcome::AlreadyReleased(_)
     ));
-    let report = retention::sweep(&state, now()).await.unwrap();
+    let report = retention::sweep(&state, server.now()).await.unwrap();
     assert!(report.held.is_empty());
     assert_eq!(report.destroyed.len(), 1);
     let certificate = &report.destroyed[0];
@@ -116,25 +143,20 @@ async fn sweeper_destroys_due_buckets_unless_held(server: TestServer) {
     tampered.clear();
 
     // Idempotent: nothing is due any more.
-    let again = retention::sweep(&state, now()).await.unwrap();
+    let again = retention::sweep(&state, server.now()).await.unwrap();
     assert!(again.destroyed.is_empty() && again.held.is_empty());
 
     // A sweep cut off after its shred: the rows are unreadable at once, and the next sweep
-    // purges and certifies them. Records of another day: ingest still accepts a record whose
-    // retention already ended, which would re-create a destroyed bucket's key (open gap).
-    let old = rfc3339(now() - (210 * 24).hours());
-    let ids = ids_of(
-        &server
-            .post_records(
-                "acme",
-                &writer,
-                &record_line("app_log", &["erin"], &old, json!({"n": 5})),
-                None,
-            )
-            .await
-            .ok_json(),
-    );
-    let due = state.store.due_buckets(Some(&acme), now()).await.unwrap();
+    // purges and certifies them.
+    let ids = vec![dave.clone()];
+    server
+        .clock
+        .advance(jiff::SignedDuration::from_hours(200 * 24));
+    let due = state
+        .store
+        .due_buckets(Some(&acme), server.now())
+        .await
+        .unwrap();
     assert_eq!(due.len(), 1);
     let key = custodian_crypto::DataKeyId::Bucket {
         data_type: due[0].data_type.clone(),
@@ -149,7 +171,7 @@ async fn sweeper_destroys_due_buckets_unless_held(server: TestServer) {
         .get_record("acme", &writer, &ids[0])
         .await
         .problem(410, "key-destroyed");
-    let finished = retention::sweep(&state, now()).await.unwrap();
+    let finished = retention::sweep(&state, server.now()).await.unwrap();
     assert_eq!(finished.destroyed.len(), 1);
     assert_eq!(finished.destroyed[0].record_count, 1);
     server
@@ -157,4 +179,38 @@ async fn sweeper_destroys_due_buckets_unless_held(server: TestServer) {
         .await
         .problem(404, "record-not-found");
     assert_eq!(state.store.certificates(&acme).await.unwrap().len(), 2);
+
+    // A destroyed key is never made again: a record for an erased subject is refused whole.
+    let now = rfc3339(server.now());
+    server
+        .ingest(
+            "acme",
+            &writer,
+            &record_line("app_log", &["frank"], &now, json!({"n": 5})),
+        )
+        .await;
+    let frank = state.keys.tenant(&acme).await.unwrap().pseudonym("frank");
+    state
+        .keys
+        .shred(
+            &acme,
+            ShredScope::Keys(vec![custodian_crypto::DataKeyId::Subject(frank).encode()]),
+        )
+        .await
+        .unwrap();
+    let body = [
+        record_line("app_log", &["erin"], &now, json!({"n": 6})),
+        record_line("app_log", &["frank"], &now, json!({"n": 7})),
+    ]
+    .join("\n");
+    let refused = server
+        .post_records("acme", &writer, &body, None)
+        .await
+        .problem(410, "key-destroyed");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was stored")
+    );
 }

@@ -186,7 +186,15 @@ pub async fn ingest(
     })
     .await
     .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?
-    .map_err(ServerError::into_problem)?;
+    .map_err(|e| match e {
+        ServerError::KeyDestroyed { key, .. } => Problem::new(
+            Kind::KeyDestroyed,
+            format!(
+                "the batch would be sealed under key {key}, which was destroyed (its subject was erased or its bucket destroyed); nothing was stored"
+            ),
+        ),
+        e => e.into_problem(),
+    })?;
     let (batch, request_hash) = match prepared {
         Ok(ok) => ok,
         Err(errors) => {
