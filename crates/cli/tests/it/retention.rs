@@ -148,7 +148,7 @@ async fn sweeper_destroys_due_buckets_unless_held(server: TestServer) {
 
     // A sweep cut off after its shred: the rows are unreadable at once, and the next sweep
     // purges and certifies them.
-    let ids = vec![dave.clone()];
+    let ids = [dave.clone()];
     server
         .clock
         .advance(jiff::SignedDuration::from_hours(200 * 24));
