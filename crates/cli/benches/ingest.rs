@@ -580,6 +580,7 @@ async fn start_server(store_config: StoreConfig) -> RunningServer {
     let task = tokio::spawn(custodian_server::serve(
         state.clone(),
         config.listen,
+        None,
         async move {
             let _ = shutdown_rx.await;
         },

@@ -160,6 +160,7 @@ async fn shred(dir: &std::path::Path, tenant: &TenantId, records: usize, bucket:
                 ingest_time: now,
                 expires_at: None,
                 pending_event: None,
+                event_ref: None,
                 key_bucket: bucket.to_owned(),
                 key_subjects: Vec::new(),
                 // The shred never reads records; 100 bytes stand in for a sealed payload.

@@ -61,6 +61,18 @@ pub enum Command {
     /// The root of trust: initialise, unseal and seal a server whose root key is Shamir-split.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Legal holds: while one is active, nothing it covers is destroyed by any path.
+    #[command(subcommand)]
+    Hold(HoldCommand),
+    /// The retention schedule: what a sweep would destroy (dry run), or a sweep now.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Deletion certificates: list, fetch, verify offline, and the quarterly review report.
+    #[command(subcommand)]
+    Deletions(DeletionsCommand),
+    /// Tenant lifecycle: termination.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Scan text, NDJSON or CSV for personal data and secrets, line by line.
     ///
     /// Prints one JSON line per finding (line, entity, byte offsets, score, test flag; never the
@@ -215,6 +227,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CUSTODIAN_LISTEN", default_value = "127.0.0.1:8200")]
     pub listen: SocketAddr,
 
+    /// How often the retention sweeper destroys what is due, e.g. 10m, 1h; 0 turns it off
+    /// (sweeps then run only with `custodian retention sweep`).
+    #[arg(long, env = "CUSTODIAN_SWEEP_INTERVAL", default_value = "10m", value_parser = parse_interval)]
+    pub sweep_interval: std::time::Duration,
+
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "CUSTODIAN_BODY_LIMIT", default_value_t = custodian_server::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
@@ -312,4 +329,178 @@ pub enum RecordsCommand {
         /// Record id (as printed by `records put`).
         id: String,
     },
+}
+
+/// A server address, a token, and the tenant to act on.
+#[derive(Args, Debug)]
+pub struct TenantArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The tenant to act on.
+    #[arg(long, env = "CUSTODIAN_TENANT")]
+    pub tenant: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HoldCommand {
+    /// Place a hold (admin or security-officer token). Give exactly one scope: --all, --type,
+    /// --subject, or --from with --to.
+    Place {
+        #[command(flatten)]
+        target: TenantArgs,
+        /// Hold every record of the tenant.
+        #[arg(long, group = "scope")]
+        all: bool,
+        /// Hold every record of this data type.
+        #[arg(long = "type", group = "scope")]
+        data_type: Option<String>,
+        /// Hold every record naming this subject (stored only as its keyed pseudonym).
+        #[arg(long, group = "scope")]
+        subject: Option<String>,
+        /// Hold records whose event time is at or after this (RFC 3339 or a date); needs --to.
+        #[arg(long, group = "scope", requires = "to")]
+        from: Option<String>,
+        /// End (exclusive) of the event-time range.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// The legal case or incident the hold serves.
+        #[arg(long = "case")]
+        case_id: String,
+        /// Why the data must be kept.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a hold; overdue records it kept are destroyed at the next sweep.
+    Release {
+        #[command(flatten)]
+        target: TenantArgs,
+        /// The hold id (as printed by `hold place` or `hold list`).
+        id: String,
+    },
+    /// List the tenant's holds, released ones included.
+    List {
+        #[command(flatten)]
+        target: TenantArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Dry run: what a sweep at --at would destroy, per tenant, data type and bucket, with
+    /// the oldest record and the holds that keep a bucket. Destroys nothing.
+    Plan {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// One tenant (admin, auditor or operator token); all tenants without it (operator).
+        #[arg(long, env = "CUSTODIAN_TENANT")]
+        tenant: Option<String>,
+        /// When to plan for: an RFC 3339 time or a date (its start, UTC). Default: now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a sweep now instead of waiting for the background job (operator token).
+    Sweep {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeletionsCommand {
+    /// List the tenant's deletion certificates (admin or auditor token).
+    List {
+        #[command(flatten)]
+        target: TenantArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save one certificate as a signed note, to keep or to hand to an auditor.
+    Get {
+        #[command(flatten)]
+        target: TenantArgs,
+        /// The certificate id.
+        id: String,
+        /// Where to write it; stdout without.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a saved certificate offline against the deployment's verifier key and print it.
+    /// Exits 1 when the signature does not verify.
+    Verify {
+        /// A file from `custodian deletions get`.
+        file: PathBuf,
+        /// The deployment's verifier key (from `custodian audit key`).
+        #[arg(long)]
+        key: String,
+    },
+    /// The quarterly deletion review: every certificate of the quarter, verified, with totals
+    /// per data type and a sign-off block.
+    Review {
+        #[command(flatten)]
+        target: TenantArgs,
+        /// The quarter, e.g. 2026Q4.
+        #[arg(long)]
+        quarter: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Terminate a tenant (operator token): new writes are refused at once; after
+    /// --purge-after, everything not under a legal hold is destroyed (keys first), with one
+    /// summary certificate.
+    Terminate {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The tenant to terminate.
+        tenant: String,
+        /// How long to wait before the purge, e.g. 30d (default: at the next sweep).
+        #[arg(long)]
+        purge_after: Option<String>,
+        /// Why (contract end, customer request, ...).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// A sweep interval: `0`, or a number with s, m or h (`30s`, `10m`, `1h`).
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not an interval; write 0, 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?} is not an interval; write 0, 30s, 10m or 1h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_with_their_unit() {
+        assert_eq!(parse_interval("0"), Ok(std::time::Duration::ZERO));
+        assert_eq!(parse_interval("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_interval("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_interval("2h").unwrap().as_secs(), 7200);
+        for bad in ["", "m", "10", "10d", "-1m", "1.5h"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
 }

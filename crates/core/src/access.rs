@@ -14,13 +14,15 @@
 //! | list holds             |   ✓   |        |        |    ✓    |
 //! | retention plan         |   ✓   |        |        |    ✓    |
 //! | deletion certificates  |   ✓   |        |        |    ✓    |
+//! | retention event        |   ✓   |   ✓    |        |         |
+//! | cancel a deletion      |   ✓   |        |        |         |
 //!
 //! A security-officer may place, release and list holds.
 //! Platform roles belong to principals of the platform pseudo-tenant (see
 //! [`TenantId::platform`]), never to a tenant's. An operator may read key status and rotate
 //! keys of any tenant, and alone may seal the server and back up or restore the key store; no
 //! platform role has standing access to records. An operator may also read any tenant's
-//! retention plan. Support and approver exist in the policy vocabulary but hold no permission
+//! retention plan (or all tenants' at once), run a sweep, and terminate a tenant. Support and approver exist in the policy vocabulary but hold no permission
 //! yet.
 
 use std::fmt;
@@ -98,15 +100,20 @@ pub enum Action {
     ListHolds,
     ReadRetentionPlan,
     ReadDeletions,
+    RecordEvent,
+    CancelDeletion,
+    TerminateTenant,
     /// Platform actions, on no tenant.
     ListKeyStatus,
     SealServer,
     BackupKeys,
     RestoreKeys,
+    ReadAllRetentionPlans,
+    RunSweep,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 21] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
@@ -119,10 +126,15 @@ impl Action {
         Action::ListHolds,
         Action::ReadRetentionPlan,
         Action::ReadDeletions,
+        Action::RecordEvent,
+        Action::CancelDeletion,
+        Action::TerminateTenant,
         Action::ListKeyStatus,
         Action::SealServer,
         Action::BackupKeys,
         Action::RestoreKeys,
+        Action::ReadAllRetentionPlans,
+        Action::RunSweep,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +151,11 @@ impl Action {
             Action::ListHolds => "holds.list",
             Action::ReadRetentionPlan => "retention.plan",
             Action::ReadDeletions => "deletions.read",
+            Action::RecordEvent => "retention.event",
+            Action::CancelDeletion => "deletions.cancel",
+            Action::TerminateTenant => "tenants.terminate",
+            Action::ReadAllRetentionPlans => "retention.plan_all",
+            Action::RunSweep => "retention.sweep",
             Action::ListKeyStatus => "keys.status_all",
             Action::SealServer => "operator.seal",
             Action::BackupKeys => "keys.backup",
@@ -159,10 +176,15 @@ impl Action {
             Action::ListHolds => &[Role::Admin, Role::Auditor, Role::SecurityOfficer],
             Action::ReadRetentionPlan => &[Role::Admin, Role::Auditor, Role::Operator],
             Action::ReadDeletions => &[Role::Admin, Role::Auditor],
+            Action::RecordEvent => &[Role::Admin, Role::Writer],
+            Action::CancelDeletion => &[Role::Admin],
+            Action::TerminateTenant => &[Role::Operator],
             Action::ListKeyStatus
             | Action::SealServer
             | Action::BackupKeys
-            | Action::RestoreKeys => &[Role::Operator],
+            | Action::RestoreKeys
+            | Action::ReadAllRetentionPlans
+            | Action::RunSweep => &[Role::Operator],
         }
     }
 
@@ -170,7 +192,12 @@ impl Action {
     pub fn is_platform(self) -> bool {
         matches!(
             self,
-            Action::ListKeyStatus | Action::SealServer | Action::BackupKeys | Action::RestoreKeys
+            Action::ListKeyStatus
+                | Action::SealServer
+                | Action::BackupKeys
+                | Action::RestoreKeys
+                | Action::ReadAllRetentionPlans
+                | Action::RunSweep
         )
     }
 }
@@ -285,8 +312,12 @@ mod tests {
                             | ListHolds
                             | ReadRetentionPlan
                             | ReadDeletions
-                    ) | (Writer, IngestRecords | ReadRecord | ListSubjectRecords)
-                        | (Reader, ReadRecord | ListSubjectRecords)
+                            | RecordEvent
+                            | CancelDeletion
+                    ) | (
+                        Writer,
+                        IngestRecords | ReadRecord | ListSubjectRecords | RecordEvent
+                    ) | (Reader, ReadRecord | ListSubjectRecords)
                         | (
                             Auditor,
                             ReadAudit | ListHolds | ReadRetentionPlan | ReadDeletions
@@ -297,10 +328,13 @@ mod tests {
                             ReadKeyStatus
                                 | RotateKeys
                                 | ReadRetentionPlan
+                                | TerminateTenant
                                 | ListKeyStatus
                                 | SealServer
                                 | BackupKeys
                                 | RestoreKeys
+                                | ReadAllRetentionPlans
+                                | RunSweep
                         )
                 );
                 let holder = if role.is_platform() {

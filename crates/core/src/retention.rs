@@ -192,12 +192,37 @@ impl Expiry {
     }
 }
 
+/// An instant as people type it: RFC 3339 (`2027-01-31T09:00:00Z`), or a calendar date
+/// (`2027-01-31`) meaning its first instant in UTC.
+pub fn parse_instant(text: &str) -> Option<Timestamp> {
+    text.parse::<Timestamp>().ok().or_else(|| {
+        // A date alone: jiff would also take a civil date-time here and drop its time.
+        (text.len() == "2027-01-31".len())
+            .then(|| text.parse::<jiff::civil::Date>().ok())
+            .flatten()
+            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+            .map(|z| z.timestamp())
+    })
+}
+
+/// The bucket that records kept by a legal hold move to when the rest of their bucket is
+/// destroyed: named by `unique` (a fresh id), closed from the start (ingest never adds to it).
+pub fn held_bucket(unique: &str) -> String {
+    format!("{HELD_BUCKET_PREFIX}{unique}")
+}
+
+const HELD_BUCKET_PREFIX: char = 'h';
+
 /// When no new record can land in `bucket` any more: the end of its expiry day for dated
-/// buckets, the end of its arrival month for the others. A bucket is destroyed only once it
-/// is closed and every record in it has expired, so a late record never finds its bucket's
-/// key gone. `None` for a name this version does not make.
+/// buckets, the end of its arrival month for pending and never-expiring ones, and always for
+/// the buckets of held records. A bucket is destroyed only once it is closed and every record
+/// in it has expired, so a late record never finds its bucket's key gone. `None` for a name
+/// this version does not make.
 pub fn bucket_closes_at(bucket: &str) -> Option<Timestamp> {
     let utc = |d: jiff::civil::Date| d.to_zoned(jiff::tz::TimeZone::UTC).ok();
+    if bucket.len() > 1 && bucket.starts_with(HELD_BUCKET_PREFIX) {
+        return Some(Timestamp::MIN);
+    }
     if let Some(day) = bucket.strip_prefix('d') {
         let date: jiff::civil::Date = day.parse().ok()?;
         return Some(utc(date.tomorrow().ok()?)?.timestamp());
@@ -213,6 +238,35 @@ pub fn bucket_closes_at(bucket: &str) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_buckets_are_closed_from_the_start() {
+        let b = held_bucket("01kb0000000000000000000000");
+        assert_eq!(b, "h01kb0000000000000000000000");
+        assert_eq!(bucket_closes_at(&b), Some(Timestamp::MIN));
+        assert_eq!(bucket_closes_at("h"), None);
+    }
+
+    #[test]
+    fn instants_are_rfc3339_or_dates() {
+        assert_eq!(
+            parse_instant("2027-01-31"),
+            Some(ts("2027-01-31T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_instant("2027-01-31T09:30:00+02:00"),
+            Some(ts("2027-01-31T07:30:00Z"))
+        );
+        for bad in [
+            "",
+            "2027-02-30",
+            "31/01/2027",
+            "2027-01-31T09:30:00",
+            "tomorrow",
+        ] {
+            assert_eq!(parse_instant(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn buckets_close_when_no_record_can_land_in_them() {

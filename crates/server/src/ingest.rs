@@ -29,6 +29,9 @@ struct Line<'a> {
     #[serde(default)]
     subjects: Vec<String>,
     event_time: String,
+    /// For `after_event` types: what the event will be about (e.g. a ticket id).
+    #[serde(default)]
+    event_ref: Option<String>,
     #[serde(borrow)]
     payload: &'a RawValue,
 }
@@ -47,6 +50,7 @@ pub struct ValidLine<'a> {
     pub class: Class,
     pub event_time: Timestamp,
     pub expiry: Expiry,
+    pub event_ref: Option<String>,
     pub subjects: Vec<String>,
     pub payload: &'a RawValue,
 }
@@ -118,11 +122,37 @@ fn validate_line<'a>(
             data_type.name
         ));
     }
+    let event_ref = match (&expiry, line.event_ref) {
+        (Expiry::PendingEvent(_), Some(r))
+            if !r.is_empty() && r.len() <= MAX_SUBJECT_LEN && !r.chars().any(char::is_control) =>
+        {
+            Some(r)
+        }
+        (Expiry::PendingEvent(event), Some(_)) => {
+            return Err(format!(
+                "event_ref must be 1 to {MAX_SUBJECT_LEN} bytes without control characters (it names what {event} will be about)"
+            ));
+        }
+        (Expiry::PendingEvent(event), None) => {
+            return Err(format!(
+                "{} records are kept until {event} plus a period: give event_ref, naming what the event will be about (e.g. a ticket id)",
+                data_type.name
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(format!(
+                "event_ref is only for data types whose retention waits for an event; {} has retention {retention}",
+                data_type.name
+            ));
+        }
+        (_, None) => None,
+    };
     Ok(ValidLine {
         data_type: data_type.name.clone(),
         class: data_type.class,
         event_time,
         expiry,
+        event_ref,
         subjects: line.subjects,
         payload: line.payload,
     })
@@ -277,6 +307,7 @@ pub fn prepare_batch(
             ingest_time: now,
             expires_at,
             pending_event,
+            event_ref: line.event_ref,
             key_bucket: bucket,
             key_subjects: pseudonyms,
             sealed,
@@ -359,7 +390,7 @@ home_region = "eu-west"
         let body = concat!(
             r#"{"type":"app_log","subjects":["alice","alice"],"event_time":"2025-05-01T00:00:00Z","payload":{"msg":"hello"}}"#,
             "\n\n",
-            r#"{"type":"ticket","event_time":"2025-05-01T00:00:00+02:00","payload":{}}"#,
+            r#"{"type":"ticket","event_time":"2025-05-01T00:00:00+02:00","event_ref":"INC-42","payload":{}}"#,
             "\n",
             r#"{"type":"workload","event_time":"2025-05-01T00:00:00Z","payload":{"a":1}}"#,
             "\n",
@@ -377,6 +408,8 @@ home_region = "eu-west"
             "duplicates collapse"
         );
         assert_eq!(r[1].pending_event.as_deref(), Some("ticket_closed"));
+        assert_eq!(r[1].event_ref.as_deref(), Some("INC-42"));
+        assert_eq!(r[0].event_ref, None);
         assert_eq!(r[1].expires_at, None);
         assert_eq!(r[2].expires_at, None);
         assert_eq!(r[2].pending_event, None);
@@ -402,11 +435,13 @@ home_region = "eu-west"
             r#"{"type":"app_log","subjects":[""],"event_time":"2025-05-01T00:00:00Z","payload":{}}"#,
             // app_log keeps 180 days at most: this one's time is over.
             r#"{"type":"app_log","event_time":"2024-12-01T23:59:59Z","payload":{}}"#,
+            r#"{"type":"ticket","event_time":"2025-05-01T00:00:00Z","payload":{}}"#,
+            r#"{"type":"app_log","event_time":"2025-05-01T00:00:00Z","event_ref":"INC-1","payload":{}}"#,
         ]
         .join("\n");
         let errors = run("acme", &body).unwrap_err();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(lines, vec![2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
         assert!(errors[0].reason.starts_with(
             "unknown data type \"nope\"; the policy defines: app_log, ticket, workload"
         ));
@@ -424,13 +459,15 @@ home_region = "eu-west"
             "{}",
             errors[10].reason
         );
+        assert!(errors[11].reason.contains("give event_ref"));
+        assert!(errors[12].reason.contains("event_ref is only for"));
     }
 
     #[test]
     fn confidential_data_stays_in_its_home_region() {
         let ok = r#"{"type":"app_log","event_time":"2025-05-01T00:00:00Z","payload":{}}"#;
         assert!(run("abroad", ok).is_ok(), "internal data may be served");
-        let conf = r#"{"type":"ticket","event_time":"2025-05-01T00:00:00Z","payload":{}}"#;
+        let conf = r#"{"type":"ticket","event_time":"2025-05-01T00:00:00Z","event_ref":"T-1","payload":{}}"#;
         let errors = run("abroad", conf).unwrap_err();
         assert!(
             errors[0]

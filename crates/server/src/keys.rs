@@ -162,6 +162,7 @@ impl KeyService {
         let index = match self.store.index_key(tenant).await? {
             Some(w) => w,
             None => {
+                self.refuse_if_tenant_shredded(tenant).await?;
                 let (_, wrapped) = root.new_index_key(tenant)?;
                 // Another node may have been first: its key wins and is reloaded.
                 self.store.insert_index_key(tenant, wrapped).await?;
@@ -173,6 +174,7 @@ impl KeyService {
         };
         let mut wrapped = self.store.keks(tenant).await?;
         if wrapped.is_empty() {
+            self.refuse_if_tenant_shredded(tenant).await?;
             let (_, bytes) = root.new_kek(tenant, 1)?;
             self.store
                 .insert_kek(
@@ -227,11 +229,11 @@ impl KeyService {
         if missing.is_empty() {
             return Ok(found);
         }
-        let keys = self.tenant(tenant).await?;
+        let mut keys = self.tenant(tenant).await?;
         let texts: Vec<String> = missing.iter().map(DataKeyId::encode).collect();
         let mut stored = self.store.data_keys(tenant, &texts).await?;
         // Keys made here are used as generated: no second read, no unwrap.
-        let mut created: HashMap<String, DataKey> = HashMap::new();
+        let mut created: HashMap<String, (DataKeyId, DataKey)> = HashMap::new();
         if create && stored.len() < missing.len() {
             let have: std::collections::HashSet<&str> =
                 stored.iter().map(|w| w.id.as_str()).collect();
@@ -254,21 +256,36 @@ impl KeyService {
                     key: gone,
                 });
             }
-            let mut new = Vec::new();
             for (id, text) in missing.iter().zip(&texts) {
                 if !have.contains(text.as_str()) {
-                    let key = DataKey::generate()?;
-                    new.push(WrappedDataKey {
-                        id: text.clone(),
-                        kek_version: keys.current.version(),
-                        wrapped: keys.current.wrap(id, &key)?,
-                    });
-                    created.insert(text.clone(), key);
+                    created.insert(text.clone(), (id.clone(), DataKey::generate()?));
                 }
             }
+            let wrap_all = |keys: &TenantKeys| {
+                created
+                    .iter()
+                    .map(|(text, (id, key))| {
+                        Ok(WrappedDataKey {
+                            id: text.clone(),
+                            kek_version: keys.current.version(),
+                            wrapped: keys.current.wrap(id, key)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ServerError>>()
+            };
             // Written (and durable) before any record is sealed under them. Where a
-            // concurrent writer stored a key for the same id first, its key wins.
-            let lost = self.store.insert_data_keys(tenant, new).await?;
+            // concurrent writer stored a key for the same id first, its key wins. Where
+            // another node's rotation retired the KEK this node holds, they are wrapped again
+            // under the current one.
+            let lost = match self.store.insert_data_keys(tenant, wrap_all(&keys)?).await {
+                Err(custodian_store::StoreError::KekRetired { .. }) => {
+                    keys = self.reload(tenant).await?;
+                    self.store
+                        .insert_data_keys(tenant, wrap_all(&keys)?)
+                        .await?
+                }
+                other => other?,
+            };
             if !lost.is_empty() {
                 for id in &lost {
                     created.remove(id);
@@ -300,7 +317,7 @@ impl KeyService {
         }
         for (id, text) in missing.iter().zip(&texts) {
             let key = match created.remove(text) {
-                Some(key) => Arc::new(key),
+                Some((_, key)) => Arc::new(key),
                 None => {
                     let w = by_text[text.as_str()];
                     let kek = keys.keks.get(&w.kek_version).ok_or_else(|| {
@@ -316,6 +333,20 @@ impl KeyService {
             found.insert(id.clone(), key);
         }
         Ok(found)
+    }
+
+    /// A tenant whose keys were all shredded (terminated) never gets new ones: its data and
+    /// pseudonyms stay gone.
+    async fn refuse_if_tenant_shredded(&self, tenant: &TenantId) -> Result<(), ServerError> {
+        let all = custodian_store::keys::TENANT_SHRED.to_owned();
+        if self.store.shredded(tenant, &[all]).await?.is_empty() {
+            Ok(())
+        } else {
+            Err(ServerError::KeyDestroyed {
+                record: String::new(),
+                key: format!("tenant/{tenant} (every key of the tenant)"),
+            })
+        }
     }
 
     async fn missing_key(&self, tenant: &TenantId, id: &str, record: &str) -> ServerError {

@@ -12,6 +12,7 @@ pub mod keys;
 mod metrics;
 mod openapi;
 pub mod problem;
+pub mod records;
 pub mod retention;
 mod routes;
 pub mod seal;
@@ -125,6 +126,10 @@ pub struct ServerConfig {
 
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Buckets fall due at midnight UTC; a sweep every ten minutes destroys them soon after at
+/// the cost of one index scan.
+pub const DEFAULT_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// How often the server looks for tenants whose KEK is due for rotation. Rotation periods
 /// are days long; a minute's lateness does not matter.
 const ROTATION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -216,11 +221,13 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     routes::router(state)
 }
 
-/// Binds `config.listen` and serves until `shutdown` resolves. Plain HTTP is refused on
+/// Binds `listen` and serves until `shutdown` resolves, sweeping every `sweep_interval`
+/// (none: sweeps run only on request). Plain HTTP is refused on
 /// anything but loopback: custody data never crosses a network unencrypted.
 pub async fn serve(
     state: Arc<AppState>,
     listen: SocketAddr,
+    sweep_interval: Option<std::time::Duration>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), ServerError> {
@@ -243,10 +250,14 @@ pub async fn serve(
     lifecycle_event(&state, "server.start", format!("listening on {bound}")).await?;
     on_bound(bound);
     let rotation = keys::spawn_rotation_job(state.clone(), ROTATION_CHECK_INTERVAL);
+    let sweeper = sweep_interval.map(|every| retention::spawn_sweeper(state.clone(), every));
     let served = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     rotation.abort();
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     served.map_err(|e| ServerError::Internal(e.to_string()))?;
     lifecycle_event(&state, "server.stop", "graceful shutdown".into()).await
 }

@@ -38,3 +38,21 @@ pub async fn track(req: Request, next: Next) -> Response {
         .record(start.elapsed().as_secs_f64());
     response
 }
+
+/// The figures an operator alerts on after each sweep: how much is overdue (kept past its
+/// retention, by holds or failures), how old the oldest overdue record is, when the last
+/// sweep succeeded, and how much was destroyed.
+pub fn record_sweep(now: jiff::Timestamp, report: &crate::retention::SweepReport) {
+    let overdue: u64 = report.held.iter().map(|(b, _)| b.records).sum();
+    let oldest = report.held.iter().map(|(b, _)| b.oldest_expiry).min();
+    let age = oldest.map_or(0.0, |t| (now - t).get_seconds().max(0) as f64);
+    metrics::gauge!("custodian_retention_overdue_records").set(overdue as f64);
+    metrics::gauge!("custodian_retention_oldest_overdue_age_seconds").set(age);
+    metrics::gauge!("custodian_retention_last_sweep_timestamp_seconds").set(now.as_second() as f64);
+    let records: u64 = report.destroyed.iter().map(|c| c.record_count).sum();
+    metrics::counter!("custodian_retention_records_destroyed_total").increment(records);
+    metrics::counter!("custodian_retention_bytes_destroyed_total")
+        .increment(report.bytes_destroyed);
+    metrics::counter!("custodian_retention_certificates_total")
+        .increment(report.destroyed.len() as u64);
+}

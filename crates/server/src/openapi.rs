@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{LineError, Problem};
-use crate::routes::{audit, keys, records, system};
+use crate::routes::{audit, keys, records, retention, system};
 
 struct BearerAuth;
 
@@ -41,6 +41,18 @@ impl Modify for BearerAuth {
         audit::inclusion,
         audit::consistency,
         audit::verifier_key,
+        retention::place_hold,
+        retention::list_holds,
+        retention::release_hold,
+        retention::tenant_plan,
+        retention::system_plan,
+        retention::sweep,
+        retention::list_deletions,
+        retention::get_deletion,
+        retention::record_event,
+        retention::list_scheduled,
+        retention::cancel_scheduled,
+        retention::terminate,
         keys::tenant_status,
         keys::rotate,
         keys::all_status,
@@ -56,7 +68,7 @@ impl Modify for BearerAuth {
         system::openapi,
         system::problem_type,
     ),
-    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView)),
+    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

@@ -23,6 +23,13 @@ pub enum Kind {
     IdempotencyKeyReused,
     KeyDestroyed,
     UnderHold,
+    HoldNotFound,
+    HoldReleased,
+    CertificateNotFound,
+    DeletionNotFound,
+    DeletionNotCancellable,
+    TenantTerminated,
+    AlreadyTerminated,
     Sealed,
     InvalidShare,
     AlreadyInitialized,
@@ -33,7 +40,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 26] = [
         Kind::Unauthorized,
         Kind::Forbidden,
         Kind::UnknownTenant,
@@ -46,6 +53,13 @@ impl Kind {
         Kind::IdempotencyKeyReused,
         Kind::KeyDestroyed,
         Kind::UnderHold,
+        Kind::HoldNotFound,
+        Kind::HoldReleased,
+        Kind::CertificateNotFound,
+        Kind::DeletionNotFound,
+        Kind::DeletionNotCancellable,
+        Kind::TenantTerminated,
+        Kind::AlreadyTerminated,
         Kind::Sealed,
         Kind::InvalidShare,
         Kind::AlreadyInitialized,
@@ -66,7 +80,15 @@ impl Kind {
             | Kind::IdempotencyKeyReused
             | Kind::InvalidShare
             | Kind::InvalidBackup => StatusCode::UNPROCESSABLE_ENTITY,
-            Kind::AlreadyInitialized | Kind::UnderHold => StatusCode::CONFLICT,
+            Kind::AlreadyInitialized
+            | Kind::UnderHold
+            | Kind::HoldReleased
+            | Kind::DeletionNotCancellable
+            | Kind::TenantTerminated
+            | Kind::AlreadyTerminated => StatusCode::CONFLICT,
+            Kind::HoldNotFound | Kind::CertificateNotFound | Kind::DeletionNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Kind::Sealed => StatusCode::SERVICE_UNAVAILABLE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::KeyDestroyed => StatusCode::GONE,
@@ -89,6 +111,13 @@ impl Kind {
             Kind::IdempotencyKeyReused => "idempotency-key-reused",
             Kind::KeyDestroyed => "key-destroyed",
             Kind::UnderHold => "under-hold",
+            Kind::HoldNotFound => "hold-not-found",
+            Kind::HoldReleased => "hold-already-released",
+            Kind::CertificateNotFound => "certificate-not-found",
+            Kind::DeletionNotFound => "deletion-not-found",
+            Kind::DeletionNotCancellable => "deletion-not-cancellable",
+            Kind::TenantTerminated => "tenant-terminated",
+            Kind::AlreadyTerminated => "already-terminated",
             Kind::Sealed => "sealed",
             Kind::InvalidShare => "invalid-share",
             Kind::AlreadyInitialized => "already-initialized",
@@ -113,6 +142,13 @@ impl Kind {
             Kind::IdempotencyKeyReused => "Idempotency key reused with a different body",
             Kind::KeyDestroyed => "Key destroyed: the record is unreadable",
             Kind::UnderHold => "A legal hold stops this deletion",
+            Kind::HoldNotFound => "Hold not found",
+            Kind::HoldReleased => "Hold already released",
+            Kind::CertificateNotFound => "Deletion certificate not found",
+            Kind::DeletionNotFound => "Scheduled deletion not found",
+            Kind::DeletionNotCancellable => "Deletion can no longer be cancelled",
+            Kind::TenantTerminated => "Tenant terminated",
+            Kind::AlreadyTerminated => "Tenant already terminated",
             Kind::Sealed => "Server sealed",
             Kind::InvalidShare => "Invalid unseal share",
             Kind::AlreadyInitialized => "Already initialised",
@@ -155,6 +191,27 @@ impl Kind {
             }
             Kind::UnderHold => {
                 "A legal hold covers what this request would destroy, so nothing was deleted. `holds` names the holds; the deletion can be asked again once they are released."
+            }
+            Kind::HoldNotFound => {
+                "No hold with this id exists for the tenant. `GET /v1/tenants/{tenant}/holds` lists them."
+            }
+            Kind::HoldReleased => {
+                "The hold was released before; releasing is done once. The answer's detail says by whom and when."
+            }
+            Kind::CertificateNotFound => {
+                "No deletion certificate with this id exists for the tenant. `GET /v1/tenants/{tenant}/deletions` lists them."
+            }
+            Kind::DeletionNotFound => {
+                "No scheduled deletion with this id exists for the tenant. `GET /v1/tenants/{tenant}/scheduled-deletions` lists them."
+            }
+            Kind::DeletionNotCancellable => {
+                "The scheduled deletion was already carried out (its certificate exists) or cancelled before. A destruction cannot be undone."
+            }
+            Kind::TenantTerminated => {
+                "The tenant was terminated: new writes are refused and its data is purged at the time the termination set (data under a legal hold is kept until the hold is released)."
+            }
+            Kind::AlreadyTerminated => {
+                "A termination is done once. The detail says when it happened and when the purge is due."
             }
             Kind::Sealed => {
                 "The server holds no root key, so no tenant key can be used: it has not been unsealed since it started, or an operator sealed it. Operators unseal it with `custodian operator unseal` (one share each, until the threshold is reached). Nothing was read or stored."

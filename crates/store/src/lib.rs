@@ -22,7 +22,11 @@ pub use keys::{
     KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, WrappedDataKey, WrappedKek,
 };
 pub use postgres::{PostgresKeyStore, PostgresStore};
-pub use retention::{BucketRecord, BucketSummary, CertificateRow, ReleaseOutcome, RetentionStore};
+pub use retention::{
+    BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow, DeletionState,
+    DeletionTarget, DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent, RetentionStore,
+    ScheduledDeletion, Termination,
+};
 pub use sqlite::{SqliteKeyStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,10 @@ pub enum StoreError {
     Migration { version: u32, reason: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A data key wrapped by a KEK version another node retired meanwhile; nothing was
+    /// written. Reload the tenant's KEKs and wrap again.
+    #[error("KEK version {version} was retired by a rotation; wrap with the current version")]
+    KekRetired { version: u32 },
     #[error("audit log: {0}")]
     Audit(#[from] custodian_tlog::Error),
     #[error("{backend} error: {reason}")]
@@ -58,6 +66,8 @@ pub struct StoredRecord {
     pub expires_at: Option<Timestamp>,
     /// The event that will start the retention clock, for `after_event` types.
     pub pending_event: Option<String>,
+    /// The reference (e.g. a ticket id) whose event starts an `after_event` record's clock.
+    pub event_ref: Option<String>,
     /// The expiry bucket whose DEK seals the record (with its subjects' keys).
     pub key_bucket: String,
     /// The keyed pseudonyms of the record's subjects, sorted and distinct: they name the

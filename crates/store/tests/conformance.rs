@@ -4,8 +4,10 @@
 use custodian_core::hold::{Hold, HoldScope, Release};
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
-    AuditLog, CertificateRow, IdempotentResponse, InsertOutcome, PostgresStore, ReleaseOutcome,
-    SqliteStore, Store, StoredRecord, TokenRow, testing,
+    AuditLog, BucketCount, CancelOutcome, CertificateRow, DeletionState, DeletionTarget,
+    IdempotentResponse, InsertOutcome, PostgresStore, RekeyedRecord, ReleaseOutcome,
+    RetentionEvent, RetentionStore, ScheduledDeletion, SqliteStore, Store, StoredRecord,
+    Termination, TokenRow, testing,
 };
 use jiff::Timestamp;
 
@@ -26,6 +28,7 @@ fn record(n: u64, subjects: &[u8]) -> StoredRecord {
         ingest_time: ts("2025-01-02T00:00:00.123456Z"),
         expires_at: n.is_multiple_of(2).then(|| ts("2027-01-01T00:00:00Z")),
         pending_event: (n % 2 == 1).then(|| "ticket_closed".to_owned()),
+        event_ref: (n % 2 == 1).then(|| format!("INC-{n}")),
         key_bucket: format!("d2027-01-0{}", n % 3),
         key_subjects: subjects.iter().map(|s| [*s; 32]).collect(),
         sealed: vec![n as u8; 40],
@@ -109,6 +112,13 @@ conformance!(
     system_secrets_are_written_once,
     holds_are_placed_listed_and_released_once,
     due_buckets_are_whole_and_purged_with_one_certificate,
+    event_refs_round_trip,
+    due_buckets_report_their_oldest_event_time,
+    rekeyed_records_move_to_their_new_bucket,
+    events_are_recorded_once_and_find_their_pending_records,
+    tenant_buckets_count_every_bucket,
+    terminations_happen_once_and_finish_with_one_certificate,
+    scheduled_deletions_are_cancelled_or_completed_once,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
@@ -575,6 +585,7 @@ async fn due_buckets_are_whole_and_purged_with_one_certificate(s: &dyn Store) {
     let at = |n: u64, expires: Option<&str>, bucket: &str| StoredRecord {
         expires_at: expires.map(ts),
         pending_event: None,
+        event_ref: None,
         key_bucket: bucket.into(),
         ..record(n, &[n as u8])
     };
@@ -677,4 +688,954 @@ async fn due_buckets_are_whole_and_purged_with_one_certificate(s: &dyn Store) {
             .len(),
         1
     );
+}
+
+/// A record of `auth_log` sealed under `bucket`, its clock started (or never ending).
+fn in_bucket(n: u64, bucket: &str, expires: Option<&str>, subjects: &[u8]) -> StoredRecord {
+    StoredRecord {
+        expires_at: expires.map(ts),
+        pending_event: None,
+        event_ref: None,
+        key_bucket: bucket.into(),
+        ..record(n, subjects)
+    }
+}
+
+/// An `after_event` record waiting for `event` on `reference`.
+fn waiting(n: u64, event: &str, reference: &str) -> StoredRecord {
+    StoredRecord {
+        expires_at: None,
+        pending_event: Some(event.into()),
+        event_ref: Some(reference.into()),
+        key_bucket: "pticket_closed".into(),
+        ..record(n, &[n as u8])
+    }
+}
+
+async fn event_refs_round_trip(s: &dyn Store) {
+    let acme = tenant("acme");
+    let with_ref = waiting(80, "ticket_closed", "INC-42 / é");
+    let without = in_bucket(81, "d2027-01-01", Some("2027-01-01T00:00:00Z"), &[81]);
+    s.insert_records(
+        &acme,
+        vec![with_ref.clone(), without.clone()],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_record(&acme, with_ref.id).await.unwrap(),
+        Some(with_ref.clone())
+    );
+    assert_eq!(
+        s.get_record(&acme, without.id).await.unwrap(),
+        Some(without)
+    );
+    assert_eq!(
+        s.list_subject_records(&acme, &[80; 32], None, 10)
+            .await
+            .unwrap(),
+        vec![with_ref.clone()]
+    );
+    assert_eq!(
+        s.pending_records(&acme, "ticket_closed", "INC-42 / é", 10)
+            .await
+            .unwrap(),
+        vec![with_ref]
+    );
+}
+
+async fn due_buckets_report_their_oldest_event_time(s: &dyn Store) {
+    let acme = tenant("acme");
+    let at = |n: u64, event_time: &str| StoredRecord {
+        event_time: ts(event_time),
+        ..in_bucket(n, "d2026-03-01", Some("2026-03-01T10:00:00Z"), &[])
+    };
+    s.insert_records(
+        &acme,
+        vec![
+            at(1, "2025-06-01T00:00:00Z"),
+            at(2, "2025-01-15T08:30:00.000001Z"),
+            at(3, "2025-09-01T00:00:00Z"),
+        ],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    let due = s
+        .due_buckets(Some(&acme), ts("2026-03-02T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].oldest_event_time, ts("2025-01-15T08:30:00.000001Z"));
+}
+
+async fn rekeyed_records_move_to_their_new_bucket(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let auth_log = DataTypeName::new("auth_log").unwrap();
+    let old = "d2026-03-01";
+    let due = Some("2026-03-01T10:00:00Z");
+    let started = StoredRecord {
+        pending_event: Some("ticket_closed".into()),
+        event_ref: Some("INC-1".into()),
+        expires_at: None,
+        ..in_bucket(1, "pticket_closed", None, &[1])
+    };
+    s.insert_records(
+        &acme,
+        vec![
+            in_bucket(2, old, due, &[2]),
+            in_bucket(3, old, due, &[3]),
+            in_bucket(4, old, due, &[4]),
+            started.clone(),
+        ],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    // The other tenant has a record of the same id in a bucket of the same name.
+    s.insert_records(&globex, vec![in_bucket(2, old, due, &[2])], None, audit())
+        .await
+        .unwrap();
+    let before = s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap();
+    let moved = |n: u64, bucket: &str, expires: &str| RekeyedRecord {
+        id: record(n, &[]).id,
+        key_bucket: bucket.into(),
+        expires_at: Some(ts(expires)),
+        pending_event: None,
+        sealed: vec![0xee; 48],
+    };
+    let n = s
+        .rekey_records(
+            &acme,
+            vec![
+                // Held records move out of the bucket about to be destroyed.
+                moved(2, "d2026-06-01", "2026-06-01T00:00:00Z"),
+                moved(3, "d2026-06-01", "2026-06-01T00:00:00Z"),
+                // An after_event record whose clock started.
+                moved(1, "d2026-04-01", "2026-04-01T00:00:00Z"),
+                // Unknown to the tenant: skipped.
+                moved(99, "d2026-06-01", "2026-06-01T00:00:00Z"),
+            ],
+            audit(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap(),
+        before + 1
+    );
+    let r2 = s
+        .get_record(&acme, record(2, &[]).id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r2.key_bucket.as_str(), r2.expires_at, r2.sealed.clone()),
+        (
+            "d2026-06-01",
+            Some(ts("2026-06-01T00:00:00Z")),
+            vec![0xee; 48]
+        )
+    );
+    // Everything else about the record stays, its subjects and event reference included.
+    assert_eq!(r2.key_subjects, vec![[2; 32]]);
+    let r1 = s.get_record(&acme, started.id).await.unwrap().unwrap();
+    assert_eq!(
+        r1,
+        StoredRecord {
+            key_bucket: "d2026-04-01".into(),
+            expires_at: Some(ts("2026-04-01T00:00:00Z")),
+            pending_event: None,
+            sealed: vec![0xee; 48],
+            ..started
+        }
+    );
+    assert_eq!(r1.event_ref.as_deref(), Some("INC-1"));
+    let ids = |facts: Vec<custodian_store::BucketRecord>| -> Vec<RecordId> {
+        facts.into_iter().map(|f| f.id).collect()
+    };
+    assert_eq!(
+        ids(s.bucket_records(&acme, &auth_log, old).await.unwrap()),
+        vec![record(4, &[]).id]
+    );
+    assert_eq!(
+        ids(s
+            .bucket_records(&acme, &auth_log, "d2026-06-01")
+            .await
+            .unwrap()),
+        vec![record(2, &[]).id, record(3, &[]).id]
+    );
+    let due_now: Vec<(String, u64)> = s
+        .due_buckets(Some(&acme), ts("2026-03-02T00:00:00Z"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.bucket, b.records))
+        .collect();
+    assert_eq!(due_now, [(old.to_owned(), 1)]);
+    let due_later: Vec<String> = s
+        .due_buckets(Some(&acme), ts("2026-07-01T00:00:00Z"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.bucket)
+        .collect();
+    assert_eq!(due_later, [old, "d2026-04-01", "d2026-06-01"]);
+    // The other tenant's record of the same id is untouched.
+    assert_eq!(
+        s.get_record(&globex, record(2, &[]).id).await.unwrap(),
+        Some(in_bucket(2, old, due, &[2]))
+    );
+    assert_eq!(
+        s.bucket_records(&globex, &auth_log, old)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn events_are_recorded_once_and_find_their_pending_records(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let event = |reference: &str, at: &str, by: &str| RetentionEvent {
+        event: "ticket_closed".into(),
+        reference: reference.into(),
+        at: ts(at),
+        recorded_by: by.into(),
+    };
+    let log = AuditLog::Tenant(acme.clone());
+    let first = event("INC-1", "2026-01-01T00:00:00Z", "token:a");
+    assert_eq!(s.record_event(&acme, &first, audit()).await.unwrap(), None);
+    // A second recording of the same event is refused with the first, and not audited.
+    let second = event("INC-1", "2026-01-05T00:00:00Z", "token:b");
+    assert_eq!(
+        s.record_event(&acme, &second, audit()).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 1);
+    let other = event("INC-2", "2026-01-02T00:00:00Z", "token:a");
+    assert_eq!(s.record_event(&acme, &other, audit()).await.unwrap(), None);
+    let closed_contract = RetentionEvent {
+        event: "contract_ended".into(),
+        ..event("INC-1", "2026-01-03T00:00:00Z", "token:a")
+    };
+    assert_eq!(
+        s.record_event(&acme, &closed_contract, audit())
+            .await
+            .unwrap(),
+        None
+    );
+    // Events are per tenant.
+    let theirs = event("INC-1", "2026-02-01T00:00:00Z", "token:z");
+    assert_eq!(
+        s.record_event(&globex, &theirs, audit()).await.unwrap(),
+        None
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 3);
+
+    let refs = |r: &[&str]| -> Vec<String> { r.iter().map(|s| (*s).to_owned()).collect() };
+    assert_eq!(
+        s.events(&acme, "ticket_closed", &refs(&["INC-3", "INC-2", "INC-1"]))
+            .await
+            .unwrap(),
+        vec![first.clone(), other]
+    );
+    assert_eq!(
+        s.events(&acme, "contract_ended", &refs(&["INC-1", "INC-2"]))
+            .await
+            .unwrap(),
+        vec![closed_contract]
+    );
+    assert!(
+        s.events(&acme, "ticket_closed", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.events(&globex, "ticket_closed", &refs(&["INC-1", "INC-2"]))
+            .await
+            .unwrap(),
+        vec![theirs]
+    );
+
+    s.insert_records(
+        &acme,
+        vec![
+            waiting(13, "ticket_closed", "INC-1"),
+            waiting(11, "ticket_closed", "INC-1"),
+            waiting(12, "ticket_closed", "INC-1"),
+            waiting(14, "ticket_closed", "INC-2"),
+            waiting(15, "contract_ended", "INC-1"),
+        ],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.insert_records(
+        &globex,
+        vec![waiting(16, "ticket_closed", "INC-1")],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    let ids = |records: Vec<StoredRecord>| -> Vec<RecordId> {
+        records.into_iter().map(|r| r.id).collect()
+    };
+    let id = |n: u64| record(n, &[]).id;
+    assert_eq!(
+        ids(s
+            .pending_records(&acme, "ticket_closed", "INC-1", 10)
+            .await
+            .unwrap()),
+        vec![id(11), id(12), id(13)]
+    );
+    assert_eq!(
+        ids(s
+            .pending_records(&acme, "ticket_closed", "INC-1", 2)
+            .await
+            .unwrap()),
+        vec![id(11), id(12)]
+    );
+    assert_eq!(
+        ids(s
+            .pending_records(&acme, "contract_ended", "INC-1", 10)
+            .await
+            .unwrap()),
+        vec![id(15)]
+    );
+    assert_eq!(
+        ids(s
+            .pending_records(&globex, "ticket_closed", "INC-1", 10)
+            .await
+            .unwrap()),
+        vec![id(16)]
+    );
+    assert!(
+        s.pending_records(&acme, "ticket_closed", "INC-9", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A record whose clock started (re-sealed with no pending event) waits no more.
+    s.rekey_records(
+        &acme,
+        vec![RekeyedRecord {
+            id: id(11),
+            key_bucket: "d2026-02-01".into(),
+            expires_at: Some(ts("2026-02-01T00:00:00Z")),
+            pending_event: None,
+            sealed: vec![1; 40],
+        }],
+        audit(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ids(s
+            .pending_records(&acme, "ticket_closed", "INC-1", 10)
+            .await
+            .unwrap()),
+        vec![id(12), id(13)]
+    );
+}
+
+async fn tenant_buckets_count_every_bucket(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let typed = |n: u64, data_type: &str, bucket: &str, expires: Option<&str>| StoredRecord {
+        data_type: DataTypeName::new(data_type).unwrap(),
+        ..in_bucket(n, bucket, expires, &[])
+    };
+    s.insert_records(
+        &acme,
+        vec![
+            typed(1, "auth_log", "d2026-03-01", Some("2026-03-01T00:00:00Z")),
+            typed(2, "auth_log", "d2026-03-01", Some("2026-03-01T01:00:00Z")),
+            typed(3, "auth_log", "d2025-01-01", Some("2025-01-01T00:00:00Z")),
+            typed(4, "app_log", "never", None),
+            waiting(5, "ticket_closed", "INC-5"),
+        ],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.insert_records(
+        &globex,
+        vec![typed(6, "auth_log", "d2026-03-01", None)],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    let count = |data_type: &str, bucket: &str, records: u64| BucketCount {
+        data_type: DataTypeName::new(data_type).unwrap(),
+        bucket: bucket.into(),
+        records,
+    };
+    assert_eq!(
+        s.tenant_buckets(&acme).await.unwrap(),
+        vec![
+            count("app_log", "never", 1),
+            count("auth_log", "d2025-01-01", 1),
+            count("auth_log", "d2026-03-01", 2),
+            count("auth_log", "pticket_closed", 1),
+        ]
+    );
+    assert_eq!(
+        s.tenant_buckets(&globex).await.unwrap(),
+        vec![count("auth_log", "d2026-03-01", 1)]
+    );
+    assert!(
+        s.tenant_buckets(&tenant("initech"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn terminations_happen_once_and_finish_with_one_certificate(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let termination = |t: &TenantId, at: &str, reason: &str| Termination {
+        tenant: t.clone(),
+        requested_by: "token:root".into(),
+        reason: reason.into(),
+        terminated_at: ts(at),
+        purge_at: ts(at) + jiff::SignedDuration::from_hours(24 * 30),
+        purged_at: None,
+        certificate_id: None,
+    };
+    let log = AuditLog::Tenant(acme.clone());
+    assert_eq!(s.termination(&acme).await.unwrap(), None);
+    assert!(s.terminations().await.unwrap().is_empty());
+    let first = termination(&acme, "2026-05-01T00:00:00Z", "contract ended");
+    assert_eq!(s.terminate_tenant(&first, audit()).await.unwrap(), None);
+    let again = termination(&acme, "2026-05-02T00:00:00Z", "changed mind");
+    assert_eq!(
+        s.terminate_tenant(&again, audit()).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 1);
+    let theirs = termination(&globex, "2026-04-01T00:00:00Z", "moved away");
+    assert_eq!(s.terminate_tenant(&theirs, audit()).await.unwrap(), None);
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(globex.clone()))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.termination(&acme).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        s.terminations().await.unwrap(),
+        vec![theirs.clone(), first.clone()]
+    );
+
+    let certificate = |id: &str, at: &str| CertificateRow {
+        id: id.into(),
+        scope: "tenant/acme".into(),
+        issued_at: ts(at),
+        note: format!("certificate {id}\n"),
+    };
+    let purged_at = ts("2026-06-01T00:00:00Z");
+    s.finish_termination(
+        &acme,
+        purged_at,
+        certificate("c1", "2026-06-01T00:00:01Z"),
+        audit(),
+    )
+    .await
+    .unwrap();
+    let finished = Termination {
+        purged_at: Some(purged_at),
+        certificate_id: Some("c1".into()),
+        ..first
+    };
+    assert_eq!(s.termination(&acme).await.unwrap(), Some(finished.clone()));
+    assert_eq!(s.audit_size(&log).await.unwrap(), 2);
+    // Finished again (after a crash): no second certificate, the first purge stands.
+    s.finish_termination(
+        &acme,
+        ts("2026-06-02T00:00:00Z"),
+        certificate("c2", "2026-06-02T00:00:01Z"),
+        audit(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.termination(&acme).await.unwrap(), Some(finished));
+    assert_eq!(
+        s.certificates(&acme).await.unwrap(),
+        vec![certificate("c1", "2026-06-01T00:00:01Z")]
+    );
+    assert_eq!(
+        s.certificate(&acme, "c1").await.unwrap(),
+        Some(certificate("c1", "2026-06-01T00:00:01Z"))
+    );
+    assert_eq!(s.certificate(&acme, "c2").await.unwrap(), None);
+    assert_eq!(s.certificate(&globex, "c1").await.unwrap(), None);
+    assert_eq!(s.termination(&globex).await.unwrap(), Some(theirs));
+    // A tenant never terminated cannot be finished; nothing is certified or audited.
+    let initech = tenant("initech");
+    assert!(
+        s.finish_termination(
+            &initech,
+            purged_at,
+            certificate("c3", "2026-06-01T00:00:01Z"),
+            audit()
+        )
+        .await
+        .is_err()
+    );
+    assert!(s.certificates(&initech).await.unwrap().is_empty());
+    assert_eq!(s.audit_size(&AuditLog::Tenant(initech)).await.unwrap(), 0);
+}
+
+async fn scheduled_deletions_are_cancelled_or_completed_once(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let log = AuditLog::Tenant(acme.clone());
+    s.insert_records(
+        &acme,
+        vec![
+            in_bucket(1, "d2027-01-01", None, &[9]),
+            in_bucket(2, "d2027-01-01", None, &[9, 8]),
+            in_bucket(3, "d2027-01-01", None, &[8]),
+        ],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.insert_records(
+        &globex,
+        vec![in_bucket(3, "d2027-01-01", None, &[8])],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    let scheduled = |t: &TenantId, id: &str, target: DeletionTarget, requested: &str, due: &str| {
+        ScheduledDeletion {
+            id: id.into(),
+            tenant: t.clone(),
+            target,
+            reason: "erasure request".into(),
+            requested_by: "token:a".into(),
+            requested_at: ts(requested),
+            due_at: ts(due),
+            state: DeletionState::Scheduled,
+        }
+    };
+    let by_record = scheduled(
+        &acme,
+        "del_1",
+        DeletionTarget::Record(record(1, &[]).id),
+        "2026-01-01T00:00:00Z",
+        "2026-01-08T00:00:00Z",
+    );
+    let by_subject = scheduled(
+        &acme,
+        "del_2",
+        DeletionTarget::Subject([9; 32]),
+        "2026-01-02T00:00:00Z",
+        "2026-01-09T00:00:00Z",
+    );
+    let theirs = scheduled(
+        &globex,
+        "del_3",
+        DeletionTarget::Subject([8; 32]),
+        "2026-01-01T00:00:00Z",
+        "2026-01-07T00:00:00Z",
+    );
+    let before = s.audit_size(&log).await.unwrap();
+    // Scheduled out of request order: listed oldest request first.
+    s.schedule_deletion(&by_subject, audit()).await.unwrap();
+    s.schedule_deletion(&by_record, audit()).await.unwrap();
+    s.schedule_deletion(&theirs, audit()).await.unwrap();
+    assert_eq!(s.audit_size(&log).await.unwrap(), before + 2);
+    assert!(
+        s.schedule_deletion(&by_record, audit()).await.is_err(),
+        "deletion ids are unique per tenant"
+    );
+    assert_eq!(
+        s.scheduled_deletions(&acme).await.unwrap(),
+        vec![by_record.clone(), by_subject.clone()]
+    );
+    assert_eq!(
+        s.scheduled_deletions(&globex).await.unwrap(),
+        vec![theirs.clone()]
+    );
+    let due_ids =
+        |due: Vec<ScheduledDeletion>| -> Vec<String> { due.into_iter().map(|d| d.id).collect() };
+    assert!(
+        s.due_deletions(ts("2026-01-06T23:59:59Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        due_ids(s.due_deletions(ts("2026-01-08T00:00:00Z")).await.unwrap()),
+        ["del_3", "del_1"]
+    );
+    assert_eq!(
+        s.due_deletions(ts("2026-02-01T00:00:00Z")).await.unwrap(),
+        vec![theirs.clone(), by_record.clone(), by_subject.clone()]
+    );
+
+    // Cancelled once; a second cancel and another tenant's cancel change nothing.
+    let at = ts("2026-01-03T00:00:00Z");
+    let cancelled = ScheduledDeletion {
+        state: DeletionState::Cancelled {
+            by: "token:b".into(),
+            at,
+        },
+        ..by_subject.clone()
+    };
+    let size = s.audit_size(&log).await.unwrap();
+    assert_eq!(
+        s.cancel_deletion(&acme, "del_2", "token:b", at, audit())
+            .await
+            .unwrap(),
+        CancelOutcome::Cancelled(cancelled.clone())
+    );
+    assert_eq!(
+        s.cancel_deletion(&acme, "del_2", "token:c", at, audit())
+            .await
+            .unwrap(),
+        CancelOutcome::NotCancellable(cancelled.clone())
+    );
+    assert_eq!(
+        s.cancel_deletion(&globex, "del_1", "token:c", at, audit())
+            .await
+            .unwrap(),
+        CancelOutcome::NotFound
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), size + 1);
+    assert_eq!(
+        due_ids(s.due_deletions(ts("2026-02-01T00:00:00Z")).await.unwrap()),
+        ["del_3", "del_1"]
+    );
+
+    // Completion deletes the records with their index entries, certifies once, and marks the
+    // deletion done.
+    let certificate = |id: &str| CertificateRow {
+        id: id.into(),
+        scope: "deletion/del_1".into(),
+        issued_at: ts("2026-01-08T00:00:05Z"),
+        note: format!("certificate {id}\n"),
+    };
+    let size = s.audit_size(&log).await.unwrap();
+    let doomed = [record(1, &[]).id, record(2, &[]).id];
+    let deleted = s
+        .complete_deletion(&acme, Some("del_1"), &doomed, certificate("c1"), audit())
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert_eq!(s.audit_size(&log).await.unwrap(), size + 1);
+    for id in doomed {
+        assert!(s.get_record(&acme, id).await.unwrap().is_none());
+    }
+    assert!(
+        s.list_subject_records(&acme, &[9; 32], None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let left: Vec<RecordId> = s
+        .list_subject_records(&acme, &[8; 32], None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, [record(3, &[]).id]);
+    let done = ScheduledDeletion {
+        state: DeletionState::Done {
+            at: ts("2026-01-08T00:00:05Z"),
+            certificate_id: "c1".into(),
+        },
+        ..by_record.clone()
+    };
+    assert_eq!(
+        s.scheduled_deletions(&acme).await.unwrap(),
+        vec![done.clone(), cancelled.clone()]
+    );
+    assert_eq!(
+        due_ids(s.due_deletions(ts("2026-02-01T00:00:00Z")).await.unwrap()),
+        ["del_3"]
+    );
+    assert_eq!(
+        s.cancel_deletion(&acme, "del_1", "token:b", at, audit())
+            .await
+            .unwrap(),
+        CancelOutcome::NotCancellable(done.clone())
+    );
+    // Run again (after a crash): nothing more deleted, no second certificate, first completion
+    // stands.
+    let again = s
+        .complete_deletion(
+            &acme,
+            Some("del_1"),
+            &doomed,
+            CertificateRow {
+                issued_at: ts("2026-01-09T00:00:00Z"),
+                ..certificate("c2")
+            },
+            audit(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(
+        s.certificates(&acme).await.unwrap(),
+        vec![certificate("c1")]
+    );
+    assert_eq!(
+        s.certificate(&acme, "c1").await.unwrap(),
+        Some(certificate("c1"))
+    );
+    assert_eq!(s.scheduled_deletions(&acme).await.unwrap()[0], done);
+    // Tenant-scoped: the other tenant's completion never touches this tenant's record 3, and a
+    // completion without a scheduled deletion (an immediate erasure) works too.
+    let theirs_cert = CertificateRow {
+        scope: "deletion/del_3".into(),
+        ..certificate("c9")
+    };
+    assert_eq!(
+        s.complete_deletion(&globex, None, &[record(1, &[]).id], theirs_cert, audit())
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        s.get_record(&acme, record(3, &[]).id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        s.get_record(&globex, record(3, &[]).id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(s.certificate(&acme, "c9").await.unwrap(), None);
+    assert_eq!(s.scheduled_deletions(&globex).await.unwrap(), vec![theirs]);
+}
+
+/// SQLite keeps recent subject index entries staged and merges them later: a completed
+/// deletion leaves no entry behind in the merged index, whether the merge came before or
+/// after it.
+#[tokio::test]
+async fn sqlite_completed_deletions_leave_no_index_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    let acme = tenant("acme");
+    s.insert_records(
+        &acme,
+        vec![
+            in_bucket(1, "b", None, &[5]),
+            in_bucket(2, "b", None, &[5, 6]),
+        ],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.merge_subject_index().await.unwrap();
+    s.insert_records(&acme, vec![in_bucket(3, "b", None, &[5])], None, audit())
+        .await
+        .unwrap();
+    let certificate = CertificateRow {
+        id: "c1".into(),
+        scope: "subject/05".into(),
+        issued_at: ts("2026-01-01T00:00:00Z"),
+        note: String::new(),
+    };
+    let all = [1, 2, 3].map(|n| record(n, &[]).id);
+    assert_eq!(
+        s.complete_deletion(&acme, None, &all, certificate, audit())
+            .await
+            .unwrap(),
+        3
+    );
+    s.merge_subject_index().await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let entries: i64 = conn
+        .query_row("SELECT COUNT(*) FROM record_subjects", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(entries, 0);
+}
+
+#[tokio::test]
+async fn postgres_completed_deletions_leave_no_index_entries() {
+    if !testing::postgres_available().await {
+        return;
+    }
+    let schema = testing::unique_schema("conformance");
+    let s = PostgresStore::connect(&testing::postgres_url(), Some(&schema))
+        .await
+        .unwrap();
+    let acme = tenant("acme");
+    s.insert_records(
+        &acme,
+        vec![
+            in_bucket(1, "b", None, &[5]),
+            in_bucket(2, "b", None, &[5, 6]),
+        ],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.insert_records(
+        &tenant("globex"),
+        vec![in_bucket(1, "b", None, &[5])],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    let certificate = CertificateRow {
+        id: "c1".into(),
+        scope: "subject/05".into(),
+        issued_at: ts("2026-01-01T00:00:00Z"),
+        note: String::new(),
+    };
+    let all = [1, 2].map(|n| record(n, &[]).id);
+    assert_eq!(
+        s.complete_deletion(&acme, None, &all, certificate, audit())
+            .await
+            .unwrap(),
+        2
+    );
+    let (client, conn) = tokio_postgres::connect(&testing::postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let count = |tenant: &'static str| {
+        let (client, schema) = (&client, &schema);
+        async move {
+            client
+                .query_one(
+                    &format!("SELECT COUNT(*) FROM {schema}.record_subjects WHERE tenant_id = $1"),
+                    &[&tenant],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(count("acme").await, 0);
+    assert_eq!(count("globex").await, 1);
+    testing::drop_schema(&schema).await;
+}
+
+/// SQLite's destruction lock holds nothing: the one process that owns the file serialises its
+/// destructions itself, so nothing here may wait.
+#[tokio::test]
+async fn sqlite_destruction_lock_holds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("c.db")).await.unwrap();
+    let wait = std::time::Duration::from_secs(5);
+    let first = s.lock_destruction().await.unwrap();
+    let second = tokio::time::timeout(wait, s.lock_destruction())
+        .await
+        .expect("a second guard at once")
+        .unwrap();
+    let hold = Hold {
+        id: "h1".into(),
+        scope: HoldScope::Tenant,
+        case_id: "CASE-1".into(),
+        reason: "r".into(),
+        placed_by: "token:a".into(),
+        placed_at: ts("2026-01-01T00:00:00Z"),
+        released: None,
+    };
+    tokio::time::timeout(wait, s.insert_hold(&tenant("acme"), &hold, audit()))
+        .await
+        .expect("holds are placed beside the guard")
+        .unwrap();
+    drop((first, second));
+}
+
+/// On PostgreSQL the destruction lock spans nodes: while one store (node) holds it, another's
+/// `lock_destruction` and `insert_hold` wait, and both go ahead once it is dropped. A waiter
+/// that gives up leaves no lock behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_destruction_lock_spans_nodes() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    if !testing::postgres_available().await {
+        return;
+    }
+    let schema = testing::unique_schema("conformance");
+    let url = testing::postgres_url();
+    let node_a = Arc::new(PostgresStore::connect(&url, Some(&schema)).await.unwrap());
+    let node_b = Arc::new(PostgresStore::connect(&url, Some(&schema)).await.unwrap());
+    let blocked = Duration::from_millis(300);
+    let bound = Duration::from_secs(10);
+
+    let guard = node_a.lock_destruction().await.unwrap();
+    let b = node_b.clone();
+    let mut second = tokio::spawn(async move { b.lock_destruction().await });
+    let b = node_b.clone();
+    let hold = Hold {
+        id: "h1".into(),
+        scope: HoldScope::Tenant,
+        case_id: "CASE-1".into(),
+        reason: "r".into(),
+        placed_by: "token:a".into(),
+        placed_at: ts("2026-01-01T00:00:00Z"),
+        released: None,
+    };
+    let placed = hold.clone();
+    let mut insert =
+        tokio::spawn(async move { b.insert_hold(&tenant("acme"), &placed, audit()).await });
+    assert!(
+        tokio::time::timeout(blocked, &mut second).await.is_err(),
+        "another node's lock_destruction waits"
+    );
+    assert!(
+        tokio::time::timeout(blocked, &mut insert).await.is_err(),
+        "another node's insert_hold waits"
+    );
+    assert!(node_b.holds(&tenant("acme")).await.unwrap().is_empty());
+    drop(guard);
+    // Whichever waiter goes first, the other follows once the second guard is dropped.
+    let second_guard = tokio::time::timeout(bound, second)
+        .await
+        .expect("lock_destruction goes ahead once the lock is dropped")
+        .unwrap()
+        .unwrap();
+    drop(second_guard);
+    tokio::time::timeout(bound, insert)
+        .await
+        .expect("insert_hold goes ahead once the lock is dropped")
+        .unwrap()
+        .unwrap();
+    assert_eq!(node_a.holds(&tenant("acme")).await.unwrap(), vec![hold]);
+
+    // A waiter that gives up (its future dropped mid-wait) must not take the lock later on a
+    // pooled connection and keep it.
+    let guard = node_a.lock_destruction().await.unwrap();
+    assert!(
+        tokio::time::timeout(blocked, node_b.lock_destruction())
+            .await
+            .is_err()
+    );
+    drop(guard);
+    tokio::time::sleep(blocked).await;
+    let again = tokio::time::timeout(bound, node_a.lock_destruction())
+        .await
+        .expect("no abandoned waiter keeps the lock")
+        .unwrap();
+    drop(again);
+    testing::drop_schema(&schema).await;
 }

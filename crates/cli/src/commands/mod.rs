@@ -6,8 +6,10 @@ mod keys;
 mod operator;
 mod policy;
 mod records;
+mod retention;
 mod scan;
 mod serve;
+mod tenant;
 mod token;
 
 use std::path::Path;
@@ -51,6 +53,10 @@ pub fn run(command: Command) -> CmdResult {
                     Command::Audit(cmd) => audit::run(cmd).await,
                     Command::Keys(cmd) => keys::run(cmd).await,
                     Command::Operator(cmd) => operator::run(cmd).await,
+                    Command::Hold(cmd) => retention::hold(cmd).await,
+                    Command::Retention(cmd) => retention::retention(cmd).await,
+                    Command::Deletions(cmd) => retention::deletions(cmd).await,
+                    Command::Tenant(cmd) => tenant::run(cmd).await,
                     Command::Policy(_) | Command::Scan { .. } => unreachable!("handled above"),
                 }
             })

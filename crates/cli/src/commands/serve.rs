@@ -24,9 +24,16 @@ pub async fn run(args: ServeArgs) -> CmdResult {
     )
     .await
     .map_err(super::server_failure)?;
-    serve(state, config.listen, shutdown_signal(), |addr| {
-        tracing::info!(%addr, "custodian listening on http://{addr}");
-    })
+    let sweep_interval = (!args.sweep_interval.is_zero()).then_some(args.sweep_interval);
+    serve(
+        state,
+        config.listen,
+        sweep_interval,
+        shutdown_signal(),
+        |addr| {
+            tracing::info!(%addr, "custodian listening on http://{addr}");
+        },
+    )
     .await
     .map_err(super::server_failure)?;
     tracing::info!("custodian stopped");

@@ -146,14 +146,23 @@ impl TestServer {
             }
         };
         let data_dir = dir.path().to_owned();
-        let mut server =
-            TestServer::launch(backend, body_limit, policy, store_config, data_dir, schema).await;
+        let clock = Arc::new(ShiftedClock::default());
+        let mut server = TestServer::launch(
+            backend,
+            body_limit,
+            policy,
+            store_config,
+            data_dir,
+            schema,
+            clock,
+        )
+        .await;
         server.owned_dir = Some(dir);
         Some(server)
     }
 
-    /// Another node on the same database and root key, as in a multi-node deployment. Drop it
-    /// before the first node.
+    /// Another node on the same database, root key and clock, as in a multi-node deployment.
+    /// Drop it before the first node.
     pub async fn another_node(&self) -> TestServer {
         TestServer::launch(
             self.backend,
@@ -162,6 +171,7 @@ impl TestServer {
             self.store_config.clone(),
             self.data_dir.clone(),
             self.schema.clone(),
+            self.clock.clone(),
         )
         .await
     }
@@ -173,6 +183,7 @@ impl TestServer {
         store_config: StoreConfig,
         data_dir: PathBuf,
         schema: Option<String>,
+        clock: Arc<ShiftedClock>,
     ) -> TestServer {
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let config = ServerConfig {
@@ -181,7 +192,6 @@ impl TestServer {
             database_url: None,
             body_limit,
         };
-        let clock = Arc::new(ShiftedClock::default());
         let state = custodian_server::build_state(policy, &config, &store_config, clock.clone())
             .await
             .unwrap_or_else(|e| panic!("build_state ({backend:?}): {e}"));
@@ -190,6 +200,7 @@ impl TestServer {
         let task = tokio::spawn(custodian_server::serve(
             state.clone(),
             listen,
+            None,
             async move {
                 let _ = shutdown_rx.await;
             },
@@ -311,6 +322,19 @@ impl TestServer {
             headers: response.headers().clone(),
             body: response.bytes().await.expect("response body").to_vec(),
         }
+    }
+
+    /// POSTs a JSON body.
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Reply {
+        let json = [("content-type", "application/json")];
+        self.send(
+            Method::POST,
+            path,
+            Some(token),
+            &json,
+            Some(body.to_string().into_bytes()),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -518,15 +542,31 @@ pub fn ids_of(answer: &Value) -> Vec<String> {
     ids
 }
 
-/// One NDJSON line.
+/// One NDJSON line. Records of the default policy's `after_event` type wait for ticket
+/// `INC-1` to close; [`pending_line`] names another ticket.
 pub fn record_line(data_type: &str, subjects: &[&str], event_time: &str, payload: Value) -> String {
-    serde_json::json!({
+    let event_ref = (data_type == "incident_artifact").then_some("INC-1");
+    pending_line(data_type, subjects, event_time, event_ref, payload)
+}
+
+/// One NDJSON line with an `event_ref`.
+pub fn pending_line(
+    data_type: &str,
+    subjects: &[&str],
+    event_time: &str,
+    event_ref: Option<&str>,
+    payload: Value,
+) -> String {
+    let mut line = serde_json::json!({
         "type": data_type,
         "subjects": subjects,
         "event_time": event_time,
         "payload": payload,
-    })
-    .to_string()
+    });
+    if let Some(r) = event_ref {
+        line["event_ref"] = r.into();
+    }
+    line.to_string()
 }
 
 /// A fresh string nobody else uses, for subject ids and markers.

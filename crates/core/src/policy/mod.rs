@@ -101,6 +101,9 @@ pub struct DataType {
     pub class: Class,
     pub retention: RetentionRule,
     pub delete: DeleteMethod,
+    /// How long a requested deletion (record delete, subject erasure, termination purge)
+    /// waits, cancellable, before it is carried out. `None` (`0d`, the default): at once.
+    pub cancel_window: Option<CalDuration>,
     pub fields: Vec<FieldRule>,
     pub description: Option<String>,
     pub notes: Option<String>,
@@ -297,6 +300,19 @@ impl Policy {
 
     pub fn data_type(&self, name: &str) -> Option<&DataType> {
         self.data_types.iter().find(|t| t.name.as_str() == name)
+    }
+
+    /// The events `after_event` retentions wait for, each once, in policy order.
+    pub fn retention_events(&self) -> Vec<&str> {
+        let mut events: Vec<&str> = Vec::new();
+        for t in &self.data_types {
+            if let RetentionRule::AfterEvent { event, .. } = &t.retention
+                && !events.contains(&event.as_str())
+            {
+                events.push(event);
+            }
+        }
+        events
     }
 
     pub fn tier(&self, name: &TierName) -> Option<&Tier> {

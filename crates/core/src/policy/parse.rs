@@ -574,6 +574,7 @@ impl<'s> Cx<'s> {
                 "class",
                 "retention",
                 "delete",
+                "cancel_window",
                 "fields",
                 "description",
                 "notes",
@@ -616,6 +617,18 @@ impl<'s> Cx<'s> {
                 }
             }
         };
+        // `0d` (the default) is allowed here, unlike a retention: it means at once.
+        let cancel_window = match t.get("cancel_window") {
+            None => Some(None),
+            Some(v) => {
+                let path = t.key_path("cancel_window");
+                match self.string(v, &path).map(|s| s.parse::<CalDuration>()) {
+                    Some(Err(crate::error::DurationError::Zero)) => Some(None),
+                    Some(_) => self.duration(v, &path).map(Some),
+                    None => None,
+                }
+            }
+        };
         let fields = match self.sub_table(t, "fields") {
             Some(f) => self.field_rules(&f),
             None => Vec::new(),
@@ -627,6 +640,7 @@ impl<'s> Cx<'s> {
             class: class?,
             retention: retention?,
             delete: delete?,
+            cancel_window: cancel_window?,
             fields,
             description,
             notes,

@@ -130,7 +130,10 @@ fn document(p: &Policy) -> Vec<Block> {
                     },
                     capitalise(d.class.as_str()),
                     retention,
-                    d.delete.as_str().to_owned(),
+                    match &d.cancel_window {
+                        Some(w) => format!("{} after a {w} cancel window", d.delete.as_str()),
+                        None => d.delete.as_str().to_owned(),
+                    },
                     fields.join("; "),
                     opt(&d.notes),
                 ]

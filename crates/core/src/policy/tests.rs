@@ -389,3 +389,32 @@ fn render_shows_classes_retention_tiers_and_access() {
     assert!(md.contains("- http\\_requests\\_total{route,status}"));
     assert!(md.contains("card\\_number: tokenize"));
 }
+
+#[test]
+fn cancel_windows_default_to_at_once() {
+    let with = |window: &str| {
+        VALID.replace(
+            "[data_types.app_log]\nclass = \"internal\"",
+            &format!("[data_types.app_log]\nclass = \"internal\"\ncancel_window = {window}"),
+        )
+    };
+    let p = parse(VALID).unwrap();
+    assert_eq!(p.data_type("app_log").unwrap().cancel_window, None);
+    let p = parse(&with("\"7d\"")).unwrap();
+    assert_eq!(
+        p.data_type("app_log").unwrap().cancel_window,
+        Some("7d".parse().unwrap())
+    );
+    let p = parse(&with("\"0d\"")).unwrap();
+    assert_eq!(p.data_type("app_log").unwrap().cancel_window, None);
+    let errs = errors(&with("\"a week\""));
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0]
+            .to_string()
+            .contains("data_types.app_log.cancel_window: \"a week\" is not a valid duration"),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(p.retention_events(), vec!["ticket_closed"]);
+}

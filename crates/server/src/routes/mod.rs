@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod keys;
 pub(crate) mod records;
+pub(crate) mod retention;
 pub(crate) mod system;
 
 use std::sync::Arc;
@@ -59,6 +60,47 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tenants/{tenant}/audit/proof/consistency",
             get(audit::consistency),
+        )
+        .route(
+            "/v1/tenants/{tenant}/holds",
+            get(retention::list_holds).post(retention::place_hold),
+        )
+        .route(
+            "/v1/tenants/{tenant}/holds/{id}",
+            axum::routing::delete(retention::release_hold),
+        )
+        .route(
+            "/v1/tenants/{tenant}/retention/plan",
+            get(retention::tenant_plan),
+        )
+        .route(
+            "/v1/tenants/{tenant}/deletions",
+            get(retention::list_deletions),
+        )
+        .route(
+            "/v1/tenants/{tenant}/deletions/{id}",
+            get(retention::get_deletion),
+        )
+        .route(
+            "/v1/tenants/{tenant}/events",
+            axum::routing::post(retention::record_event),
+        )
+        .route(
+            "/v1/tenants/{tenant}/scheduled-deletions",
+            get(retention::list_scheduled),
+        )
+        .route(
+            "/v1/tenants/{tenant}/scheduled-deletions/{id}",
+            axum::routing::delete(retention::cancel_scheduled),
+        )
+        .route(
+            "/v1/tenants/{tenant}/terminate",
+            axum::routing::post(retention::terminate),
+        )
+        .route("/v1/system/retention/plan", get(retention::system_plan))
+        .route(
+            "/v1/system/retention/sweep",
+            axum::routing::post(retention::sweep),
         )
         .route("/v1/tenants/{tenant}/keys", get(keys::tenant_status))
         .route(

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use custodian_core::access::Action;
 use custodian_core::audit::Decision;
 use custodian_core::ids::{Class, RecordId, TenantId};
-use custodian_crypto::RecordAad;
 use custodian_store::{AuditLog, IdempotentResponse, InsertOutcome, StoredRecord};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,6 @@ use crate::ingest::SealedBody;
 use crate::keys::TenantKeys;
 use crate::problem::{Kind, Problem};
 use crate::{AppState, ServerError};
-use custodian_crypto::{DataKeyId, RecordKeys};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -153,6 +151,7 @@ pub async fn ingest(
     request: Request,
 ) -> Result<Response, Problem> {
     let admitted = admit(&state, request.headers(), &tenant, Action::IngestRecords).await?;
+    super::retention::refuse_if_terminated(&state, &admitted.tenant.id).await?;
     let idempotency_key = idempotency_key(request.headers())?;
     // The body is read only once the caller is admitted: strangers cannot make us buffer it.
     let body = Bytes::from_request(request, &())
@@ -217,6 +216,19 @@ pub async fn ingest(
         status: 200,
         body: answer_bytes.clone(),
     });
+    let mut waiting: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for r in &batch.records {
+        if let (Some(event), Some(reference)) = (&r.pending_event, &r.event_ref) {
+            let refs = waiting.entry(event.as_str()).or_default();
+            if !refs.contains(reference) {
+                refs.push(reference.clone());
+            }
+        }
+    }
+    let waiting: Vec<(String, Vec<String>)> = waiting
+        .into_iter()
+        .map(|(e, refs)| (e.to_owned(), refs))
+        .collect();
     let outcome = state
         .store
         .insert_records(
@@ -229,6 +241,9 @@ pub async fn ingest(
         .map_err(|e| ServerError::from(e).into_problem())?;
     match outcome {
         InsertOutcome::Inserted => {
+            start_recorded_clocks(&state, &admitted.tenant.id, &waiting)
+                .await
+                .map_err(ServerError::into_problem)?;
             metrics::counter!("custodian_records_ingested_total", "tenant" => admitted.tenant.id.to_string())
                 .increment(answer.accepted as u64);
             Ok(json_bytes(StatusCode::OK, answer_bytes, false))
@@ -243,6 +258,21 @@ pub async fn ingest(
             "this Idempotency-Key was used for a different body; nothing was stored",
         )),
     }
+}
+
+/// Records that arrive after the event they wait for start their clock at once. One query
+/// per event name in the batch; nothing when no record waits for an event.
+async fn start_recorded_clocks(
+    state: &AppState,
+    tenant: &TenantId,
+    waiting: &[(String, Vec<String>)],
+) -> Result<(), ServerError> {
+    for (event, refs) in waiting {
+        for recorded in state.store.events(tenant, event, refs).await? {
+            crate::retention::start_clocks(state, tenant, &recorded).await?;
+        }
+    }
+    Ok(())
 }
 
 fn json_bytes(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
@@ -264,33 +294,9 @@ async fn view(
     tenant: &TenantId,
     record: StoredRecord,
 ) -> Result<RecordView, Problem> {
-    let bucket_id = DataKeyId::Bucket {
-        data_type: record.data_type.clone(),
-        bucket: record.key_bucket.clone(),
-    };
-    let mut ids = vec![bucket_id.clone()];
-    ids.extend(record.key_subjects.iter().copied().map(DataKeyId::Subject));
-    let keys = state
-        .keys
-        .data_keys(tenant, &ids, false, &record.id.to_string())
+    let plaintext = crate::records::open(state, tenant, &record)
         .await
         .map_err(ServerError::into_problem)?;
-    let subject_keys: Vec<&custodian_crypto::DataKey> =
-        ids[1..].iter().map(|id| keys[id].as_ref()).collect();
-    let aad = RecordAad {
-        tenant,
-        record: record.id,
-        data_type: &record.data_type,
-        class: record.class,
-        bucket: &record.key_bucket,
-        subjects: &record.key_subjects,
-    };
-    let plaintext = RecordKeys {
-        bucket: &keys[&bucket_id],
-        subjects: &subject_keys,
-    }
-    .open(&aad, &record.sealed)
-    .map_err(|e| ServerError::from(e).into_problem())?;
     let body: SealedBody<'_> = serde_json::from_slice(&plaintext)
         .map_err(|e| ServerError::Internal(format!("sealed body: {e}")).into_problem())?;
     let retention = match (&record.expires_at, &record.pending_event) {
@@ -463,16 +469,36 @@ pub async fn list_subject_records(
     Ok(Json(RecordPage { records, next }))
 }
 
+/// A record delete carried out at once (`destroyed`, with its certificate id) or scheduled
+/// until the data type's cancel window ends (`scheduled`, cancellable until `due_at`).
+#[derive(Serialize, ToSchema)]
+pub struct DeleteView {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
+}
+
 /// Delete a record
+///
+/// Refused with 409 `under-hold` while a legal hold covers the record. When the data type
+/// has no cancel window the record is purged at once with a deletion certificate (200);
+/// otherwise the deletion is scheduled (202) and carried out by the sweeper when the window
+/// ends, unless cancelled through `/scheduled-deletions/{id}`.
 #[utoipa::path(
     delete,
     path = "/v1/tenants/{tenant}/records/{id}",
     params(("tenant" = String, Path), ("id" = String, Path)),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 200, description = "Destroyed", body = DeleteView),
+        (status = 202, description = "Scheduled", body = DeleteView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -480,73 +506,48 @@ pub async fn delete_record(
     State(state): State<Arc<AppState>>,
     Path((tenant, id)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<StatusCode, Problem> {
+) -> Result<(StatusCode, Json<DeleteView>), Problem> {
     let admitted = admit(&state, &headers, &tenant, Action::DeleteRecord).await?;
     let id = parse_id(&id)?;
-    let mut event = state.audit.event(
-        &admitted.actor,
-        Action::DeleteRecord.as_str(),
-        Some(&admitted.tenant.id),
-        Decision::Allow,
-    );
-    event.objects = vec![id.to_string()];
-    // Holds are checked and the row deleted under the destruction lock, so no hold can be
-    // placed in between.
-    let _destruction = state.destruction.lock().await;
-    let tenant_id = &admitted.tenant.id;
-    let mut holds = state
-        .store
-        .holds(tenant_id)
-        .await
-        .map_err(|e| ServerError::from(e).into_problem())?;
-    holds.retain(custodian_core::hold::Hold::is_active);
-    // Only a record some hold might cover is read first.
-    let record = if holds.is_empty() {
-        None
-    } else {
-        state
-            .store
-            .get_record(tenant_id, id)
+    let reason = headers
+        .get("x-custodian-reason")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let outcome =
+        crate::retention::delete_record(&state, &admitted.actor, &admitted.tenant.id, id, reason)
             .await
-            .map_err(|e| ServerError::from(e).into_problem())?
-    };
-    if let Some(record) = &record {
-        let facts = custodian_core::hold::RecordFacts {
-            data_type: &record.data_type,
-            event_time: record.event_time,
-            subjects: &record.key_subjects,
-        };
-        let keeping = custodian_core::hold::holds_covering(&holds, &facts);
-        if !keeping.is_empty() {
-            event.decision = Decision::Deny;
-            event.reason = Some(format!("under hold: {}", keeping.join(", ")));
-            state
-                .audit
-                .record(
-                    &custodian_store::AuditLog::Tenant(tenant_id.clone()),
-                    &event,
-                )
-                .await
-                .map_err(ServerError::into_problem)?;
-            return Err(Problem::new(
-                Kind::UnderHold,
-                format!("record {id} is under legal hold ({})", keeping.join(", ")),
-            )
-            .with_holds(keeping.into_iter().map(str::to_owned).collect()));
+            .map_err(ServerError::into_problem)?;
+    use crate::retention::DeleteOutcome;
+    match outcome {
+        DeleteOutcome::Destroyed(certificate) => {
+            tracing::info!(principal = %admitted.principal.id, tenant, record = %id, "record destroyed");
+            Ok((
+                StatusCode::OK,
+                Json(DeleteView {
+                    state: "destroyed",
+                    certificate: Some(certificate.id),
+                    deletion: None,
+                    due_at: None,
+                }),
+            ))
         }
-    }
-    let deleted = state
-        .store
-        .delete_record(tenant_id, id, event.canonical_bytes())
-        .await
-        .map_err(|e| ServerError::from(e).into_problem())?;
-    if deleted {
-        tracing::info!(principal = %admitted.principal.id, tenant, record = %id, "record deleted");
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Problem::new(
+        DeleteOutcome::Scheduled(deletion) => Ok((
+            StatusCode::ACCEPTED,
+            Json(DeleteView {
+                state: "scheduled",
+                certificate: None,
+                deletion: Some(deletion.id),
+                due_at: Some(deletion.due_at),
+            }),
+        )),
+        DeleteOutcome::Held(holds) => Err(Problem::new(
+            Kind::UnderHold,
+            format!("record {id} is under legal hold ({})", holds.join(", ")),
+        )
+        .with_holds(holds)),
+        DeleteOutcome::NotFound => Err(Problem::new(
             Kind::RecordNotFound,
             format!("no record {id} in tenant {tenant}"),
-        ))
+        )),
     }
 }

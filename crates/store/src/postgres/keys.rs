@@ -8,11 +8,11 @@ use jiff::Timestamp;
 use tokio_postgres::Row;
 
 use super::{connect_pool, db_err, unavailable};
-use crate::Result;
 use crate::keys::{
     KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, TENANT_SHRED,
     WrappedDataKey, WrappedKek,
 };
+use crate::{Result, StoreError};
 
 /// Arbitrary, fixed: serialises key-store migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0002;
@@ -385,9 +385,29 @@ impl KeyStore for PostgresKeyStore {
         keys: Vec<WrappedDataKey>,
     ) -> Result<Vec<String>> {
         let (ids, versions, wrapped) = columns(&keys);
-        let inserted: std::collections::HashSet<String> = self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // FOR SHARE waits for a rotation's destroy (FOR UPDATE) and keeps it from retiring
+        // these versions until this insert commits; it then finds the new keys and rewraps.
+        let mut wanted: Vec<i32> = versions.clone();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let live: Vec<i32> = tx
+            .query(
+                "SELECT version FROM keks WHERE tenant_id = $1 AND version = ANY($2) FOR SHARE",
+                &[&tenant.as_str(), &wanted],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(version) = wanted.iter().find(|v| !live.contains(v)) {
+            return Err(StoreError::KekRetired {
+                version: *version as u32,
+            });
+        }
+        let inserted: std::collections::HashSet<String> = tx
             .query(
                 "INSERT INTO data_keys (tenant_id, id, kek_version, wrapped)
                  SELECT $1, * FROM UNNEST($2::TEXT[], $3::INTEGER[], $4::BYTEA[])
@@ -399,6 +419,7 @@ impl KeyStore for PostgresKeyStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        tx.commit().await.map_err(db_err)?;
         Ok(keys
             .into_iter()
             .map(|k| k.id)

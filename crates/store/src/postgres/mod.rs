@@ -24,6 +24,11 @@ pub use keys::PostgresKeyStore;
 const BACKEND: &str = "postgres";
 /// Arbitrary, fixed: the advisory lock that serialises migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0001;
+/// Arbitrary, fixed (and apart from the key store's `…0002`): the advisory lock that
+/// serialises destructions and hold placements across nodes. Advisory locks belong to the
+/// database, not the schema, so deployments in schemas of one database share it: they only
+/// wait for each other, never miss a lock.
+const DESTRUCTION_LOCK: i64 = 0x0c05_70d1_a400_0003;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -145,9 +150,51 @@ CREATE TABLE deletion_certificates (
     UNIQUE (tenant_id, scope)
 );
 "#,
+    r#"
+-- Events that start after_event clocks, tenant terminations, two-step deletions.
+-- A record waiting for an event names the reference (e.g. a ticket id) it waits on. The
+-- trailing id hands a reference's records over in id order, a page at a time, without a sort.
+ALTER TABLE records ADD COLUMN event_ref TEXT;
+CREATE INDEX records_by_pending_event ON records (tenant_id, pending_event, event_ref, id)
+    WHERE pending_event IS NOT NULL;
+CREATE TABLE retention_events (
+    tenant_id   TEXT        NOT NULL,
+    event       TEXT        NOT NULL,
+    reference   TEXT        NOT NULL,
+    at          TIMESTAMPTZ NOT NULL,
+    recorded_by TEXT        NOT NULL,
+    PRIMARY KEY (tenant_id, event, reference)
+);
+CREATE TABLE tenant_terminations (
+    tenant_id      TEXT        NOT NULL PRIMARY KEY,
+    requested_by   TEXT        NOT NULL,
+    reason         TEXT        NOT NULL,
+    terminated_at  TIMESTAMPTZ NOT NULL,
+    purge_at       TIMESTAMPTZ NOT NULL,
+    purged_at      TIMESTAMPTZ,
+    certificate_id TEXT
+);
+CREATE TABLE scheduled_deletions (
+    tenant_id      TEXT        NOT NULL,
+    id             TEXT        NOT NULL,
+    target_kind    TEXT        NOT NULL CHECK (target_kind IN ('record', 'subject')),
+    target         BYTEA       NOT NULL,
+    reason         TEXT        NOT NULL,
+    requested_by   TEXT        NOT NULL,
+    requested_at   TIMESTAMPTZ NOT NULL,
+    due_at         TIMESTAMPTZ NOT NULL,
+    cancelled_by   TEXT,
+    cancelled_at   TIMESTAMPTZ,
+    done_at        TIMESTAMPTZ,
+    certificate_id TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX scheduled_deletions_due ON scheduled_deletions (due_at)
+    WHERE cancelled_at IS NULL AND done_at IS NULL;
+"#,
 ];
 
-const RECORD_COLUMNS: &str = "id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_bucket, key_subjects, sealed";
+const RECORD_COLUMNS: &str = "id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_bucket, key_subjects, sealed, event_ref";
 
 pub struct PostgresStore {
     pool: Pool,
@@ -178,6 +225,7 @@ fn record_from_row(row: &Row) -> Result<StoredRecord> {
         ingest_time: row.get(4),
         expires_at: row.get(5),
         pending_event: row.get(6),
+        event_ref: row.get(10),
         key_bucket: row.get(7),
         key_subjects: crate::unpack_subjects(row.get(8))?,
         sealed: row.get(9),
@@ -470,6 +518,7 @@ impl Store for PostgresStore {
         let mut ingest_times = Vec::with_capacity(n);
         let mut expiries = Vec::with_capacity(n);
         let mut pending = Vec::with_capacity(n);
+        let mut event_refs = Vec::with_capacity(n);
         let mut buckets = Vec::with_capacity(n);
         let mut key_subjects = Vec::with_capacity(n);
         let mut sealed = Vec::with_capacity(n);
@@ -488,13 +537,14 @@ impl Store for PostgresStore {
             ingest_times.push(r.ingest_time);
             expiries.push(r.expires_at);
             pending.push(r.pending_event.as_deref());
+            event_refs.push(r.event_ref.as_deref());
             buckets.push(r.key_bucket.as_str());
             key_subjects.push(crate::pack_subjects(&r.key_subjects));
             sealed.push(r.sealed.as_slice());
         }
         tx.execute(
-            "INSERT INTO records (tenant_id, id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_bucket, key_subjects, sealed)
-             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::bytea[], $11::bytea[])",
+            "INSERT INTO records (tenant_id, id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_bucket, key_subjects, sealed, event_ref)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[], $10::bytea[], $11::bytea[], $12::text[])",
             &[
                 &tenant,
                 &ids,
@@ -507,6 +557,7 @@ impl Store for PostgresStore {
                 &buckets,
                 &key_subjects,
                 &sealed,
+                &event_refs,
             ],
         )
         .await
@@ -554,7 +605,7 @@ impl Store for PostgresStore {
         let after = after.map(|a| a.to_string()).unwrap_or_default();
         let rows = client
             .query(
-                "SELECT r.id, r.data_type, r.class, r.event_time, r.ingest_time, r.expires_at, r.pending_event, r.key_bucket, r.key_subjects, r.sealed
+                "SELECT r.id, r.data_type, r.class, r.event_time, r.ingest_time, r.expires_at, r.pending_event, r.key_bucket, r.key_subjects, r.sealed, r.event_ref
                  FROM record_subjects s
                  JOIN records r ON r.tenant_id = s.tenant_id AND r.id = s.record_id
                  WHERE s.tenant_id = $1 AND s.subject = $2 AND s.record_id > $3

@@ -9,11 +9,11 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, db_err, from_us, json_strings, open_blocking, us};
-use crate::Result;
 use crate::keys::{
     KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, TENANT_SHRED,
     WrappedDataKey, WrappedKek,
 };
+use crate::{Result, StoreError};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -358,6 +358,22 @@ impl KeyStore for SqliteKeyStore {
         let tenant = tenant.as_str().to_owned();
         self.db
             .write(move |c| {
+                // In the writing transaction, so no rotation retires the version in between.
+                let mut versions: Vec<u32> = keys.iter().map(|k| k.kek_version).collect();
+                versions.sort_unstable();
+                versions.dedup();
+                for version in versions {
+                    let live: bool = c
+                        .query_row(
+                            "SELECT EXISTS (SELECT 1 FROM keks WHERE tenant_id = ?1 AND version = ?2)",
+                            params![tenant, version],
+                            |r| r.get(0),
+                        )
+                        .map_err(db_err)?;
+                    if !live {
+                        return Err(StoreError::KekRetired { version });
+                    }
+                }
                 let mut stmt = c
                     .prepare_cached(
                         "INSERT OR IGNORE INTO data_keys (tenant_id, id, kek_version, wrapped) VALUES (?1, ?2, ?3, ?4)",

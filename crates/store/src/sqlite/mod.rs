@@ -152,6 +152,53 @@ CREATE TABLE deletion_certificates (
 );
 CREATE UNIQUE INDEX deletion_certificates_by_scope ON deletion_certificates (tenant_id, scope);
 "#,
+    r#"
+-- Events that start after_event clocks, tenant terminations, two-step deletions.
+-- A record waiting for an event names the reference (e.g. a ticket id) it waits on. The
+-- trailing id hands a reference's records over in id order, a page at a time, without a sort.
+ALTER TABLE records ADD COLUMN event_ref TEXT;
+CREATE INDEX records_by_pending_event ON records (tenant_id, pending_event, event_ref, id)
+    WHERE pending_event IS NOT NULL;
+-- Due buckets report their earliest event time: the bucket index carries it, so finding due
+-- buckets still reads the index alone.
+DROP INDEX records_by_bucket;
+CREATE INDEX records_by_bucket
+    ON records (tenant_id, data_type, key_bucket, expires_at_us, event_time_us);
+CREATE TABLE retention_events (
+    tenant_id   TEXT    NOT NULL,
+    event       TEXT    NOT NULL,
+    reference   TEXT    NOT NULL,
+    at_us       INTEGER NOT NULL,
+    recorded_by TEXT    NOT NULL,
+    PRIMARY KEY (tenant_id, event, reference)
+);
+CREATE TABLE tenant_terminations (
+    tenant_id        TEXT    NOT NULL PRIMARY KEY,
+    requested_by     TEXT    NOT NULL,
+    reason           TEXT    NOT NULL,
+    terminated_at_us INTEGER NOT NULL,
+    purge_at_us      INTEGER NOT NULL,
+    purged_at_us     INTEGER,
+    certificate_id   TEXT
+);
+CREATE TABLE scheduled_deletions (
+    tenant_id       TEXT    NOT NULL,
+    id              TEXT    NOT NULL,
+    target_kind     TEXT    NOT NULL CHECK (target_kind IN ('record', 'subject')),
+    target          BLOB    NOT NULL,
+    reason          TEXT    NOT NULL,
+    requested_by    TEXT    NOT NULL,
+    requested_at_us INTEGER NOT NULL,
+    due_at_us       INTEGER NOT NULL,
+    cancelled_by    TEXT,
+    cancelled_at_us INTEGER,
+    done_at_us      INTEGER,
+    certificate_id  TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX scheduled_deletions_due ON scheduled_deletions (due_at_us)
+    WHERE cancelled_at_us IS NULL AND done_at_us IS NULL;
+"#,
 ];
 
 /// A staged subject index entry: a 32-byte pseudonym followed by a 26-character record id.
@@ -369,10 +416,11 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
         key_bucket: row.get(7)?,
         key_subjects: row.get(8)?,
         sealed: row.get(9)?,
+        event_ref: row.get(10)?,
     })
 }
 
-const RECORD_COLUMNS: &str = "id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_bucket, key_subjects, sealed";
+const RECORD_COLUMNS: &str = "id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_bucket, key_subjects, sealed, event_ref";
 
 struct RawRecord {
     id: String,
@@ -385,6 +433,7 @@ struct RawRecord {
     key_bucket: String,
     key_subjects: Vec<u8>,
     sealed: Vec<u8>,
+    event_ref: Option<String>,
 }
 
 impl RawRecord {
@@ -397,6 +446,7 @@ impl RawRecord {
             ingest_time: from_us(self.ingest_time_us)?,
             expires_at: opt_from_us(self.expires_at_us)?,
             pending_event: self.pending_event,
+            event_ref: self.event_ref,
             key_bucket: self.key_bucket,
             key_subjects: crate::unpack_subjects(&self.key_subjects)?,
             sealed: self.sealed,
@@ -537,6 +587,20 @@ fn staged_record_ids(
         }
     }
     Ok(json_strings(&ids))
+}
+
+/// Deletes one record and its merged subject index entries inside the caller's transaction;
+/// `false` when it did not exist. Its staged entries need no deleting: listings join them to
+/// live records only, and the merge drops them.
+fn delete_record_tx(tx: &Connection, tenant: &str, id: &str) -> Result<bool> {
+    tx.prepare_cached("DELETE FROM record_subjects WHERE tenant_id = ?1 AND record_id = ?2")
+        .and_then(|mut s| s.execute(params![tenant, id]))
+        .map_err(db_err)?;
+    let n = tx
+        .prepare_cached("DELETE FROM records WHERE tenant_id = ?1 AND id = ?2")
+        .and_then(|mut s| s.execute(params![tenant, id]))
+        .map_err(db_err)?;
+    Ok(n > 0)
 }
 
 /// Moves every staged subject entry into the index, sorted, inside the caller's transaction. Entries of
@@ -729,8 +793,8 @@ impl Store for SqliteStore {
             {
                 let mut insert = tx
                     .prepare_cached(
-                        "INSERT INTO records (tenant_id, id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_bucket, key_subjects, sealed)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        "INSERT INTO records (tenant_id, id, data_type, class, event_time_us, ingest_time_us, expires_at_us, pending_event, key_bucket, key_subjects, sealed, event_ref)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     )
                     .map_err(db_err)?;
                 let mut staged = Vec::new();
@@ -749,6 +813,7 @@ impl Store for SqliteStore {
                             r.key_bucket,
                             crate::pack_subjects(&r.key_subjects),
                             r.sealed,
+                            r.event_ref,
                         ])
                         .map_err(db_err)?;
                     for s in &r.key_subjects {
@@ -801,7 +866,7 @@ impl Store for SqliteStore {
             let staged = staged_record_ids(c, &tenant, &subject, &after)?;
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT r.id, r.data_type, r.class, r.event_time_us, r.ingest_time_us, r.expires_at_us, r.pending_event, r.key_bucket, r.key_subjects, r.sealed
+                    "SELECT r.id, r.data_type, r.class, r.event_time_us, r.ingest_time_us, r.expires_at_us, r.pending_event, r.key_bucket, r.key_subjects, r.sealed, r.event_ref
                      FROM (
                          SELECT record_id AS id FROM record_subjects
                          WHERE tenant_id = ?1 AND subject = ?2 AND record_id > ?3
@@ -825,20 +890,9 @@ impl Store for SqliteStore {
     async fn delete_record(&self, tenant: &TenantId, id: RecordId, audit: Vec<u8>) -> Result<bool> {
         let tenant = tenant.as_str().to_owned();
         self.write(move |tx| {
-            let id = id.to_string();
-            tx.execute(
-                "DELETE FROM record_subjects WHERE tenant_id = ?1 AND record_id = ?2",
-                params![tenant, id],
-            )
-            .map_err(db_err)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM records WHERE tenant_id = ?1 AND id = ?2",
-                    params![tenant, id],
-                )
-                .map_err(db_err)?;
+            let deleted = delete_record_tx(tx, &tenant, &id.to_string())?;
             append_audit_tx(tx, &tenant, &[audit])?;
-            Ok(n > 0)
+            Ok(deleted)
         })
         .await
     }

@@ -1,0 +1,73 @@
+//! Opening and re-sealing stored records: the one place record ciphertext is decrypted. A
+//! record moves to another bucket key (re-key) when a hold keeps it past its bucket's
+//! destruction, or when the event that starts its retention clock arrives.
+
+use custodian_core::ids::TenantId;
+use custodian_crypto::{DataKey, DataKeyId, RecordAad, RecordKeys};
+use custodian_store::StoredRecord;
+use zeroize::Zeroizing;
+
+use crate::{AppState, ServerError};
+
+/// The keys a record names: its bucket's, then its subjects' in order.
+fn key_ids(record: &StoredRecord, bucket: &str) -> Vec<DataKeyId> {
+    let mut ids = vec![DataKeyId::Bucket {
+        data_type: record.data_type.clone(),
+        bucket: bucket.to_owned(),
+    }];
+    ids.extend(record.key_subjects.iter().copied().map(DataKeyId::Subject));
+    ids
+}
+
+fn aad<'a>(tenant: &'a TenantId, record: &'a StoredRecord, bucket: &'a str) -> RecordAad<'a> {
+    RecordAad {
+        tenant,
+        record: record.id,
+        data_type: &record.data_type,
+        class: record.class,
+        bucket,
+        subjects: &record.key_subjects,
+    }
+}
+
+/// The record's sealed body (subjects and payload), decrypted. A destroyed key gives
+/// `KeyDestroyed`; a ciphertext that does not verify, an integrity error.
+pub async fn open(
+    state: &AppState,
+    tenant: &TenantId,
+    record: &StoredRecord,
+) -> Result<Zeroizing<Vec<u8>>, ServerError> {
+    let ids = key_ids(record, &record.key_bucket);
+    let keys = state
+        .keys
+        .data_keys(tenant, &ids, false, &record.id.to_string())
+        .await?;
+    let subjects: Vec<&DataKey> = ids[1..].iter().map(|id| keys[id].as_ref()).collect();
+    Ok(RecordKeys {
+        bucket: &keys[&ids[0]],
+        subjects: &subjects,
+    }
+    .open(&aad(tenant, record, &record.key_bucket), &record.sealed)?)
+}
+
+/// The record sealed anew under `bucket`'s key (made if it does not exist yet). The plaintext
+/// lives only in memory, zeroed on drop.
+pub async fn reseal(
+    state: &AppState,
+    tenant: &TenantId,
+    record: &StoredRecord,
+    bucket: &str,
+) -> Result<Vec<u8>, ServerError> {
+    let plaintext = open(state, tenant, record).await?;
+    let ids = key_ids(record, bucket);
+    let keys = state
+        .keys
+        .data_keys(tenant, &ids, true, &record.id.to_string())
+        .await?;
+    let subjects: Vec<&DataKey> = ids[1..].iter().map(|id| keys[id].as_ref()).collect();
+    Ok(RecordKeys {
+        bucket: &keys[&ids[0]],
+        subjects: &subjects,
+    }
+    .seal(&aad(tenant, record, bucket), &plaintext)?)
+}
