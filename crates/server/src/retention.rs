@@ -325,6 +325,7 @@ pub async fn sweep_stopping(
         {
             Some(certificate) => {
                 report.rekeyed += held.records.len() as u64;
+                report.bytes_destroyed += destroyed_bytes(&records, &held);
                 report.destroyed.push(certificate);
                 if !held.ids.is_empty() {
                     let kept = BucketSummary {
@@ -383,6 +384,14 @@ fn bucket_holds(holds: &[Hold], data_type: &DataTypeName, records: &[BucketRecor
     }
     held.whole = !records.is_empty() && held.records.len() == records.len();
     held
+}
+
+fn destroyed_bytes(records: &[BucketRecord], held: &BucketHolds) -> u64 {
+    records
+        .iter()
+        .filter(|r| !held.records.contains(&r.id))
+        .map(|r| r.sealed_len)
+        .sum()
 }
 
 /// Destroys one bucket: held records first move to a bucket of their own (sealed anew, so
@@ -918,6 +927,7 @@ async fn purge_terminated(
         .await?
         {
             report.rekeyed += held.records.len() as u64;
+            report.bytes_destroyed += destroyed_bytes(&records, &held);
             report.destroyed.push(certificate);
         }
         for id in held.ids {

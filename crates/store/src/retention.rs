@@ -31,6 +31,8 @@ pub struct BucketRecord {
     pub id: RecordId,
     pub event_time: Timestamp,
     pub subjects: Vec<[u8; 32]>,
+    /// Bytes of ciphertext, for the destroyed-bytes figure.
+    pub sealed_len: u64,
 }
 
 /// A signed deletion certificate as stored. `scope` names what was destroyed

@@ -3,7 +3,8 @@
 
 use custodian_core::ids::TenantId;
 use custodian_store::{
-    KeyStore, PostgresKeyStore, ShredScope, SqliteKeyStore, WrappedDataKey, WrappedKek, testing,
+    KeyStore, PostgresKeyStore, ShredScope, SqliteKeyStore, StoreError, WrappedDataKey, WrappedKek,
+    testing,
 };
 use jiff::Timestamp;
 
@@ -58,6 +59,19 @@ async fn first_writer_wins_for_index_keys_and_keks(s: &dyn KeyStore) {
 
 async fn data_keys_are_tenant_scoped_and_never_overwritten(s: &dyn KeyStore) {
     let (acme, globex) = (tenant("acme"), tenant("globex"));
+    // A key wrapped by a KEK version that is not live (retired by another node's rotation,
+    // or never made) is refused, and nothing of the batch is written.
+    assert!(matches!(
+        s.insert_data_keys(&acme, vec![dk("b/t/0", 1)]).await,
+        Err(StoreError::KekRetired { version: 1 })
+    ));
+    assert!(
+        s.data_keys(&acme, &["b/t/0".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.insert_kek(&acme, kek(1)).await.unwrap();
     let existed = s
         .insert_data_keys(&acme, vec![dk("b/t/1", 1), dk("s/aa", 1)])
         .await

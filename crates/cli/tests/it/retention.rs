@@ -128,6 +128,7 @@ async fn held_records_are_moved_aside_and_the_rest_destroyed(server: TestServer)
     let report = retention::sweep(&state, server.now()).await.unwrap();
     assert_eq!(report.destroyed.len(), 1);
     assert_eq!(report.rekeyed, 1);
+    assert!(report.bytes_destroyed > 2 * 28, "two sealed records");
     let certificate = &report.destroyed[0];
     assert_eq!(certificate.record_count, 2);
     for id in [bob, carol] {

@@ -257,7 +257,7 @@ impl RetentionStore for PostgresStore {
         self.client()
             .await?
             .query(
-                "SELECT id, event_time, key_subjects FROM records
+                "SELECT id, event_time, key_subjects, octet_length(sealed)::BIGINT FROM records
                  WHERE tenant_id = $1 AND data_type = $2 AND key_bucket = $3 ORDER BY id",
                 &[&tenant.as_str(), &data_type.as_str(), &bucket],
             )
@@ -269,6 +269,7 @@ impl RetentionStore for PostgresStore {
                     id: parse_record_id(r.get(0))?,
                     event_time: r.get(1),
                     subjects: unpack_subjects(r.get(2))?,
+                    sealed_len: r.get::<_, i64>(3) as u64,
                 })
             })
             .collect()

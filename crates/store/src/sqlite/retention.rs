@@ -395,7 +395,8 @@ impl RetentionStore for SqliteStore {
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT id, event_time_us, key_subjects FROM records
+                    // Named index: without statistics SQLite may walk the tenant's rows instead.
+                    "SELECT id, event_time_us, key_subjects, length(sealed) FROM records INDEXED BY records_by_bucket
                      WHERE tenant_id = ?1 AND data_type = ?2 AND key_bucket = ?3 ORDER BY id",
                 )
                 .map_err(db_err)?;
@@ -405,15 +406,17 @@ impl RetentionStore for SqliteStore {
                         r.get::<_, String>(0)?,
                         r.get::<_, i64>(1)?,
                         r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, i64>(3)?,
                     ))
                 })
                 .map_err(db_err)?;
             rows.map(|r| {
-                let (id, event_time, subjects) = r.map_err(db_err)?;
+                let (id, event_time, subjects, sealed_len) = r.map_err(db_err)?;
                 Ok(BucketRecord {
                     id: parse_record_id(&id)?,
                     event_time: from_us(event_time)?,
                     subjects: unpack_subjects(&subjects)?,
+                    sealed_len: sealed_len as u64,
                 })
             })
             .collect()
