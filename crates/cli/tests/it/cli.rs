@@ -555,3 +555,219 @@ async fn records_put_skips_blank_lines() {
         2
     );
 }
+
+/// The retention commands against an in-process server whose clock is moved ahead: holds
+/// placed, listed and released; the dry run; a sweep; certificates listed, saved, verified
+/// offline (and a tampered copy refused), and the quarterly review; a tenant terminated.
+#[tokio::test]
+async fn retention_commands_place_holds_plan_sweep_and_prove_deletions() {
+    let server = TestServer::sqlite().await;
+    let admin = server.token("acme", Role::Admin).await;
+    let writer = server.token("acme", Role::Writer).await;
+    let operator = server.operator_token().await;
+    let t = rfc3339(server.now() - 1.hour());
+    let body = ["alice", "bob"]
+        .map(|s| record_line("app_log", &[s], &t, json!({"who": s})))
+        .join("\n");
+    let ids = server.ingest("acme", &writer, &body).await;
+    let as_admin = |args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(
+            [
+                "--server",
+                &server.base,
+                "--token",
+                &admin,
+                "--tenant",
+                "acme",
+            ]
+            .map(String::from),
+        );
+        all
+    };
+    let run = |args: Vec<String>| async move {
+        custodian_async(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
+    };
+
+    let placed = run(as_admin(&[
+        "hold",
+        "place",
+        "--subject",
+        "alice",
+        "--case",
+        "CASE-1",
+        "--reason",
+        "litigation",
+    ]))
+    .await;
+    assert_eq!(placed.code, Some(0), "{}", placed.stderr);
+    let hold = placed.stdout.trim().to_owned();
+    assert!(hold.starts_with("hold_"), "{}", placed.stdout);
+    let no_scope = run(as_admin(&["hold", "place", "--case", "C", "--reason", "r"])).await;
+    assert_eq!(no_scope.code, Some(1));
+    assert!(
+        no_scope.stderr.contains("give the hold's scope"),
+        "{}",
+        no_scope.stderr
+    );
+    let listed = run(as_admin(&["hold", "list"])).await;
+    assert!(
+        listed.stdout.contains(&hold) && listed.stdout.contains("active"),
+        "{}",
+        listed.stdout
+    );
+
+    server
+        .clock
+        .advance(jiff::SignedDuration::from_hours(200 * 24));
+    let plan = custodian_async(&[
+        "retention",
+        "plan",
+        "--server",
+        &server.base,
+        "--token",
+        &operator,
+    ])
+    .await;
+    assert_eq!(plan.code, Some(0), "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("partial") && plan.stdout.contains("acme"),
+        "{}",
+        plan.stdout
+    );
+    let bad_date = custodian_async(&[
+        "retention",
+        "plan",
+        "--at",
+        "someday",
+        "--server",
+        &server.base,
+        "--token",
+        &operator,
+    ])
+    .await;
+    assert_eq!(bad_date.code, Some(1));
+    assert!(
+        bad_date.stderr.contains("--at \"someday\""),
+        "{}",
+        bad_date.stderr
+    );
+    let swept = custodian_async(&[
+        "retention",
+        "sweep",
+        "--server",
+        &server.base,
+        "--token",
+        &operator,
+    ])
+    .await;
+    assert_eq!(swept.code, Some(0), "{}", swept.stderr);
+    assert!(
+        swept.stderr.contains("1 records destroyed"),
+        "{}",
+        swept.stderr
+    );
+    server.get_record("acme", &writer, &ids[0]).await.ok_json();
+
+    let released = run(as_admin(&["hold", "release", &hold])).await;
+    assert_eq!(released.code, Some(0), "{}", released.stderr);
+    let twice = run(as_admin(&["hold", "release", &hold])).await;
+    assert_eq!(twice.code, Some(1));
+    assert!(
+        twice.stderr.contains("already released"),
+        "{}",
+        twice.stderr
+    );
+    custodian_async(&[
+        "retention",
+        "sweep",
+        "--server",
+        &server.base,
+        "--token",
+        &operator,
+    ])
+    .await;
+
+    let listed = run(as_admin(&["deletions", "list", "--json"])).await;
+    let certificates: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(
+        certificates.as_array().unwrap().len(),
+        2,
+        "{}",
+        listed.stdout
+    );
+    let id = certificates[0]["id"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("certificate.note");
+    let saved = run(as_admin(&["deletions", "get", id, "--out", &path(&file)])).await;
+    assert_eq!(saved.code, Some(0), "{}", saved.stderr);
+    let key = server.state.audit.verifier_key().unwrap();
+    let verified = custodian_async(&["deletions", "verify", &path(&file), "--key", &key]).await;
+    assert_eq!(verified.code, Some(0), "{}", verified.stderr);
+    assert!(
+        verified.stderr.contains("OK: certificate"),
+        "{}",
+        verified.stderr
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("\"record_count\":1", "\"record_count\":9"),
+    )
+    .unwrap();
+    let tampered = custodian_async(&["deletions", "verify", &path(&file), "--key", &key]).await;
+    assert_eq!(tampered.code, Some(1));
+    assert!(
+        tampered.stderr.contains("does not verify"),
+        "{}",
+        tampered.stderr
+    );
+    let quarter = {
+        let d = server.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        format!("{}Q{}", d.year(), (d.month() - 1) / 3 + 1)
+    };
+    let review = run(as_admin(&["deletions", "review", "--quarter", &quarter])).await;
+    assert_eq!(review.code, Some(0), "{}", review.stderr);
+    assert!(
+        review
+            .stdout
+            .contains("2 deletion certificate(s), 2 record(s) destroyed"),
+        "{}",
+        review.stdout
+    );
+    assert!(review.stdout.contains("all verify") && review.stdout.contains("Sign-off"));
+    let bad_quarter = run(as_admin(&["deletions", "review", "--quarter", "2026Q5"])).await;
+    assert_eq!(bad_quarter.code, Some(1));
+
+    let terminated = custodian_async(&[
+        "tenant",
+        "terminate",
+        "acme",
+        "--reason",
+        "contract ended",
+        "--server",
+        &server.base,
+        "--token",
+        &operator,
+    ])
+    .await;
+    assert_eq!(terminated.code, Some(0), "{}", terminated.stderr);
+    let again = custodian_async(&[
+        "tenant",
+        "terminate",
+        "acme",
+        "--reason",
+        "again",
+        "--server",
+        &server.base,
+        "--token",
+        &operator,
+    ])
+    .await;
+    assert_eq!(again.code, Some(1));
+    assert!(
+        again.stderr.contains("already terminated"),
+        "{}",
+        again.stderr
+    );
+}
