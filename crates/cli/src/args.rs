@@ -245,6 +245,10 @@ pub enum PolicyCommand {
     Check {
         /// The policy file.
         file: PathBuf,
+        /// The policy in force now: every retention the new one changes is listed, and a
+        /// shortening is flagged with the date from which it can destroy stored records.
+        #[arg(long)]
+        previous: Option<PathBuf>,
     },
     /// Write the human-readable policy page (classes, retention, tiers, access) to stdout.
     Render {

@@ -103,6 +103,75 @@ impl EffectiveRetention {
     }
 }
 
+/// How a tenant's retention for a data type changed between two policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Records are kept for less time: applied only after the grace period.
+    Shortened,
+    Lengthened,
+    /// Neither always shorter nor always longer (it depends on the start date, or the kind
+    /// of retention changed, e.g. to `after_event`).
+    Reshaped,
+}
+
+impl EffectiveRetention {
+    /// How `self` (the retention in force) changes when `new` replaces it; `None` when the
+    /// two keep every record equally long.
+    pub fn change_to(&self, new: &EffectiveRetention) -> Option<Change> {
+        use EffectiveRetention as R;
+        let order = match (self, new) {
+            (R::UntilDeleted, R::UntilDeleted) => Some(Ordering::Equal),
+            (R::UntilDeleted, R::Duration { .. } | R::AfterEvent { .. }) => Some(Ordering::Less),
+            (R::Duration { .. } | R::AfterEvent { .. }, R::UntilDeleted) => Some(Ordering::Greater),
+            (R::AfterEvent { event: a, keep: k }, R::AfterEvent { event: b, keep: l })
+                if a == b =>
+            {
+                l.partial_cmp_for_all_starts(k)
+            }
+            (R::Duration { .. }, R::Duration { .. }) => {
+                match (self.static_duration(), new.static_duration()) {
+                    (Some((old, _)), Some((new, _))) => new.partial_cmp_for_all_starts(&old),
+                    _ if self == new => Some(Ordering::Equal),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match order {
+            Some(Ordering::Equal) => None,
+            Some(Ordering::Less) => Some(Change::Shortened),
+            Some(Ordering::Greater) => Some(Change::Lengthened),
+            None => Some(Change::Reshaped),
+        }
+    }
+}
+
+/// A record's expiry after a retention change at `changed_at`: what the new retention says,
+/// except that a shorter retention never ends a record before `changed_at + grace`, so a
+/// policy edit cannot destroy data without notice.
+pub fn recomputed_expiry(
+    current: Option<Timestamp>,
+    new: Option<Timestamp>,
+    changed_at: Timestamp,
+    grace: Option<&CalDuration>,
+) -> Option<Timestamp> {
+    match (current, new) {
+        (Some(old), Some(new)) if new < old => {
+            let floor = grace
+                .and_then(|g| g.after(changed_at))
+                .unwrap_or(changed_at);
+            Some(new.max(floor.min(old)))
+        }
+        (None, Some(new)) => {
+            let floor = grace
+                .and_then(|g| g.after(changed_at))
+                .unwrap_or(changed_at);
+            Some(new.max(floor))
+        }
+        (_, new) => new,
+    }
+}
+
 /// How the type's `[min, max]` changed a base retention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clamp {
@@ -238,6 +307,107 @@ pub fn bucket_closes_at(bucket: &str) -> Option<Timestamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn days(n: u32) -> CalDuration {
+        CalDuration::new(n, crate::duration::Unit::Days).unwrap()
+    }
+
+    fn fixed(d: CalDuration) -> EffectiveRetention {
+        EffectiveRetention::Duration {
+            base: d,
+            basis: Basis::TypeFixed,
+            min: None,
+            max: None,
+        }
+    }
+
+    #[test]
+    fn changes_are_classified_for_every_start_date() {
+        let months = |n| CalDuration::new(n, crate::duration::Unit::Months).unwrap();
+        assert_eq!(fixed(days(90)).change_to(&fixed(days(90))), None);
+        assert_eq!(
+            fixed(days(180)).change_to(&fixed(days(90))),
+            Some(Change::Shortened)
+        );
+        assert_eq!(
+            fixed(days(90)).change_to(&fixed(months(12))),
+            Some(Change::Lengthened)
+        );
+        // 30 days against one month depends on the month.
+        assert_eq!(
+            fixed(days(30)).change_to(&fixed(months(1))),
+            Some(Change::Reshaped)
+        );
+        let never = EffectiveRetention::UntilDeleted;
+        assert_eq!(never.change_to(&fixed(days(1))), Some(Change::Shortened));
+        assert_eq!(fixed(days(1)).change_to(&never), Some(Change::Lengthened));
+        assert_eq!(never.change_to(&never), None);
+        let after = |event: &str, keep| EffectiveRetention::AfterEvent {
+            event: event.into(),
+            keep,
+        };
+        assert_eq!(
+            after("closed", days(90)).change_to(&after("closed", days(30))),
+            Some(Change::Shortened)
+        );
+        assert_eq!(
+            after("closed", days(90)).change_to(&after("opened", days(90))),
+            Some(Change::Reshaped)
+        );
+        assert_eq!(
+            fixed(days(90)).change_to(&after("closed", days(90))),
+            Some(Change::Reshaped)
+        );
+    }
+
+    #[test]
+    fn a_shorter_retention_waits_out_the_grace_period() {
+        let changed = ts("2026-12-01T00:00:00Z");
+        let grace = days(30);
+        let old = Some(ts("2027-06-01T00:00:00Z"));
+        // Shortened to before the grace ends: kept until the grace ends.
+        assert_eq!(
+            recomputed_expiry(old, Some(ts("2026-06-01T00:00:00Z")), changed, Some(&grace)),
+            Some(ts("2026-12-31T00:00:00Z"))
+        );
+        // Shortened to after the grace ends: the new expiry.
+        assert_eq!(
+            recomputed_expiry(old, Some(ts("2027-03-01T00:00:00Z")), changed, Some(&grace)),
+            Some(ts("2027-03-01T00:00:00Z"))
+        );
+        // Never later than the old expiry, whatever the grace.
+        let soon = Some(ts("2026-12-10T00:00:00Z"));
+        assert_eq!(
+            recomputed_expiry(
+                soon,
+                Some(ts("2026-12-05T00:00:00Z")),
+                changed,
+                Some(&grace)
+            ),
+            soon
+        );
+        // Lengthened: at once. Until-deleted: no expiry.
+        assert_eq!(
+            recomputed_expiry(old, Some(ts("2028-01-01T00:00:00Z")), changed, Some(&grace)),
+            Some(ts("2028-01-01T00:00:00Z"))
+        );
+        assert_eq!(recomputed_expiry(old, None, changed, Some(&grace)), None);
+        // From until-deleted to a duration: the grace applies too.
+        assert_eq!(
+            recomputed_expiry(
+                None,
+                Some(ts("2026-01-01T00:00:00Z")),
+                changed,
+                Some(&grace)
+            ),
+            Some(ts("2026-12-31T00:00:00Z"))
+        );
+        // No grace: the new expiry at once.
+        assert_eq!(
+            recomputed_expiry(old, Some(ts("2026-06-01T00:00:00Z")), changed, None),
+            Some(changed)
+        );
+    }
 
     #[test]
     fn held_buckets_are_closed_from_the_start() {

@@ -7,7 +7,7 @@ use crate::exit::CmdResult;
 
 pub fn run(cmd: PolicyCommand) -> CmdResult {
     match cmd {
-        PolicyCommand::Check { file } => {
+        PolicyCommand::Check { file, previous } => {
             let policy = super::load_policy(Some(&file))?;
             println!(
                 "{}: valid ({} tiers, {} data types, {} tenants)\n",
@@ -35,6 +35,10 @@ pub fn run(cmd: PolicyCommand) -> CmdResult {
                     r.retention
                 );
             }
+            if let Some(previous) = previous {
+                let before = super::load_policy(Some(&previous))?;
+                print_changes(&policy, &before);
+            }
             Ok(())
         }
         PolicyCommand::Render { file, format } => {
@@ -45,6 +49,39 @@ pub fn run(cmd: PolicyCommand) -> CmdResult {
             };
             print!("{}", render(&policy, format));
             Ok(())
+        }
+    }
+}
+
+/// What the new policy changes for records already stored; shortenings are warnings.
+fn print_changes(
+    policy: &custodian_core::policy::Policy,
+    previous: &custodian_core::policy::Policy,
+) {
+    use custodian_core::retention::Change;
+    let changes = policy.retention_changes(previous);
+    if changes.is_empty() {
+        println!("\nno retention changes against the previous policy");
+        return;
+    }
+    let grace = match &policy.deployment.shortening_grace {
+        Some(g) => format!("after the {g} grace period (deployment.retention_shortening_grace)"),
+        None => "AT ONCE: deployment.retention_shortening_grace is 0d".to_owned(),
+    };
+    println!("\nretention changes against the previous policy:");
+    for c in &changes {
+        let what = format!(
+            "{} {}: {} -> {}",
+            c.row.tenant.id, c.row.data_type.name, c.before, c.row.retention
+        );
+        match c.change {
+            Change::Shortened => {
+                eprintln!("warning: {what}: SHORTENED; stored records become due earlier, {grace}")
+            }
+            Change::Reshaped => eprintln!(
+                "warning: {what}: some stored records may become due earlier (shorter for some start dates), {grace}"
+            ),
+            Change::Lengthened => println!("  {what}: lengthened, applies at once"),
         }
     }
 }

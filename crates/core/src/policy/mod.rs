@@ -41,6 +41,9 @@ pub struct Meta {
 #[derive(Clone, Debug)]
 pub struct Deployment {
     pub region: Region,
+    /// How long a shortened retention waits before it applies to records already stored
+    /// (`retention_shortening_grace`, default 30d; `0d` applies it at once).
+    pub shortening_grace: Option<CalDuration>,
 }
 
 #[derive(Clone, Debug)]
@@ -280,6 +283,14 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// A tenant's retention for a data type that a new policy changes.
+#[derive(Clone, Debug)]
+pub struct RetentionChange<'p> {
+    pub row: RetentionRow<'p>,
+    pub before: EffectiveRetention,
+    pub change: crate::retention::Change,
+}
+
 /// One row of the effective-retention table.
 #[derive(Clone, Debug)]
 pub struct RetentionRow<'p> {
@@ -371,6 +382,29 @@ impl Policy {
     }
 
     /// The effective retention of every tenant × data type, in file order.
+    /// What changes for stored records when this policy replaces `previous`: every tenant
+    /// and data type present in both whose effective retention differs.
+    pub fn retention_changes<'p>(&'p self, previous: &Policy) -> Vec<RetentionChange<'p>> {
+        let mut changes = Vec::new();
+        for row in self.retention_table() {
+            let before = previous.tenant(&row.tenant.id).and_then(|t| {
+                previous
+                    .data_type(row.data_type.name.as_str())
+                    .map(|d| previous.effective_retention(t, d))
+            });
+            if let Some(before) = before
+                && let Some(change) = before.change_to(&row.retention)
+            {
+                changes.push(RetentionChange {
+                    before,
+                    change,
+                    row,
+                });
+            }
+        }
+        changes
+    }
+
     pub fn retention_table(&self) -> Vec<RetentionRow<'_>> {
         self.tenants
             .iter()

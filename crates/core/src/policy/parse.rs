@@ -262,6 +262,14 @@ impl<'s> Cx<'s> {
         }
     }
 
+    /// A duration where `0d` is allowed and means none (a window or grace, not a retention).
+    fn duration_or_zero(&mut self, v: &Value<'_>, path: &str) -> Option<Option<CalDuration>> {
+        match self.string(v, path)?.parse::<CalDuration>() {
+            Err(crate::error::DurationError::Zero) => Some(None),
+            _ => self.duration(v, path).map(Some),
+        }
+    }
+
     fn duration(&mut self, v: &Value<'_>, path: &str) -> Option<CalDuration> {
         let s = self.string(v, path)?;
         match s.parse::<CalDuration>() {
@@ -369,10 +377,17 @@ impl<'s> Cx<'s> {
     fn deployment(&mut self, root: &Table<'_, '_>) -> Option<Deployment> {
         let v = self.required(root, "deployment")?;
         let t = self.table(v, "deployment".into())?;
-        self.check_keys(&t, &["region"]);
+        self.check_keys(&t, &["region", "retention_shortening_grace"]);
+        let shortening_grace = match t.get("retention_shortening_grace") {
+            None => Some(Some("30d".parse().expect("valid literal"))),
+            Some(v) => self.duration_or_zero(v, "deployment.retention_shortening_grace"),
+        };
         let (region, span) = self.req_string(&t, "region")?;
         let region = self.id(&span, "deployment.region", Region::new(region))?;
-        Some(Deployment { region })
+        Some(Deployment {
+            region,
+            shortening_grace: shortening_grace?,
+        })
     }
 
     fn keys(&mut self, root: &Table<'_, '_>) -> Option<KeySettings> {
@@ -617,17 +632,9 @@ impl<'s> Cx<'s> {
                 }
             }
         };
-        // `0d` (the default) is allowed here, unlike a retention: it means at once.
         let cancel_window = match t.get("cancel_window") {
             None => Some(None),
-            Some(v) => {
-                let path = t.key_path("cancel_window");
-                match self.string(v, &path).map(|s| s.parse::<CalDuration>()) {
-                    Some(Err(crate::error::DurationError::Zero)) => Some(None),
-                    Some(_) => self.duration(v, &path).map(Some),
-                    None => None,
-                }
-            }
+            Some(v) => self.duration_or_zero(v, &t.key_path("cancel_window")),
         };
         let fields = match self.sub_table(t, "fields") {
             Some(f) => self.field_rules(&f),

@@ -418,3 +418,49 @@ fn cancel_windows_default_to_at_once() {
     );
     assert_eq!(p.retention_events(), vec!["ticket_closed"]);
 }
+
+#[test]
+fn a_new_policy_lists_the_retentions_it_changes() {
+    use crate::retention::Change;
+    let previous = parse(VALID).unwrap();
+    assert!(previous.retention_changes(&previous).is_empty());
+    let text = VALID
+        .replace("retention = \"7y\"", "retention = \"5y\"")
+        .replace(
+            "standard = { retention = \"12mo\" }",
+            "standard = { retention = \"24mo\" }",
+        )
+        .replace(
+            "region = \"au-east\"\n\n[keys]",
+            "region = \"au-east\"\nretention_shortening_grace = \"0d\"\n\n[keys]",
+        );
+    let next = parse(&text).unwrap();
+    assert_eq!(next.deployment.shortening_grace, None);
+    assert_eq!(
+        previous.deployment.shortening_grace,
+        Some("30d".parse().unwrap()),
+        "30 days unless the policy says otherwise"
+    );
+    let changes: Vec<(String, String, Change)> = next
+        .retention_changes(&previous)
+        .iter()
+        .map(|c| {
+            (
+                c.row.tenant.id.to_string(),
+                c.row.data_type.name.to_string(),
+                c.change,
+            )
+        })
+        .collect();
+    let expect = |t: &str, d: &str, c| (t.to_owned(), d.to_owned(), c);
+    assert!(
+        changes.contains(&expect("acme", "billing", Change::Shortened)),
+        "{changes:?}"
+    );
+    assert!(changes.contains(&expect("health", "billing", Change::Shortened)));
+    assert!(changes.contains(&expect("acme", "payment", Change::Lengthened)));
+    assert!(
+        !changes.iter().any(|c| c.0 == "health" && c.1 == "payment"),
+        "health's tier did not change: {changes:?}"
+    );
+}
