@@ -113,6 +113,8 @@ pub struct AppState {
     /// Held by every destruction and by hold placement, so a hold is never placed between a
     /// destruction's hold check and its shred.
     pub destruction: tokio::sync::Mutex<()>,
+    /// Set once this process applied its policy's retentions to the stored records.
+    pub retention_applied: std::sync::atomic::AtomicBool,
 }
 
 /// How to run the server.
@@ -211,6 +213,7 @@ pub async fn build_state(
         unsealer: seal::Unsealer::default(),
         data_dir: config.data_dir.clone(),
         destruction: tokio::sync::Mutex::new(()),
+        retention_applied: std::sync::atomic::AtomicBool::new(false),
     });
     seal::open_configured_root(&state).await?;
     Ok(state)

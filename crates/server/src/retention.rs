@@ -17,9 +17,9 @@ use custodian_core::hold::{Hold, HoldScope, RecordFacts, Release};
 use custodian_core::ids::{DataTypeName, TenantId};
 use custodian_crypto::DataKeyId;
 use custodian_store::{
-    BucketRecord, BucketSummary, CancelOutcome, CertificateRow, DeletionState, DeletionTarget,
-    RekeyedRecord, ReleaseOutcome, RetentionEvent, ScheduledDeletion, ShredScope, StoredRecord,
-    Termination,
+    AppliedRetention, BucketRecord, BucketSummary, CancelOutcome, CertificateRow, DeletionState,
+    DeletionTarget, RekeyedRecord, ReleaseOutcome, RetentionEvent, ScheduledDeletion, ShredScope,
+    StoredRecord, Termination,
 };
 use jiff::Timestamp;
 use serde::Serialize;
@@ -40,6 +40,8 @@ pub struct SweepReport {
     pub rekeyed: u64,
     /// Ciphertext bytes of the records destroyed.
     pub bytes_destroyed: u64,
+    /// Records whose expiry a policy change moved (first sweep after a start only).
+    pub recomputed: u64,
     /// Scheduled deletions a hold placed during their window keeps waiting.
     pub held_deletions: Vec<(String, Vec<String>)>,
     /// Terminated tenants whose purge holds keep from finishing.
@@ -279,6 +281,16 @@ pub async fn sweep_stopping(
     }
     let _destruction = state.destruction.lock().await;
     let _across_nodes = state.store.lock_destruction().await?;
+    // Once per process: the policy it started with may change what is due.
+    if !state
+        .retention_applied
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        report.recomputed = apply_retention_changes(state).await?;
+        state
+            .retention_applied
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
     let mut holds = ActiveHolds::default();
     for deletion in state.store.due_deletions(now).await? {
         let active = holds.of(state, &deletion.tenant).await?;
@@ -1146,4 +1158,157 @@ pub fn spawn_sweeper(
             }
         }
     })
+}
+
+/// Applies the policy's retentions to the records stored under an earlier one, once per
+/// change: each record of a changed tenant × data type gets the expiry the policy now gives
+/// it and moves (sealed anew) to that expiry's bucket. A lengthening applies at once; a
+/// shortening never ends a record before the change was first seen plus the deployment's
+/// grace period. Crash-safe: a change is marked applied only once every record is done, and
+/// its start time is kept, so a restart resumes with the same grace. Records moved aside by
+/// a hold and those whose clock an event started (their event time is not kept) keep their
+/// expiry. Returns how many records changed.
+pub async fn apply_retention_changes(state: &AppState) -> Result<u64, ServerError> {
+    let now = state.clock.now();
+    let mut changed = 0;
+    for tenant in &state.policy.tenants {
+        let applied = state.store.applied_retentions(&tenant.id).await?;
+        for data_type in &state.policy.data_types {
+            let retention = state.policy.effective_retention(tenant, data_type);
+            let rule = retention.to_string();
+            let mut record = AppliedRetention {
+                data_type: data_type.name.clone(),
+                rule: rule.clone(),
+                since: now,
+                applied: false,
+            };
+            match applied.iter().find(|a| a.data_type == data_type.name) {
+                // First seen: the stored records were computed under this very rule.
+                None => {
+                    record.applied = true;
+                    state
+                        .store
+                        .put_applied_retention(&tenant.id, &record, None)
+                        .await?;
+                    continue;
+                }
+                Some(a) if a.rule == rule && a.applied => continue,
+                Some(a) if a.rule == rule => record.since = a.since,
+                Some(a) => {
+                    let actor = Actor {
+                        id: "system:retention".into(),
+                        request_id: None,
+                    };
+                    let mut event = state.audit.event(
+                        &actor,
+                        "retention.policy_changed",
+                        Some(&tenant.id),
+                        Decision::Allow,
+                    );
+                    event.subsystem = "retention".into();
+                    event.objects = vec![data_type.name.to_string()];
+                    event.reason = Some(format!("{} -> {rule}", a.rule));
+                    tracing::warn!(
+                        tenant = %tenant.id,
+                        data_type = %data_type.name,
+                        before = %a.rule,
+                        after = %rule,
+                        "retention changed by the policy: stored records get new expiries (a shortening waits out deployment.retention_shortening_grace)"
+                    );
+                    state
+                        .store
+                        .put_applied_retention(&tenant.id, &record, Some(event.canonical_bytes()))
+                        .await?;
+                }
+            }
+            changed +=
+                recompute_expiries(state, &tenant.id, &data_type.name, &retention, record.since)
+                    .await?;
+            record.applied = true;
+            state
+                .store
+                .put_applied_retention(&tenant.id, &record, None)
+                .await?;
+        }
+    }
+    Ok(changed)
+}
+
+async fn recompute_expiries(
+    state: &AppState,
+    tenant: &TenantId,
+    data_type: &DataTypeName,
+    retention: &custodian_core::retention::EffectiveRetention,
+    since: Timestamp,
+) -> Result<u64, ServerError> {
+    use custodian_core::retention::{Expiry, recomputed_expiry};
+    const PAGE: u32 = 500;
+    let grace = state.policy.deployment.shortening_grace.as_ref();
+    let mut after = None;
+    let mut changed = 0;
+    loop {
+        let page = state
+            .store
+            .records_of_type(tenant, data_type, after, PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(changed);
+        };
+        after = Some(last.id);
+        let now = state.clock.now();
+        let mut moved = Vec::new();
+        for record in &page {
+            if custodian_core::retention::bucket_closes_at(&record.key_bucket)
+                == Some(Timestamp::MIN)
+            {
+                continue; // moved aside by a hold
+            }
+            let target = match retention.expiry(record.event_time) {
+                Expiry::At(t) => recomputed_expiry(record.expires_at, Some(t), since, grace),
+                Expiry::Never => None,
+                // Waiting for an event, or its clock started by one: left as it is.
+                Expiry::PendingEvent(_) => continue,
+            };
+            let bucket = match target {
+                Some(t) => Expiry::At(t.max(now)).bucket(now),
+                None => Expiry::Never.bucket(record.ingest_time),
+            };
+            if target == record.expires_at && bucket == record.key_bucket {
+                continue;
+            }
+            let sealed = if bucket == record.key_bucket {
+                record.sealed.clone()
+            } else {
+                crate::records::reseal(state, tenant, record, &bucket).await?
+            };
+            moved.push(RekeyedRecord {
+                id: record.id,
+                key_bucket: bucket,
+                expires_at: target,
+                pending_event: None,
+                sealed,
+            });
+        }
+        if moved.is_empty() {
+            continue;
+        }
+        let actor = Actor {
+            id: "system:retention".into(),
+            request_id: None,
+        };
+        let mut event = state.audit.event(
+            &actor,
+            "retention.recomputed",
+            Some(tenant),
+            Decision::Allow,
+        );
+        event.subsystem = "retention".into();
+        event.objects = moved.iter().map(|r| r.id.to_string()).collect();
+        event.reason = Some(format!("{data_type}: retention now {retention}"));
+        changed += moved.len() as u64;
+        state
+            .store
+            .rekey_records(tenant, moved, event.canonical_bytes())
+            .await?;
+    }
 }

@@ -23,9 +23,9 @@ pub use keys::{
 };
 pub use postgres::{PostgresKeyStore, PostgresStore};
 pub use retention::{
-    BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow, DeletionState,
-    DeletionTarget, DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent, RetentionStore,
-    ScheduledDeletion, Termination,
+    AppliedRetention, BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow,
+    DeletionState, DeletionTarget, DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent,
+    RetentionStore, ScheduledDeletion, Termination,
 };
 pub use sqlite::{SqliteKeyStore, SqliteStore};
 

@@ -335,6 +335,40 @@ pub trait RetentionStore: Send + Sync {
     /// the guard is dropped; [`RetentionStore::insert_hold`] waits for it too, so never place
     /// a hold while holding it.
     async fn lock_destruction(&self) -> Result<DestructionLock>;
+
+    /// The retention each of the tenant's data types was last applied with.
+    async fn applied_retentions(&self, tenant: &TenantId) -> Result<Vec<AppliedRetention>>;
+
+    /// Stores (or replaces) the retention applied to one data type, appending `audit` when
+    /// given, in one transaction.
+    async fn put_applied_retention(
+        &self,
+        tenant: &TenantId,
+        applied: &AppliedRetention,
+        audit: Option<Vec<u8>>,
+    ) -> Result<()>;
+
+    /// The tenant's records of one type in id order, `limit` at most, after `after`.
+    async fn records_of_type(
+        &self,
+        tenant: &TenantId,
+        data_type: &DataTypeName,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>>;
+}
+
+/// The retention a data type's stored records were last computed with. A policy whose
+/// retention differs is applied to them (`applied` false until every record is done), with
+/// `since` the moment the change was first seen: the grace period of a shortening runs from
+/// there, whatever restarts happen in between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedRetention {
+    pub data_type: DataTypeName,
+    /// The effective retention as the policy renders it, e.g. `180d (tier standard)`.
+    pub rule: String,
+    pub since: Timestamp,
+    pub applied: bool,
 }
 
 /// A hold scope as stored: its kind and one value column (data type name, pseudonym, or

@@ -164,10 +164,15 @@ impl TestServer {
     /// Another node on the same database, root key and clock, as in a multi-node deployment.
     /// Drop it before the first node.
     pub async fn another_node(&self) -> TestServer {
+        self.another_node_with((*self.state.policy).clone()).await
+    }
+
+    /// [`TestServer::another_node`] running another policy, as after a policy change.
+    pub async fn another_node_with(&self, policy: Policy) -> TestServer {
         TestServer::launch(
             self.backend,
             self.body_limit,
-            (*self.state.policy).clone(),
+            policy,
             self.store_config.clone(),
             self.data_dir.clone(),
             self.schema.clone(),

@@ -9,7 +9,9 @@ use custodian_server::retention::{self, Certificate, Step, StopAfter};
 use jiff::{SignedDuration, ToSpan};
 use serde_json::{Value, json};
 
-use crate::harness::{TestServer, on_both_backends, pending_line, record_line, rfc3339};
+use crate::harness::{
+    TestServer, default_policy_text, on_both_backends, pending_line, record_line, rfc3339,
+};
 
 on_both_backends!(
     held_records_are_moved_aside_and_the_rest_destroyed,
@@ -19,6 +21,7 @@ on_both_backends!(
     a_terminated_tenant_is_purged_with_one_summary_certificate,
     a_sweep_cut_off_after_any_step_is_finished_by_the_next,
     holds_are_managed_over_http_with_clear_errors,
+    a_policy_change_moves_stored_expiries_with_a_grace_for_shortenings,
 );
 
 const DAY: SignedDuration = SignedDuration::from_hours(24);
@@ -734,4 +737,77 @@ async fn holds_are_managed_over_http_with_clear_errors(server: TestServer) {
         .ok_json();
     assert_eq!(listed[0]["active"], false);
     assert_eq!(listed[1]["active"], true);
+}
+
+async fn a_policy_change_moves_stored_expiries_with_a_grace_for_shortenings(server: TestServer) {
+    let writer = server.token("acme", Role::Writer).await;
+    let t = rfc3339(server.now() - 1.hour());
+    let body = [
+        record_line("app_log", &["a"], &t, json!({"n": 1})),
+        record_line("customer_record", &["b"], &t, json!({"n": 2})),
+    ]
+    .join("\n");
+    let ids = server.ingest("acme", &writer, &body).await;
+    // The first sweep records the retentions the stored records were computed under.
+    let first = retention::sweep(&server.state, server.now()).await.unwrap();
+    assert_eq!(first.recomputed, 0);
+    let before = server.get_record("acme", &writer, &ids[0]).await.ok_json();
+
+    // A new policy: app_log down to 7 days at most, the standard tier up to 24 months.
+    let text = default_policy_text()
+        .replace(
+            "retention = { min = \"90d\", max = \"180d\" }",
+            "retention = { min = \"1d\", max = \"7d\" }",
+        )
+        .replace(
+            "[tiers.standard]\nretention = \"12mo\"",
+            "[tiers.standard]\nretention = \"24mo\"",
+        );
+    let policy = custodian_core::policy::Policy::parse("changed.toml", &text).unwrap();
+    let changes = policy.retention_changes(&server.state.policy);
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.row.data_type.name.as_str() == "app_log"
+                && c.change == custodian_core::retention::Change::Shortened)
+    );
+    let node = server.another_node_with(policy).await;
+    let changed_at = node.now();
+    let report = retention::sweep(&node.state, node.now()).await.unwrap();
+    assert_eq!(report.recomputed, 2, "both records: {report:?}");
+    // Shortened: kept until the 30-day grace ends, in a new bucket, still readable.
+    let log = node.get_record("acme", &writer, &ids[0]).await.ok_json();
+    let expires: jiff::Timestamp = log["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        expires >= changed_at + days(30) && expires < changed_at + days(31),
+        "{log}"
+    );
+    assert_ne!(log["key_bucket"], before["key_bucket"]);
+    assert_eq!(log["payload"], json!({"n": 1}));
+    // Lengthened: 24 months from the event, at once.
+    let customer = node.get_record("acme", &writer, &ids[1]).await.ok_json();
+    let event: jiff::Timestamp = t.parse().unwrap();
+    let two_years = event
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .checked_add(24.months())
+        .unwrap()
+        .timestamp();
+    assert_eq!(
+        customer["expires_at"].as_str().unwrap(),
+        two_years.to_string()
+    );
+    // Applied once: a later sweep recomputes nothing; after the grace the log record goes.
+    assert_eq!(
+        retention::sweep(&node.state, node.now())
+            .await
+            .unwrap()
+            .recomputed,
+        0
+    );
+    node.clock.advance(days(32));
+    retention::sweep(&node.state, node.now()).await.unwrap();
+    node.get_record("acme", &writer, &ids[0])
+        .await
+        .problem(404, "record-not-found");
+    node.get_record("acme", &writer, &ids[1]).await.ok_json();
 }

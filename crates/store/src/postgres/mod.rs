@@ -192,6 +192,18 @@ CREATE TABLE scheduled_deletions (
 CREATE INDEX scheduled_deletions_due ON scheduled_deletions (due_at)
     WHERE cancelled_at IS NULL AND done_at IS NULL;
 "#,
+    r#"
+-- The retention each tenant's data type was last applied with, so a policy change is found
+-- and applied to stored records once.
+CREATE TABLE applied_retentions (
+    tenant_id TEXT        NOT NULL,
+    data_type TEXT        NOT NULL,
+    rule      TEXT        NOT NULL,
+    since     TIMESTAMPTZ NOT NULL,
+    applied   BOOLEAN     NOT NULL,
+    PRIMARY KEY (tenant_id, data_type)
+);
+"#,
 ];
 
 const RECORD_COLUMNS: &str = "id, data_type, class, event_time, ingest_time, expires_at, pending_event, key_bucket, key_subjects, sealed, event_ref";

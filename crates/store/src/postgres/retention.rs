@@ -12,8 +12,8 @@ use super::{
     DESTRUCTION_LOCK, PostgresStore, RECORD_COLUMNS, append_audit_tx, db_err, record_from_row,
 };
 use crate::retention::{
-    BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow, DeletionState,
-    DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent, RetentionStore,
+    AppliedRetention, BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow,
+    DeletionState, DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent, RetentionStore,
     ScheduledDeletion, Termination, scope_from_columns, scope_to_columns, state_from_columns,
     state_to_columns, target_from_columns, target_to_columns,
 };
@@ -771,6 +771,87 @@ impl RetentionStore for PostgresStore {
         append_audit_tx(&tx, t, &[audit]).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(deleted)
+    }
+
+    async fn applied_retentions(&self, tenant: &TenantId) -> Result<Vec<AppliedRetention>> {
+        self.client()
+            .await?
+            .query(
+                "SELECT data_type, rule, since, applied FROM applied_retentions
+                 WHERE tenant_id = $1 ORDER BY data_type",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                Ok(AppliedRetention {
+                    data_type: parse_data_type(r.get(0))?,
+                    rule: r.get(1),
+                    since: r.get(2),
+                    applied: r.get(3),
+                })
+            })
+            .collect()
+    }
+
+    async fn put_applied_retention(
+        &self,
+        tenant: &TenantId,
+        applied: &AppliedRetention,
+        audit: Option<Vec<u8>>,
+    ) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO applied_retentions (tenant_id, data_type, rule, since, applied)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id, data_type)
+             DO UPDATE SET rule = excluded.rule, since = excluded.since, applied = excluded.applied",
+            &[
+                &tenant.as_str(),
+                &applied.data_type.as_str(),
+                &applied.rule,
+                &applied.since,
+                &applied.applied,
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        if let Some(audit) = audit {
+            append_audit_tx(&tx, tenant.as_str(), &[audit]).await?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn records_of_type(
+        &self,
+        tenant: &TenantId,
+        data_type: &DataTypeName,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>> {
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        self.client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM records
+                     WHERE tenant_id = $1 AND data_type = $2 AND id > $3
+                     ORDER BY id LIMIT $4"
+                ),
+                &[
+                    &tenant.as_str(),
+                    &data_type.as_str(),
+                    &after,
+                    &i64::from(limit),
+                ],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(record_from_row)
+            .collect()
     }
 
     async fn lock_destruction(&self) -> Result<DestructionLock> {

@@ -199,6 +199,18 @@ CREATE TABLE scheduled_deletions (
 CREATE INDEX scheduled_deletions_due ON scheduled_deletions (due_at_us)
     WHERE cancelled_at_us IS NULL AND done_at_us IS NULL;
 "#,
+    r#"
+-- The retention each tenant's data type was last applied with, so a policy change is found
+-- and applied to stored records once.
+CREATE TABLE applied_retentions (
+    tenant_id TEXT    NOT NULL,
+    data_type TEXT    NOT NULL,
+    rule      TEXT    NOT NULL,
+    since_us  INTEGER NOT NULL,
+    applied   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, data_type)
+);
+"#,
 ];
 
 /// A staged subject index entry: a 32-byte pseudonym followed by a 26-character record id.

@@ -13,8 +13,8 @@ use super::{
     json_strings, opt_from_us, read_record, us,
 };
 use crate::retention::{
-    BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow, DeletionState,
-    DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent, RetentionStore,
+    AppliedRetention, BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow,
+    DeletionState, DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent, RetentionStore,
     ScheduledDeletion, Termination, scope_from_columns, scope_to_columns, state_from_columns,
     state_to_columns, target_from_columns, target_to_columns,
 };
@@ -879,6 +879,96 @@ impl RetentionStore for SqliteStore {
             }
             append_audit_tx(tx, &tenant, &[audit])?;
             Ok(deleted)
+        })
+        .await
+    }
+
+    async fn applied_retentions(&self, tenant: &TenantId) -> Result<Vec<AppliedRetention>> {
+        let tenant = tenant.as_str().to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT data_type, rule, since_us, applied FROM applied_retentions
+                     WHERE tenant_id = ?1 ORDER BY data_type",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            rows.map(|r| {
+                let (data_type, rule, since, applied) = r.map_err(db_err)?;
+                Ok(AppliedRetention {
+                    data_type: parse_data_type(data_type)?,
+                    rule,
+                    since: from_us(since)?,
+                    applied,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn put_applied_retention(
+        &self,
+        tenant: &TenantId,
+        applied: &AppliedRetention,
+        audit: Option<Vec<u8>>,
+    ) -> Result<()> {
+        let tenant = tenant.as_str().to_owned();
+        let applied = applied.clone();
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO applied_retentions (tenant_id, data_type, rule, since_us, applied)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant_id, data_type)
+                 DO UPDATE SET rule = excluded.rule, since_us = excluded.since_us, applied = excluded.applied",
+                params![
+                    tenant,
+                    applied.data_type.as_str(),
+                    applied.rule,
+                    us(applied.since),
+                    applied.applied
+                ],
+            )
+            .map_err(db_err)?;
+            if let Some(audit) = audit {
+                append_audit_tx(tx, &tenant, &[audit])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn records_of_type(
+        &self,
+        tenant: &TenantId,
+        data_type: &DataTypeName,
+        after: Option<RecordId>,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>> {
+        let (tenant, data_type) = (tenant.as_str().to_owned(), data_type.as_str().to_owned());
+        let after = after.map(|id| id.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM records
+                     WHERE tenant_id = ?1 AND data_type = ?2 AND id > ?3
+                     ORDER BY id LIMIT ?4"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant, data_type, after, limit], read_record)
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err).and_then(RawRecord::into_record))
+                .collect()
         })
         .await
     }
