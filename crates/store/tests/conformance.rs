@@ -4,10 +4,10 @@
 use custodian_core::hold::{Hold, HoldScope, Release};
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
-    AuditLog, BucketCount, CancelOutcome, CertificateRow, DeletionState, DeletionTarget,
-    IdempotentResponse, InsertOutcome, PostgresStore, RekeyedRecord, ReleaseOutcome,
-    RetentionEvent, RetentionStore, ScheduledDeletion, SqliteStore, Store, StoredRecord,
-    Termination, TokenRow, testing,
+    AppliedRetention, AuditLog, BucketCount, CancelOutcome, CertificateRow, DeletionState,
+    DeletionTarget, IdempotentResponse, InsertOutcome, PostgresStore, RekeyedRecord,
+    ReleaseOutcome, RetentionEvent, RetentionStore, ScheduledDeletion, SqliteStore, Store,
+    StoredRecord, Termination, TokenRow, testing,
 };
 use jiff::Timestamp;
 
@@ -119,6 +119,7 @@ conformance!(
     tenant_buckets_count_every_bucket,
     terminations_happen_once_and_finish_with_one_certificate,
     scheduled_deletions_are_cancelled_or_completed_once,
+    applied_retentions_are_replaced_and_records_page_by_type,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
@@ -1638,4 +1639,63 @@ async fn postgres_destruction_lock_spans_nodes() {
         .unwrap();
     drop(again);
     testing::drop_schema(&schema).await;
+}
+
+async fn applied_retentions_are_replaced_and_records_page_by_type(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let applied = |rule: &str, done: bool| AppliedRetention {
+        data_type: DataTypeName::new("auth_log").unwrap(),
+        rule: rule.into(),
+        since: ts("2026-12-01T00:00:00Z"),
+        applied: done,
+    };
+    assert!(s.applied_retentions(&acme).await.unwrap().is_empty());
+    s.put_applied_retention(&acme, &applied("24mo (tier standard)", true), None)
+        .await
+        .unwrap();
+    let before = s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap();
+    s.put_applied_retention(
+        &acme,
+        &applied("36mo (tier extended)", false),
+        Some(audit()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.applied_retentions(&acme).await.unwrap(),
+        vec![applied("36mo (tier extended)", false)]
+    );
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap(),
+        before + 1
+    );
+    assert!(s.applied_retentions(&globex).await.unwrap().is_empty());
+
+    let mut other_type = record(9, &[1]);
+    other_type.data_type = DataTypeName::new("app_log").unwrap();
+    s.insert_records(
+        &acme,
+        vec![record(1, &[1]), record(2, &[2]), record(3, &[]), other_type],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.insert_records(&globex, vec![record(4, &[1])], None, audit())
+        .await
+        .unwrap();
+    let auth_log = DataTypeName::new("auth_log").unwrap();
+    let first = s.records_of_type(&acme, &auth_log, None, 2).await.unwrap();
+    assert_eq!(first, vec![record(1, &[1]), record(2, &[2])]);
+    let rest = s
+        .records_of_type(&acme, &auth_log, Some(first[1].id), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest, vec![record(3, &[])]);
+    assert!(
+        s.records_of_type(&acme, &auth_log, Some(rest[0].id), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

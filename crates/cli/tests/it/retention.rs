@@ -174,6 +174,18 @@ async fn held_records_are_moved_aside_and_the_rest_destroyed(server: TestServer)
         custodian_tlog::note::Verifier::parse(&state.audit.verifier_key().unwrap()).unwrap();
     assert!(verifier.open_text(&tampered).is_err());
 
+    // The figures an operator alerts on.
+    let metrics = server.get("/metrics", None).await.text();
+    for name in [
+        "custodian_retention_overdue_records",
+        "custodian_retention_oldest_overdue_age_seconds",
+        "custodian_retention_last_sweep_timestamp_seconds",
+        "custodian_retention_records_destroyed_total",
+        "custodian_retention_bytes_destroyed_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+
     // Idempotent: nothing more is due.
     let again = retention::sweep(&state, server.now()).await.unwrap();
     assert!(again.destroyed.is_empty());
