@@ -174,7 +174,9 @@ pub async fn cancel_deletion(
     tenant: &TenantId,
     id: &str,
 ) -> Result<CancelOutcome, ServerError> {
+    // Under the lock every node's sweep takes: a cancel never races the deletion it cancels.
     let _destruction = state.destruction.lock().await;
+    let _across_nodes = state.store.lock_destruction().await?;
     let mut event = state
         .audit
         .event(actor, "deletions.cancel", Some(tenant), Decision::Allow);
