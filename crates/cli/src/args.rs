@@ -458,8 +458,9 @@ pub enum DeletionsCommand {
 #[derive(Subcommand, Debug)]
 pub enum TenantCommand {
     /// Terminate a tenant (operator token): new writes are refused at once; after
-    /// --purge-after, everything not under a legal hold is destroyed (keys first), with one
-    /// summary certificate.
+    /// --purge-after (and never before the longest cancel window of the policy's data types),
+    /// everything not under a legal hold is destroyed (keys first), with one summary
+    /// certificate.
     Terminate {
         #[command(flatten)]
         server: ServerArgs,
@@ -471,6 +472,14 @@ pub enum TenantCommand {
         /// Why (contract end, customer request, ...).
         #[arg(long)]
         reason: String,
+    },
+    /// Withdraw a termination before its purge time (operator token): writes are accepted
+    /// again.
+    CancelTermination {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The tenant whose termination to withdraw.
+        tenant: String,
     },
 }
 

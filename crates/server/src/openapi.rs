@@ -53,6 +53,7 @@ impl Modify for BearerAuth {
         retention::list_scheduled,
         retention::cancel_scheduled,
         retention::terminate,
+        retention::cancel_termination,
         keys::tenant_status,
         keys::rotate,
         keys::all_status,

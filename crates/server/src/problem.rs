@@ -30,6 +30,7 @@ pub enum Kind {
     DeletionNotCancellable,
     TenantTerminated,
     AlreadyTerminated,
+    NotTerminated,
     Sealed,
     InvalidShare,
     AlreadyInitialized,
@@ -40,7 +41,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 26] = [
+    pub const ALL: [Kind; 27] = [
         Kind::Unauthorized,
         Kind::Forbidden,
         Kind::UnknownTenant,
@@ -60,6 +61,7 @@ impl Kind {
         Kind::DeletionNotCancellable,
         Kind::TenantTerminated,
         Kind::AlreadyTerminated,
+        Kind::NotTerminated,
         Kind::Sealed,
         Kind::InvalidShare,
         Kind::AlreadyInitialized,
@@ -86,9 +88,10 @@ impl Kind {
             | Kind::DeletionNotCancellable
             | Kind::TenantTerminated
             | Kind::AlreadyTerminated => StatusCode::CONFLICT,
-            Kind::HoldNotFound | Kind::CertificateNotFound | Kind::DeletionNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Kind::HoldNotFound
+            | Kind::CertificateNotFound
+            | Kind::DeletionNotFound
+            | Kind::NotTerminated => StatusCode::NOT_FOUND,
             Kind::Sealed => StatusCode::SERVICE_UNAVAILABLE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::KeyDestroyed => StatusCode::GONE,
@@ -118,6 +121,7 @@ impl Kind {
             Kind::DeletionNotCancellable => "deletion-not-cancellable",
             Kind::TenantTerminated => "tenant-terminated",
             Kind::AlreadyTerminated => "already-terminated",
+            Kind::NotTerminated => "not-terminated",
             Kind::Sealed => "sealed",
             Kind::InvalidShare => "invalid-share",
             Kind::AlreadyInitialized => "already-initialized",
@@ -149,6 +153,7 @@ impl Kind {
             Kind::DeletionNotCancellable => "Deletion can no longer be cancelled",
             Kind::TenantTerminated => "Tenant terminated",
             Kind::AlreadyTerminated => "Tenant already terminated",
+            Kind::NotTerminated => "Tenant not terminated",
             Kind::Sealed => "Server sealed",
             Kind::InvalidShare => "Invalid unseal share",
             Kind::AlreadyInitialized => "Already initialised",
@@ -213,6 +218,7 @@ impl Kind {
             Kind::AlreadyTerminated => {
                 "A termination is done once. The detail says when it happened and when the purge is due."
             }
+            Kind::NotTerminated => "There is no termination of this tenant to withdraw.",
             Kind::Sealed => {
                 "The server holds no root key, so no tenant key can be used: it has not been unsealed since it started, or an operator sealed it. Operators unseal it with `custodian operator unseal` (one share each, until the threshold is reached). Nothing was read or stored."
             }

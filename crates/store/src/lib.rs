@@ -25,7 +25,7 @@ pub use postgres::{PostgresKeyStore, PostgresStore};
 pub use retention::{
     AppliedRetention, BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow,
     DeletionState, DeletionTarget, DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent,
-    RetentionStore, ScheduledDeletion, Termination,
+    RetentionStore, ScheduledDeletion, Termination, TerminationCancel,
 };
 pub use sqlite::{SqliteKeyStore, SqliteStore};
 

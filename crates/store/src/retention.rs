@@ -87,6 +87,14 @@ pub struct Termination {
     pub certificate_id: Option<String>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TerminationCancel {
+    Cancelled(Termination),
+    /// Its purge time has come (or the purge is done): it can no longer be withdrawn.
+    PurgeStarted(Termination),
+    NotTerminated,
+}
+
 /// What a scheduled (two-step) deletion destroys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeletionTarget {
@@ -280,6 +288,15 @@ pub trait RetentionStore: Send + Sync {
     ) -> Result<Option<Termination>>;
 
     async fn termination(&self, tenant: &TenantId) -> Result<Option<Termination>>;
+
+    /// Withdraws a termination whose purge is still ahead (`purge_at` after `at`): the tenant
+    /// takes writes again. Appends `audit` only when it was withdrawn, in one transaction.
+    async fn cancel_termination(
+        &self,
+        tenant: &TenantId,
+        at: Timestamp,
+        audit: Vec<u8>,
+    ) -> Result<TerminationCancel>;
 
     /// Every tenant's termination, oldest first (for the sweeper, across tenants).
     async fn terminations(&self) -> Result<Vec<Termination>>;

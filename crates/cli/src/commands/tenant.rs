@@ -1,4 +1,5 @@
-//! `custodian tenant terminate`: the end of a tenant's custody, through a running server.
+//! `custodian tenant terminate|cancel-termination`: the end of a tenant's custody, through a
+//! running server.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -29,6 +30,18 @@ pub async fn run(cmd: TenantCommand) -> CmdResult {
                 "tenant {tenant} terminated: writes are refused from now; everything not under a legal hold is destroyed at the first sweep after {}",
                 t["purge_at"].as_str().unwrap_or("now")
             );
+            Ok(())
+        }
+        TenantCommand::CancelTermination { server, tenant } => {
+            let client = ServerClient::new(&server)?;
+            client
+                .json::<Value>(
+                    Method::DELETE,
+                    &format!("/v1/tenants/{tenant}/terminate"),
+                    None,
+                )
+                .await?;
+            eprintln!("tenant {tenant}'s termination withdrawn: it accepts writes again");
             Ok(())
         }
     }

@@ -770,4 +770,23 @@ async fn retention_commands_place_holds_plan_sweep_and_prove_deletions() {
         "{}",
         again.stderr
     );
+    let withdrawn = custodian_async(&[
+        "tenant",
+        "cancel-termination",
+        "acme",
+        "--server",
+        &server.base,
+        "--token",
+        &operator,
+    ])
+    .await;
+    assert_eq!(withdrawn.code, Some(0), "{}", withdrawn.stderr);
+    let now = rfc3339(server.now());
+    server
+        .ingest(
+            "acme",
+            &writer,
+            &record_line("app_log", &["c"], &now, json!({})),
+        )
+        .await;
 }

@@ -286,6 +286,8 @@ async fn every_delete_path_stops_at_a_hold(server: TestServer) {
         )
         .await;
     assert_eq!(terminated.status, 201, "{}", terminated.text());
+    // The purge waits out the policy's longest cancel window (payment: 7 days).
+    server.clock.advance(days(8));
     let report = retention::sweep(&state, server.now()).await.unwrap();
     assert_eq!(report.held_terminations.len(), 1);
     server.get_record("acme", &admin, &ids[0]).await.ok_json();
@@ -517,6 +519,40 @@ async fn a_terminated_tenant_is_purged_with_one_summary_certificate(server: Test
         )
         .await
         .problem(403, "forbidden");
+    // A termination can be withdrawn before its purge: globex takes writes again.
+    let globex = server
+        .post_json(
+            "/v1/tenants/globex/terminate",
+            &operator,
+            &json!({"reason": "mistake"}),
+        )
+        .await;
+    assert_eq!(globex.status, 201, "{}", globex.text());
+    server
+        .post_records(
+            "globex",
+            &globex_writer,
+            &record_line("app_log", &["a"], &t, json!({})),
+            None,
+        )
+        .await
+        .problem(409, "tenant-terminated");
+    server
+        .delete("/v1/tenants/globex/terminate", &operator)
+        .await
+        .ok_json();
+    server
+        .delete("/v1/tenants/globex/terminate", &operator)
+        .await
+        .problem(404, "not-terminated");
+    server
+        .ingest(
+            "globex",
+            &globex_writer,
+            &record_line("app_log", &["a"], &t, json!({})),
+        )
+        .await;
+
     let first = terminate(json!({"reason": "contract ended", "purge_after": "30d"})).await;
     assert_eq!(first.status, 201, "{}", first.text());
     terminate(json!({"reason": "again"}))
@@ -543,6 +579,10 @@ async fn a_terminated_tenant_is_purged_with_one_summary_certificate(server: Test
     );
 
     server.clock.advance(days(31));
+    server
+        .delete("/v1/tenants/acme/terminate", &operator)
+        .await
+        .problem(409, "deletion-not-cancellable");
     let report = retention::sweep(&state, server.now()).await.unwrap();
     assert_eq!(report.held_terminations.len(), 1);
     for id in &ids[..3] {

@@ -8,7 +8,7 @@ use custodian_core::hold::Hold;
 use custodian_core::ids::{RecordId, TenantId};
 use custodian_store::{
     CancelOutcome, DeletionState, DeletionTarget, ScheduledDeletion, ShredScope, StoredRecord,
-    Termination,
+    Termination, TerminationCancel,
 };
 
 use super::certificate::{self, Destruction, signed_row};
@@ -264,7 +264,9 @@ pub(super) async fn carry_out_deletion(
 }
 
 /// Terminates a tenant: writes are refused from now; the purge runs at the first sweep after
-/// `purge_after`. A second termination changes nothing and returns the first.
+/// `purge_after`, and never before the longest `cancel_window` of the policy's data types, so
+/// the termination can be withdrawn until then. A second termination changes nothing and
+/// returns the first.
 pub async fn terminate_tenant(
     state: &AppState,
     actor: &Actor,
@@ -273,12 +275,20 @@ pub async fn terminate_tenant(
     reason: String,
 ) -> Result<Result<Termination, Termination>, ServerError> {
     let now = state.clock.now();
-    let purge_at = match purge_after {
+    let mut purge_at = match purge_after {
         Some(d) => d
             .after(now)
             .ok_or_else(|| ServerError::Invalid("--purge-after is too long".into()))?,
         None => now,
     };
+    for window in state
+        .policy
+        .data_types
+        .iter()
+        .filter_map(|t| t.cancel_window)
+    {
+        purge_at = purge_at.max(window.after(now).unwrap_or(purge_at));
+    }
     let termination = Termination {
         tenant: tenant.clone(),
         requested_by: actor.id.clone(),
@@ -422,4 +432,25 @@ pub(super) async fn purge_terminated(
         .await?;
     report.destroyed.push(certificate);
     Ok(())
+}
+
+/// Withdraws a termination before its purge time: the tenant takes writes again. Audited.
+pub async fn cancel_termination(
+    state: &AppState,
+    actor: &Actor,
+    tenant: &TenantId,
+) -> Result<TerminationCancel, ServerError> {
+    let _destruction = state.destruction.lock().await;
+    let _across_nodes = state.store.lock_destruction().await?;
+    let mut event = state.audit.event(
+        actor,
+        "tenants.cancel_termination",
+        Some(tenant),
+        Decision::Allow,
+    );
+    event.objects = vec![tenant.to_string()];
+    Ok(state
+        .store
+        .cancel_termination(tenant, state.clock.now(), event.canonical_bytes())
+        .await?)
 }

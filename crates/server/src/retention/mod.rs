@@ -34,7 +34,9 @@ use crate::{AppState, ServerError};
 
 pub use certificate::{CERTIFICATE_HEADER, Certificate};
 pub use clocks::{apply_retention_changes, record_event, start_clocks};
-pub use deletions::{DeleteOutcome, cancel_deletion, delete_record, terminate_tenant};
+pub use deletions::{
+    DeleteOutcome, cancel_deletion, cancel_termination, delete_record, terminate_tenant,
+};
 pub use holds::{place_hold, release_hold};
 
 use certificate::{Destruction, signed_row};

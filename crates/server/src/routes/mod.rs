@@ -95,7 +95,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/tenants/{tenant}/terminate",
-            axum::routing::post(retention::terminate),
+            axum::routing::post(retention::terminate).delete(retention::cancel_termination),
         )
         .route("/v1/system/retention/plan", get(retention::system_plan))
         .route(

@@ -819,3 +819,44 @@ pub async fn terminate(
         )),
     }
 }
+
+/// Withdraw a termination before its purge (operators)
+///
+/// Possible until `purge_at` (at least the longest cancel window of the policy's data types
+/// after the termination); the tenant then takes writes again.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/terminate",
+    params(("tenant" = String, Path)),
+    responses(
+        (status = 200, body = TerminationView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn cancel_termination(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<TerminationView>, Problem> {
+    use custodian_store::TerminationCancel;
+    let admitted = admit(&state, &headers, &tenant, Action::TerminateTenant).await?;
+    match crate::retention::cancel_termination(&state, &admitted.actor, &admitted.tenant.id)
+        .await
+        .map_err(ServerError::into_problem)?
+    {
+        TerminationCancel::Cancelled(t) => Ok(Json(TerminationView::from(t))),
+        TerminationCancel::PurgeStarted(t) => Err(Problem::new(
+            Kind::DeletionNotCancellable,
+            format!(
+                "tenant {tenant}'s purge was due at {}; the termination can no longer be withdrawn",
+                t.purge_at
+            ),
+        )),
+        TerminationCancel::NotTerminated => Err(Problem::new(
+            Kind::NotTerminated,
+            format!("tenant {tenant} is not terminated"),
+        )),
+    }
+}

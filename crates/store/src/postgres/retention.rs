@@ -14,8 +14,8 @@ use super::{
 use crate::retention::{
     AppliedRetention, BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow,
     DeletionState, DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent, RetentionStore,
-    ScheduledDeletion, Termination, scope_from_columns, scope_to_columns, state_from_columns,
-    state_to_columns, target_from_columns, target_to_columns,
+    ScheduledDeletion, Termination, TerminationCancel, scope_from_columns, scope_to_columns,
+    state_from_columns, state_to_columns, target_from_columns, target_to_columns,
 };
 use crate::{
     Result, StoreError, StoredRecord, parse_data_type, parse_record_id, parse_tenant,
@@ -568,6 +568,41 @@ impl RetentionStore for PostgresStore {
             .as_ref()
             .map(termination_from_row)
             .transpose()
+    }
+
+    async fn cancel_termination(
+        &self,
+        tenant: &TenantId,
+        at: Timestamp,
+        audit: Vec<u8>,
+    ) -> Result<TerminationCancel> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let Some(row) = tx
+            .query_opt(
+                &format!(
+                    "SELECT {TERMINATION_COLUMNS} FROM tenant_terminations WHERE tenant_id = $1 FOR UPDATE"
+                ),
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(TerminationCancel::NotTerminated);
+        };
+        let termination = termination_from_row(&row)?;
+        if termination.purged_at.is_some() || termination.purge_at <= at {
+            return Ok(TerminationCancel::PurgeStarted(termination));
+        }
+        tx.execute(
+            "DELETE FROM tenant_terminations WHERE tenant_id = $1",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(db_err)?;
+        append_audit_tx(&tx, tenant.as_str(), &[audit]).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(TerminationCancel::Cancelled(termination))
     }
 
     async fn terminations(&self) -> Result<Vec<Termination>> {

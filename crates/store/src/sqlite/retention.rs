@@ -15,8 +15,8 @@ use super::{
 use crate::retention::{
     AppliedRetention, BucketCount, BucketRecord, BucketSummary, CancelOutcome, CertificateRow,
     DeletionState, DestructionLock, RekeyedRecord, ReleaseOutcome, RetentionEvent, RetentionStore,
-    ScheduledDeletion, Termination, scope_from_columns, scope_to_columns, state_from_columns,
-    state_to_columns, target_from_columns, target_to_columns,
+    ScheduledDeletion, Termination, TerminationCancel, scope_from_columns, scope_to_columns,
+    state_from_columns, state_to_columns, target_from_columns, target_to_columns,
 };
 use crate::{
     Result, StoreError, StoredRecord, parse_data_type, parse_record_id, parse_tenant,
@@ -704,6 +704,31 @@ impl RetentionStore for SqliteStore {
     async fn termination(&self, tenant: &TenantId) -> Result<Option<Termination>> {
         let tenant = tenant.as_str().to_owned();
         self.read(move |c| find_termination(c, &tenant)).await
+    }
+
+    async fn cancel_termination(
+        &self,
+        tenant: &TenantId,
+        at: Timestamp,
+        audit: Vec<u8>,
+    ) -> Result<TerminationCancel> {
+        let tenant = tenant.as_str().to_owned();
+        self.write(move |tx| {
+            let Some(termination) = find_termination(tx, &tenant)? else {
+                return Ok(TerminationCancel::NotTerminated);
+            };
+            if termination.purged_at.is_some() || termination.purge_at <= at {
+                return Ok(TerminationCancel::PurgeStarted(termination));
+            }
+            tx.execute(
+                "DELETE FROM tenant_terminations WHERE tenant_id = ?1",
+                params![tenant],
+            )
+            .map_err(db_err)?;
+            append_audit_tx(tx, &tenant, &[audit])?;
+            Ok(TerminationCancel::Cancelled(termination))
+        })
+        .await
     }
 
     async fn terminations(&self) -> Result<Vec<Termination>> {
