@@ -7,7 +7,7 @@ use custodian_store::{
     AppliedRetention, AuditLog, BucketCount, CancelOutcome, CertificateRow, DeletionState,
     DeletionTarget, IdempotentResponse, InsertOutcome, PostgresStore, RekeyedRecord,
     ReleaseOutcome, RetentionEvent, RetentionStore, ScheduledDeletion, SqliteStore, Store,
-    StoredRecord, Termination, TokenRow, testing,
+    StoredRecord, Termination, TerminationCancel, TokenRow, testing,
 };
 use jiff::Timestamp;
 
@@ -120,6 +120,7 @@ conformance!(
     terminations_happen_once_and_finish_with_one_certificate,
     scheduled_deletions_are_cancelled_or_completed_once,
     applied_retentions_are_replaced_and_records_page_by_type,
+    terminations_are_withdrawn_only_before_their_purge,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
@@ -1698,4 +1699,47 @@ async fn applied_retentions_are_replaced_and_records_page_by_type(s: &dyn Store)
             .unwrap()
             .is_empty()
     );
+}
+
+async fn terminations_are_withdrawn_only_before_their_purge(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let log = AuditLog::Tenant(acme.clone());
+    let termination = Termination {
+        tenant: acme.clone(),
+        requested_by: "token:root".into(),
+        reason: "contract ended".into(),
+        terminated_at: ts("2026-05-01T00:00:00Z"),
+        purge_at: ts("2026-05-08T00:00:00Z"),
+        purged_at: None,
+        certificate_id: None,
+    };
+    assert_eq!(
+        s.cancel_termination(&acme, ts("2026-05-02T00:00:00Z"), audit())
+            .await
+            .unwrap(),
+        TerminationCancel::NotTerminated
+    );
+    s.terminate_tenant(&termination, audit()).await.unwrap();
+    // Another tenant cannot withdraw it; past the purge time nobody can.
+    assert_eq!(
+        s.cancel_termination(&globex, ts("2026-05-02T00:00:00Z"), audit())
+            .await
+            .unwrap(),
+        TerminationCancel::NotTerminated
+    );
+    assert_eq!(
+        s.cancel_termination(&acme, ts("2026-05-08T00:00:00Z"), audit())
+            .await
+            .unwrap(),
+        TerminationCancel::PurgeStarted(termination.clone())
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 1);
+    assert_eq!(
+        s.cancel_termination(&acme, ts("2026-05-02T00:00:00Z"), audit())
+            .await
+            .unwrap(),
+        TerminationCancel::Cancelled(termination)
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 2);
+    assert_eq!(s.termination(&acme).await.unwrap(), None);
 }
