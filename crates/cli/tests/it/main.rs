@@ -10,5 +10,6 @@ mod cli;
 mod isolation;
 mod keys;
 mod retention;
+mod retention_year;
 mod scan;
 mod seal;
