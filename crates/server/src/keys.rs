@@ -233,7 +233,10 @@ impl KeyService {
         let texts: Vec<String> = missing.iter().map(DataKeyId::encode).collect();
         let mut stored = self.store.data_keys(tenant, &texts).await?;
         // Keys made here are used as generated: no second read, no unwrap.
-        let mut created: HashMap<String, (DataKeyId, DataKey)> = HashMap::new();
+        // Ordered: concurrent batches then insert shared new ids in the same order, so two
+        // of them never wait on each other's rows (a deadlock on PostgreSQL).
+        let mut created: std::collections::BTreeMap<String, (DataKeyId, DataKey)> =
+            Default::default();
         if create && stored.len() < missing.len() {
             let have: std::collections::HashSet<&str> =
                 stored.iter().map(|w| w.id.as_str()).collect();

@@ -13,8 +13,8 @@ use custodian_store::{
 
 use super::certificate::{self, Destruction, signed_row};
 use super::{
-    StopAfter, SweepReport, bucket_holds, bucket_key, destroy_bucket, destroyed_bytes,
-    engine_actor, holds_on, sweeper_event,
+    StopAfter, SweepReport, bucket_holds, bucket_key, destroy_buckets, engine_actor, holds_on,
+    prepare_bucket, sweeper_event,
 };
 use crate::audit::{Actor, hex};
 use crate::retention::Certificate;
@@ -328,47 +328,52 @@ pub(super) async fn purge_terminated(
     report: &mut SweepReport,
 ) -> Result<(), ServerError> {
     let tenant = &termination.tenant;
-    let destruction = Destruction {
-        performed_by: "tenant termination",
-        reason: format!(
-            "tenant terminated by {} at {}: {}",
-            termination.requested_by, termination.terminated_at, termination.reason
-        ),
-    };
+    let reason = format!(
+        "tenant terminated by {} at {}: {}",
+        termination.requested_by, termination.terminated_at, termination.reason
+    );
     let mut kept = Vec::new();
+    let mut doomed = Vec::new();
     for bucket in state.store.tenant_buckets(tenant).await? {
         let records = state
             .store
             .bucket_records(tenant, &bucket.data_type, &bucket.bucket)
             .await?;
         let held = bucket_holds(holds, &bucket.data_type, &records);
-        if let Some(certificate) = destroy_bucket(
-            state,
-            tenant,
-            &bucket.data_type,
-            &bucket.bucket,
-            &records,
-            &held,
-            &destruction,
-            stop,
-        )
-        .await?
-        {
-            report.rekeyed += held.records.len() as u64;
-            report.bytes_destroyed += destroyed_bytes(&records, &held);
-            report.destroyed.push(certificate);
-        }
+        let destruction = Destruction {
+            performed_by: "tenant termination",
+            reason: reason.clone(),
+        };
+        report.rekeyed += held.records.len() as u64;
+        doomed.extend(
+            prepare_bucket(
+                state,
+                tenant,
+                &bucket.data_type,
+                &bucket.bucket,
+                &records,
+                &held,
+                destruction,
+                stop,
+            )
+            .await?,
+        );
         for id in held.ids {
             if !kept.contains(&id) {
                 kept.push(id);
             }
         }
     }
+    destroy_buckets(state, doomed, stop, report).await?;
     if !kept.is_empty() {
         report.held_terminations.push((tenant.clone(), kept));
         return Ok(());
     }
     // Nothing is left: every key of the tenant goes, the KEKs and index key included.
+    let destruction = Destruction {
+        performed_by: "tenant termination",
+        reason,
+    };
     state.keys.shred(tenant, ShredScope::Tenant).await?;
     let verification = match state.keys.tenant(tenant).await {
         Err(ServerError::KeyDestroyed { .. }) => {

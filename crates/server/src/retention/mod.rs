@@ -4,13 +4,14 @@
 //! termination ([`deletions`]), and the clocks that events and policy changes move
 //! ([`clocks`]).
 //!
-//! A bucket is destroyed in this order, so a crash at any point is safe: records a hold keeps
-//! are first sealed anew into a bucket of their own; the bucket's data key is shredded (from
-//! then on no copy of its records can be read, backups included); the destruction is verified
-//! by an attempted unwrap that must fail; then its rows are purged in the same transaction that
-//! stores the certificate and the audit entry. A crash after the shred leaves rows that can no
-//! longer be read; the next sweep finds the bucket again, shreds nothing more and purges and
-//! certifies it. Holds are checked and destructions run under one lock (in the process and,
+//! Due buckets are destroyed in this order, so a crash at any point is safe: records a hold
+//! keeps are first sealed anew into a bucket of their own; then every due bucket's data key is
+//! shredded, one transaction per tenant (from then on no copy of their records can be read,
+//! backups included, however many there are); each destruction is verified by an attempted
+//! unwrap that must fail; then each bucket's rows are purged in the transaction that stores
+//! its certificate and audit entry. A crash after the shred leaves rows that can no longer be
+//! read; the next sweep finds the buckets again, shreds nothing more and purges and certifies
+//! them. Holds are checked and destructions run under one lock (in the process and,
 //! on PostgreSQL, across nodes), so a hold placed during a sweep waits for it.
 
 mod certificate;
@@ -221,6 +222,7 @@ pub async fn sweep_stopping(
             purge_terminated(state, &active, &termination, stop, &mut report).await?;
         }
     }
+    let mut doomed = Vec::new();
     for bucket in state.store.due_buckets(None, now).await? {
         // A bucket still open could take a late record after its key is gone.
         if custodian_core::retention::bucket_closes_at(&bucket.bucket).is_none_or(|t| t > now) {
@@ -239,22 +241,21 @@ pub async fn sweep_stopping(
             .bucket_records(&bucket.tenant, &bucket.data_type, &bucket.bucket)
             .await?;
         let held = bucket_holds(active, &bucket.data_type, &records);
-        match destroy_bucket(
+        let prepared = prepare_bucket(
             state,
             &bucket.tenant,
             &bucket.data_type,
             &bucket.bucket,
             &records,
             &held,
-            &destruction,
+            destruction,
             stop,
         )
-        .await?
-        {
-            Some(certificate) => {
-                report.rekeyed += held.records.len() as u64;
-                report.bytes_destroyed += destroyed_bytes(&records, &held);
-                report.destroyed.push(certificate);
+        .await?;
+        report.rekeyed += held.records.len() as u64;
+        match prepared {
+            Some(d) => {
+                doomed.push(d);
                 if !held.ids.is_empty() {
                     let kept = BucketSummary {
                         records: held.records.len() as u64,
@@ -266,6 +267,7 @@ pub async fn sweep_stopping(
             None => report.held.push((bucket, held.ids)),
         }
     }
+    destroy_buckets(state, doomed, stop, &mut report).await?;
     crate::metrics::record_sweep(state.clock.now(), &report);
     Ok(report)
 }
@@ -322,20 +324,30 @@ fn destroyed_bytes(records: &[BucketRecord], held: &BucketHolds) -> u64 {
         .sum()
 }
 
-/// Destroys one bucket: held records first move to a bucket of their own (sealed anew, so
-/// this bucket's key can go), then the key is shredded and verified gone, then the rows are
-/// purged with the certificate and audit entry. `None` when holds keep every record.
+/// A bucket chosen for destruction, its held records already moved aside.
+struct Doomed {
+    tenant: TenantId,
+    data_type: DataTypeName,
+    bucket: String,
+    /// The records destroyed with it, in id order.
+    records: Vec<RecordId>,
+    bytes: u64,
+    destruction: Destruction<'static>,
+}
+
+/// Gets a bucket ready for destruction: records a hold keeps move to a bucket of their own
+/// (sealed anew, so this bucket's key can go). `None` when holds keep every record.
 #[allow(clippy::too_many_arguments)]
-async fn destroy_bucket(
+async fn prepare_bucket(
     state: &AppState,
     tenant: &TenantId,
     data_type: &DataTypeName,
     bucket: &str,
     records: &[BucketRecord],
     held: &BucketHolds,
-    destruction: &Destruction<'_>,
+    destruction: Destruction<'static>,
     stop: StopAfter,
-) -> Result<Option<Certificate>, ServerError> {
+) -> Result<Option<Doomed>, ServerError> {
     if held.whole {
         return Ok(None);
     }
@@ -345,39 +357,83 @@ async fn destroy_bucket(
         rekey_held(state, tenant, &held.records, &moved_to, &held.ids).await?;
         stop.check(Step::Rekeyed)?;
     }
-    let destroyed: Vec<&BucketRecord> = records
-        .iter()
-        .filter(|r| !held.records.contains(&r.id))
-        .collect();
-    let key = bucket_key(data_type, bucket);
-    state
-        .keys
-        .shred(tenant, ShredScope::Keys(vec![key.encode()]))
-        .await?;
-    stop.check(Step::Shredded)?;
-    let verification = verify_destroyed(state, tenant, &key).await?;
-    stop.check(Step::Verified)?;
-    let scope = format!("bucket/{data_type}/{bucket}");
-    let certificate = certificate::issue(
-        state,
-        tenant,
-        &scope,
-        data_type.as_str(),
-        destroyed.iter().map(|r| r.id),
-        vec![key.encode()],
-        "cryptographic erase (AES-256 data key destroyed) + record purge",
+    Ok(Some(Doomed {
+        tenant: tenant.clone(),
+        data_type: data_type.clone(),
+        bucket: bucket.to_owned(),
+        records: records
+            .iter()
+            .filter(|r| !held.records.contains(&r.id))
+            .map(|r| r.id)
+            .collect(),
+        bytes: destroyed_bytes(records, held),
         destruction,
-        verification,
-    );
-    let mut event = sweeper_event(state, tenant, "retention.destroy", &certificate);
-    event.after = Some(format!("{} records destroyed", destroyed.len()));
-    let row = signed_row(state, &certificate)?;
-    state
-        .store
-        .purge_bucket(tenant, data_type, bucket, row, event.canonical_bytes())
-        .await?;
-    stop.check(Step::Purged)?;
-    Ok(Some(certificate))
+    }))
+}
+
+/// Destroys prepared buckets: every key first, one shred per tenant (from then on none of
+/// their records can be read, backups included), each verified gone by an attempted unwrap;
+/// then each bucket's rows are purged with its certificate and audit entry. Making everything
+/// unreadable costs one transaction per tenant, however many records the buckets hold.
+async fn destroy_buckets(
+    state: &AppState,
+    doomed: Vec<Doomed>,
+    stop: StopAfter,
+    report: &mut SweepReport,
+) -> Result<(), ServerError> {
+    let mut by_tenant: std::collections::BTreeMap<&TenantId, Vec<String>> = Default::default();
+    for d in &doomed {
+        by_tenant
+            .entry(&d.tenant)
+            .or_default()
+            .push(bucket_key(&d.data_type, &d.bucket).encode());
+    }
+    for (tenant, keys) in by_tenant {
+        state.keys.shred(tenant, ShredScope::Keys(keys)).await?;
+    }
+    if !doomed.is_empty() {
+        stop.check(Step::Shredded)?;
+    }
+    let mut verified = Vec::with_capacity(doomed.len());
+    for d in &doomed {
+        let key = bucket_key(&d.data_type, &d.bucket);
+        verified.push(verify_destroyed(state, &d.tenant, &key).await?);
+    }
+    if !doomed.is_empty() {
+        stop.check(Step::Verified)?;
+    }
+    for (d, verification) in doomed.into_iter().zip(verified) {
+        let key = bucket_key(&d.data_type, &d.bucket);
+        let scope = format!("bucket/{}/{}", d.data_type, d.bucket);
+        let certificate = certificate::issue(
+            state,
+            &d.tenant,
+            &scope,
+            d.data_type.as_str(),
+            d.records.iter().copied(),
+            vec![key.encode()],
+            "cryptographic erase (AES-256 data key destroyed) + record purge",
+            &d.destruction,
+            verification,
+        );
+        let mut event = sweeper_event(state, &d.tenant, "retention.destroy", &certificate);
+        event.after = Some(format!("{} records destroyed", d.records.len()));
+        let row = signed_row(state, &certificate)?;
+        state
+            .store
+            .purge_bucket(
+                &d.tenant,
+                &d.data_type,
+                &d.bucket,
+                row,
+                event.canonical_bytes(),
+            )
+            .await?;
+        report.bytes_destroyed += d.bytes;
+        report.destroyed.push(certificate);
+        stop.check(Step::Purged)?;
+    }
+    Ok(())
 }
 
 /// Seals the held records anew under `bucket`, in one transaction with its audit entry.
