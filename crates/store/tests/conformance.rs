@@ -121,6 +121,7 @@ conformance!(
     scheduled_deletions_are_cancelled_or_completed_once,
     applied_retentions_are_replaced_and_records_page_by_type,
     terminations_are_withdrawn_only_before_their_purge,
+    a_large_bucket_is_purged_whole_under_one_certificate,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
@@ -1742,4 +1743,53 @@ async fn terminations_are_withdrawn_only_before_their_purge(s: &dyn Store) {
     );
     assert_eq!(s.audit_size(&log).await.unwrap(), 2);
     assert_eq!(s.termination(&acme).await.unwrap(), None);
+}
+
+async fn a_large_bucket_is_purged_whole_under_one_certificate(s: &dyn Store) {
+    let acme = tenant("acme");
+    // More records than a backend deletes in one chunk.
+    let records: Vec<StoredRecord> = (0..4500u64)
+        .map(|n| {
+            let mut r = record(n, &[(n % 7) as u8]);
+            r.key_bucket = "d2027-01-01".into();
+            r
+        })
+        .collect();
+    s.insert_records(&acme, records, None, audit())
+        .await
+        .unwrap();
+    let auth_log = DataTypeName::new("auth_log").unwrap();
+    let certificate = CertificateRow {
+        id: "del_large".into(),
+        scope: "bucket/auth_log/d2027-01-01".into(),
+        issued_at: ts("2027-01-02T00:00:00Z"),
+        note: "signed".into(),
+    };
+    let purged = s
+        .purge_bucket(
+            &acme,
+            &auth_log,
+            "d2027-01-01",
+            certificate.clone(),
+            audit(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(purged, 4500);
+    assert!(
+        s.bucket_records(&acme, &auth_log, "d2027-01-01")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for subject in 0..7u8 {
+        assert!(
+            s.list_subject_records(&acme, &[subject; 32], None, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "subject {subject} still indexed"
+        );
+    }
+    assert_eq!(s.certificates(&acme).await.unwrap(), vec![certificate]);
 }
