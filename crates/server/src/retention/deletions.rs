@@ -13,7 +13,7 @@ use custodian_store::{
 
 use super::certificate::{self, Destruction, signed_row};
 use super::{
-    StopAfter, SweepReport, bucket_holds, bucket_key, destroy_buckets, engine_actor, holds_on,
+    StopAfter, SweepReport, bucket_key, destroy_buckets, engine_actor, holds_on, holds_on_bucket,
     prepare_bucket, sweeper_event,
 };
 use crate::audit::{Actor, hex};
@@ -335,11 +335,7 @@ pub(super) async fn purge_terminated(
     let mut kept = Vec::new();
     let mut doomed = Vec::new();
     for bucket in state.store.tenant_buckets(tenant).await? {
-        let records = state
-            .store
-            .bucket_records(tenant, &bucket.data_type, &bucket.bucket)
-            .await?;
-        let held = bucket_holds(holds, &bucket.data_type, &records);
+        let held = holds_on_bucket(state, holds, tenant, &bucket.data_type, &bucket.bucket).await?;
         let destruction = Destruction {
             performed_by: "tenant termination",
             reason: reason.clone(),
@@ -351,7 +347,6 @@ pub(super) async fn purge_terminated(
                 tenant,
                 &bucket.data_type,
                 &bucket.bucket,
-                &records,
                 &held,
                 destruction,
                 stop,

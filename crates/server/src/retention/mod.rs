@@ -98,12 +98,15 @@ pub async fn plan(
         let (action, keeping) = if closes_at.is_none_or(|t| t > at) {
             ("open", Vec::new())
         } else {
-            let records = state
-                .store
-                .bucket_records(&bucket.tenant, &bucket.data_type, &bucket.bucket)
-                .await?;
             let active = holds.of(state, &bucket.tenant).await?;
-            let held = bucket_holds(active, &bucket.data_type, &records);
+            let held = holds_on_bucket(
+                state,
+                active,
+                &bucket.tenant,
+                &bucket.data_type,
+                &bucket.bucket,
+            )
+            .await?;
             held_records = if held.whole {
                 bucket.records
             } else {
@@ -236,17 +239,19 @@ pub async fn sweep_stopping(
                 bucket.oldest_expiry, bucket.newest_expiry
             ),
         };
-        let records = state
-            .store
-            .bucket_records(&bucket.tenant, &bucket.data_type, &bucket.bucket)
-            .await?;
-        let held = bucket_holds(active, &bucket.data_type, &records);
+        let held = holds_on_bucket(
+            state,
+            active,
+            &bucket.tenant,
+            &bucket.data_type,
+            &bucket.bucket,
+        )
+        .await?;
         let prepared = prepare_bucket(
             state,
             &bucket.tenant,
             &bucket.data_type,
             &bucket.bucket,
-            &records,
             &held,
             destruction,
             stop,
@@ -316,34 +321,21 @@ fn bucket_holds(holds: &[Hold], data_type: &DataTypeName, records: &[BucketRecor
     held
 }
 
-fn destroyed_bytes(records: &[BucketRecord], held: &BucketHolds) -> u64 {
-    records
-        .iter()
-        .filter(|r| !held.records.contains(&r.id))
-        .map(|r| r.sealed_len)
-        .sum()
-}
-
 /// A bucket chosen for destruction, its held records already moved aside.
 struct Doomed {
     tenant: TenantId,
     data_type: DataTypeName,
     bucket: String,
-    /// The records destroyed with it, in id order.
-    records: Vec<RecordId>,
-    bytes: u64,
     destruction: Destruction<'static>,
 }
 
 /// Gets a bucket ready for destruction: records a hold keeps move to a bucket of their own
 /// (sealed anew, so this bucket's key can go). `None` when holds keep every record.
-#[allow(clippy::too_many_arguments)]
 async fn prepare_bucket(
     state: &AppState,
     tenant: &TenantId,
     data_type: &DataTypeName,
     bucket: &str,
-    records: &[BucketRecord],
     held: &BucketHolds,
     destruction: Destruction<'static>,
     stop: StopAfter,
@@ -361,14 +353,27 @@ async fn prepare_bucket(
         tenant: tenant.clone(),
         data_type: data_type.clone(),
         bucket: bucket.to_owned(),
-        records: records
-            .iter()
-            .filter(|r| !held.records.contains(&r.id))
-            .map(|r| r.id)
-            .collect(),
-        bytes: destroyed_bytes(records, held),
         destruction,
     }))
+}
+
+/// What the active holds keep of a bucket. Its records are read only when some hold might
+/// cover one of them: without holds, nothing stands between a due bucket and its shred.
+async fn holds_on_bucket(
+    state: &AppState,
+    holds: &[Hold],
+    tenant: &TenantId,
+    data_type: &DataTypeName,
+    bucket: &str,
+) -> Result<BucketHolds, ServerError> {
+    if holds.is_empty() {
+        return Ok(BucketHolds::default());
+    }
+    let records = state
+        .store
+        .bucket_records(tenant, data_type, bucket)
+        .await?;
+    Ok(bucket_holds(holds, data_type, &records))
 }
 
 /// Destroys prepared buckets: every key first, one shred per tenant (from then on none of
@@ -403,6 +408,11 @@ async fn destroy_buckets(
         stop.check(Step::Verified)?;
     }
     for (d, verification) in doomed.into_iter().zip(verified) {
+        // Read after the shred: what is left in the bucket is exactly what was destroyed.
+        let records = state
+            .store
+            .bucket_records(&d.tenant, &d.data_type, &d.bucket)
+            .await?;
         let key = bucket_key(&d.data_type, &d.bucket);
         let scope = format!("bucket/{}/{}", d.data_type, d.bucket);
         let certificate = certificate::issue(
@@ -410,14 +420,14 @@ async fn destroy_buckets(
             &d.tenant,
             &scope,
             d.data_type.as_str(),
-            d.records.iter().copied(),
+            records.iter().map(|r| r.id),
             vec![key.encode()],
             "cryptographic erase (AES-256 data key destroyed) + record purge",
             &d.destruction,
             verification,
         );
         let mut event = sweeper_event(state, &d.tenant, "retention.destroy", &certificate);
-        event.after = Some(format!("{} records destroyed", d.records.len()));
+        event.after = Some(format!("{} records destroyed", records.len()));
         let row = signed_row(state, &certificate)?;
         state
             .store
@@ -429,7 +439,7 @@ async fn destroy_buckets(
                 event.canonical_bytes(),
             )
             .await?;
-        report.bytes_destroyed += d.bytes;
+        report.bytes_destroyed += records.iter().map(|r| r.sealed_len).sum::<u64>();
         report.destroyed.push(certificate);
         stop.check(Step::Purged)?;
     }
