@@ -826,6 +826,19 @@ async fn system_routes_answer() {
         ("/v1/tenants/{tenant}/records/{id}", "get"),
         ("/v1/tenants/{tenant}/records/{id}", "delete"),
         ("/v1/tenants/{tenant}/subjects/{subject}/records", "get"),
+        ("/v1/tenants/{tenant}/holds", "post"),
+        ("/v1/tenants/{tenant}/holds", "get"),
+        ("/v1/tenants/{tenant}/holds/{id}", "delete"),
+        ("/v1/tenants/{tenant}/events", "post"),
+        ("/v1/tenants/{tenant}/retention/plan", "get"),
+        ("/v1/tenants/{tenant}/deletions", "get"),
+        ("/v1/tenants/{tenant}/deletions/{id}", "get"),
+        ("/v1/tenants/{tenant}/scheduled-deletions", "get"),
+        ("/v1/tenants/{tenant}/scheduled-deletions/{id}", "delete"),
+        ("/v1/tenants/{tenant}/terminate", "post"),
+        ("/v1/tenants/{tenant}/terminate", "delete"),
+        ("/v1/system/retention/plan", "get"),
+        ("/v1/system/retention/sweep", "post"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path} missing");
     }
