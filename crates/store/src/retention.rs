@@ -218,11 +218,8 @@ pub trait RetentionStore: Send + Sync {
     ) -> Result<Vec<BucketRecord>>;
 
     /// Deletes every record of a bucket with its subject-index entries, stores `certificate`
-    /// (unless one of its scope exists) and appends `audit`. Called only once the bucket's key
-    /// is destroyed, so its rows are unreadable already: a backend may delete them in chunks,
-    /// each its own transaction (the first with the certificate and audit entry), to let other
-    /// writers in between; a crash between chunks leaves rows the next sweep purges under the
-    /// same certificate. Returns the number of records deleted.
+    /// (unless one of its scope exists) and appends `audit`, in one transaction. Returns the
+    /// number of records deleted.
     async fn purge_bucket(
         &self,
         tenant: &TenantId,

@@ -23,27 +23,6 @@ use crate::{
     unpack_subjects,
 };
 
-/// Records deleted per transaction when a bucket is purged: about 20 ms of the writer each.
-const PURGE_CHUNK: u64 = 2000;
-
-/// Deletes up to [`PURGE_CHUNK`] records of a bucket with their subject-index entries.
-fn purge_chunk(tx: &Connection, tenant: &str, data_type: &str, bucket: &str) -> Result<u64> {
-    const CHUNK: &str = "SELECT id FROM records INDEXED BY records_by_bucket
-        WHERE tenant_id = ?1 AND data_type = ?2 AND key_bucket = ?3 LIMIT ?4";
-    tx.prepare_cached(&format!(
-        "DELETE FROM record_subjects WHERE tenant_id = ?1 AND record_id IN ({CHUNK})"
-    ))
-    .and_then(|mut s| s.execute(params![tenant, data_type, bucket, PURGE_CHUNK as i64]))
-    .map_err(db_err)?;
-    let purged = tx
-        .prepare_cached(&format!(
-            "DELETE FROM records WHERE tenant_id = ?1 AND id IN ({CHUNK})"
-        ))
-        .and_then(|mut s| s.execute(params![tenant, data_type, bucket, PURGE_CHUNK as i64]))
-        .map_err(db_err)?;
-    Ok(purged as u64)
-}
-
 const HOLD_COLUMNS: &str = "id, scope_kind, scope_value, case_id, reason, placed_by, placed_at_us, released_by, released_at_us";
 
 fn read_hold(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawHold> {
@@ -458,37 +437,36 @@ impl RetentionStore for SqliteStore {
             data_type.as_str().to_owned(),
             bucket.to_owned(),
         );
-        let first = {
-            let (tenant, data_type, bucket) = (tenant.clone(), data_type.clone(), bucket.clone());
-            self.write(move |tx| {
-                tx.execute(
-                    "INSERT OR IGNORE INTO deletion_certificates (tenant_id, id, scope, issued_at_us, note)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        tenant,
-                        certificate.id,
-                        certificate.scope,
-                        us(certificate.issued_at),
-                        certificate.note
-                    ],
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM record_subjects WHERE tenant_id = ?1 AND record_id IN (
+                     SELECT id FROM records WHERE tenant_id = ?1 AND data_type = ?2 AND key_bucket = ?3
+                 )",
+                params![tenant, data_type, bucket],
+            )
+            .map_err(db_err)?;
+            let purged = tx
+                .execute(
+                    "DELETE FROM records WHERE tenant_id = ?1 AND data_type = ?2 AND key_bucket = ?3",
+                    params![tenant, data_type, bucket],
                 )
                 .map_err(db_err)?;
-                append_audit_tx(tx, &tenant, &[audit])?;
-                purge_chunk(tx, &tenant, &data_type, &bucket)
-            })
-            .await?
-        };
-        // SQLite has one writer: in chunks, ingest gets the database between them.
-        let mut purged = first;
-        let mut last = first;
-        while last == PURGE_CHUNK {
-            let (tenant, data_type, bucket) = (tenant.clone(), data_type.clone(), bucket.clone());
-            last = self
-                .write(move |tx| purge_chunk(tx, &tenant, &data_type, &bucket))
-                .await?;
-            purged += last;
-        }
-        Ok(purged)
+            tx.execute(
+                "INSERT OR IGNORE INTO deletion_certificates (tenant_id, id, scope, issued_at_us, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    tenant,
+                    certificate.id,
+                    certificate.scope,
+                    us(certificate.issued_at),
+                    certificate.note
+                ],
+            )
+            .map_err(db_err)?;
+            append_audit_tx(tx, &tenant, &[audit])?;
+            Ok(purged as u64)
+        })
+        .await
     }
 
     async fn certificates(&self, tenant: &TenantId) -> Result<Vec<CertificateRow>> {
