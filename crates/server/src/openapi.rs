@@ -69,7 +69,7 @@ impl Modify for BearerAuth {
         system::openapi,
         system::problem_type,
     ),
-    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView)),
+    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, crate::retention::PlannedBucket, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

@@ -268,11 +268,10 @@ pub struct PlanParams {
 }
 
 /// What a sweep at a given time would destroy.
-#[derive(Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct PlanView {
     pub at: Timestamp,
-    #[schema(value_type = Vec<Object>)]
-    pub buckets: Vec<serde_json::Value>,
+    pub buckets: Vec<PlannedBucket>,
 }
 
 fn plan_time(
@@ -288,15 +287,6 @@ fn plan_time(
             ))
         }),
     }
-}
-
-fn plan_view(at: Timestamp, buckets: Vec<PlannedBucket>) -> Result<Json<PlanView>, Problem> {
-    let buckets = buckets
-        .into_iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()
-        .map_err(|e| ServerError::Internal(e.to_string()).into_problem())?;
-    Ok(Json(PlanView { at, buckets }))
 }
 
 /// Dry run: what a sweep at `at` would destroy in this tenant
@@ -324,7 +314,7 @@ pub async fn tenant_plan(
     let buckets = crate::retention::plan(&state, Some(&admitted.tenant.id), at)
         .await
         .map_err(ServerError::into_problem)?;
-    plan_view(at, buckets)
+    Ok(Json(PlanView { at, buckets }))
 }
 
 /// Dry run over every tenant (operators)
@@ -351,7 +341,7 @@ pub async fn system_plan(
     let buckets = crate::retention::plan(&state, None, at)
         .await
         .map_err(ServerError::into_problem)?;
-    plan_view(at, buckets)
+    Ok(Json(PlanView { at, buckets }))
 }
 
 /// What a sweep did.
