@@ -22,7 +22,8 @@
 //! [`TenantId::platform`]), never to a tenant's. An operator may read key status and rotate
 //! keys of any tenant, and alone may seal the server and back up or restore the key store; no
 //! platform role has standing access to records. An operator may also read any tenant's
-//! retention plan (or all tenants' at once), run a sweep, and terminate a tenant. Support and approver exist in the policy vocabulary but hold no permission
+//! retention plan (or all tenants' at once), run a sweep, terminate a tenant, and read the
+//! system audit log (actions outside any tenant, and refusals that name no known tenant). Support and approver exist in the policy vocabulary but hold no permission
 //! yet.
 
 use std::fmt;
@@ -110,10 +111,11 @@ pub enum Action {
     RestoreKeys,
     ReadAllRetentionPlans,
     RunSweep,
+    ReadSystemAudit,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
@@ -135,6 +137,7 @@ impl Action {
         Action::RestoreKeys,
         Action::ReadAllRetentionPlans,
         Action::RunSweep,
+        Action::ReadSystemAudit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -156,6 +159,7 @@ impl Action {
             Action::TerminateTenant => "tenants.terminate",
             Action::ReadAllRetentionPlans => "retention.plan_all",
             Action::RunSweep => "retention.sweep",
+            Action::ReadSystemAudit => "audit.read_system",
             Action::ListKeyStatus => "keys.status_all",
             Action::SealServer => "operator.seal",
             Action::BackupKeys => "keys.backup",
@@ -184,7 +188,8 @@ impl Action {
             | Action::BackupKeys
             | Action::RestoreKeys
             | Action::ReadAllRetentionPlans
-            | Action::RunSweep => &[Role::Operator],
+            | Action::RunSweep
+            | Action::ReadSystemAudit => &[Role::Operator],
         }
     }
 
@@ -198,6 +203,7 @@ impl Action {
                 | Action::RestoreKeys
                 | Action::ReadAllRetentionPlans
                 | Action::RunSweep
+                | Action::ReadSystemAudit
         )
     }
 }
@@ -335,6 +341,7 @@ mod tests {
                                 | RestoreKeys
                                 | ReadAllRetentionPlans
                                 | RunSweep
+                                | ReadSystemAudit
                         )
                 );
                 let holder = if role.is_platform() {

@@ -18,6 +18,7 @@ on_both_backends!(
     every_action_lands_once_in_its_tenant_log,
     checkpoints_and_proofs_verify,
     audit_requests_are_checked,
+    operators_read_and_verify_the_system_log,
 );
 
 struct Log {
@@ -454,4 +455,108 @@ async fn export_then_verify_offline_and_catch_a_tampered_row() {
         stderr.contains("entry 2 does not match the leaf hash stored for it"),
         "{stderr}"
     );
+}
+
+async fn system_checkpoint(server: &TestServer, token: &str) -> custodian_tlog::Checkpoint {
+    let reply = server.get("/v1/system/audit/checkpoint", Some(token)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let verifier = Verifier::parse(&server.state.audit.verifier_key().unwrap()).unwrap();
+    custodian_tlog::open(&reply.text(), &verifier).expect("system checkpoint verifies")
+}
+
+async fn operators_read_and_verify_the_system_log(server: TestServer) {
+    let operator = server.operator_token().await;
+    let admin = server.token("acme", Role::Admin).await;
+    let first = system_checkpoint(&server, &operator).await;
+    assert!(first.size >= 1, "the server start is in the system log");
+    // A refusal that names no known tenant lands in the system log.
+    server
+        .get(
+            "/v1/tenants/nosuch/records/01HZZZZZZZZZZZZZZZZZZZZZZZ",
+            Some(&admin),
+        )
+        .await;
+    let second = system_checkpoint(&server, &operator).await;
+    assert!(second.size > first.size);
+    let entries = server
+        .get(
+            &format!("/v1/system/audit/entries?start=0&end={}", second.size),
+            Some(&operator),
+        )
+        .await
+        .ok_json();
+    let entries = entries["entries"].as_array().unwrap();
+    let bodies: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|e| STANDARD.decode(e["entry"].as_str().unwrap()).unwrap())
+        .collect();
+    custodian_tlog::verify_log(bodies.iter(), &second.root, second.size).unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["event"]["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"server.start"), "{actions:?}");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["event"]["decision"] == "deny" && e["event"]["tenant"].is_null()),
+        "{entries:?}"
+    );
+    // Proofs against the signed roots.
+    let last = second.size - 1;
+    let proof = server
+        .get(
+            &format!(
+                "/v1/system/audit/proof/inclusion?index={last}&size={}",
+                second.size
+            ),
+            Some(&operator),
+        )
+        .await
+        .ok_json();
+    verify_inclusion(
+        &leaf_hash(&bodies[last as usize]),
+        last,
+        second.size,
+        &hashes(&proof),
+        &second.root,
+    )
+    .unwrap();
+    let proof = server
+        .get(
+            &format!(
+                "/v1/system/audit/proof/consistency?from={}&to={}",
+                first.size, second.size
+            ),
+            Some(&operator),
+        )
+        .await
+        .ok_json();
+    verify_consistency(
+        first.size,
+        second.size,
+        &hashes(&proof),
+        &first.root,
+        &second.root,
+    )
+    .unwrap();
+    // Only operators: a tenant's admin is refused, a stranger is asked to authenticate.
+    server
+        .get("/v1/system/audit/checkpoint", Some(&admin))
+        .await
+        .problem(403, "forbidden");
+    server
+        .get("/v1/system/audit/entries?start=0&end=1", None)
+        .await
+        .problem(401, "unauthorized");
+    server
+        .get(
+            &format!(
+                "/v1/system/audit/proof/inclusion?index={}&size={}",
+                second.size, second.size
+            ),
+            Some(&operator),
+        )
+        .await
+        .problem(400, "invalid-request");
 }

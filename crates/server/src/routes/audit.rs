@@ -1,5 +1,6 @@
-//! Audit routes: a tenant's signed checkpoint, its entries, and inclusion and consistency
-//! proofs. A caller sees only the log of the tenant it belongs to.
+//! Audit routes: a log's signed checkpoint, its entries, and inclusion and consistency
+//! proofs, for a tenant's log (its members only) and for the system log (operators). Each
+//! handler pair shares one body; only the admission differs.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use custodian_store::AuditLog;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::admit;
+use super::{admit, admit_platform};
 use crate::problem::{Kind, Problem};
 use crate::{AppState, ServerError};
 
@@ -39,6 +40,14 @@ async fn tenant_log(
     Ok(AuditLog::Tenant(admitted.tenant.id.clone()))
 }
 
+async fn system_log(state: &AppState, headers: &HeaderMap) -> Result<AuditLog, Problem> {
+    admit_platform(state, headers, Action::ReadSystemAudit).await?;
+    if state.keys.is_sealed() {
+        return Err(ServerError::Sealed.into_problem());
+    }
+    Ok(AuditLog::System)
+}
+
 /// The tenant log's current head, as a C2SP signed note
 #[utoipa::path(
     get,
@@ -57,9 +66,31 @@ pub async fn checkpoint(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let log = tenant_log(&state, &headers, &tenant).await?;
+    checkpoint_of(&state, &log).await
+}
+
+/// The system log's current head, as a C2SP signed note (operators)
+#[utoipa::path(
+    get,
+    path = "/v1/system/audit/checkpoint",
+    responses(
+        (status = 200, description = "Signed checkpoint (text/plain)", content_type = "text/plain"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn system_checkpoint(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let log = system_log(&state, &headers).await?;
+    checkpoint_of(&state, &log).await
+}
+
+async fn checkpoint_of(state: &AppState, log: &AuditLog) -> Result<Response, Problem> {
     let note = state
         .audit
-        .checkpoint(&log)
+        .checkpoint(log)
         .await
         .map_err(ServerError::into_problem)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
@@ -110,7 +141,35 @@ pub async fn entries(
     headers: HeaderMap,
 ) -> Result<Json<EntriesView>, Problem> {
     let log = tenant_log(&state, &headers, &tenant).await?;
-    let EntriesParams { start, end } = query(params)?;
+    entries_of(&state, &log, query(params)?).await
+}
+
+/// Entries `[start, end)` of the system log (operators)
+#[utoipa::path(
+    get,
+    path = "/v1/system/audit/entries",
+    params(EntriesParams),
+    responses(
+        (status = 200, body = EntriesView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn system_entries(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<EntriesParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<EntriesView>, Problem> {
+    let log = system_log(&state, &headers).await?;
+    entries_of(&state, &log, query(params)?).await
+}
+
+async fn entries_of(
+    state: &AppState,
+    log: &AuditLog,
+    EntriesParams { start, end }: EntriesParams,
+) -> Result<Json<EntriesView>, Problem> {
     if start > end || end - start > MAX_ENTRIES {
         return Err(invalid(format!(
             "need start <= end and at most {MAX_ENTRIES} entries per call"
@@ -118,7 +177,7 @@ pub async fn entries(
     }
     let size = state
         .audit
-        .size(&log)
+        .size(log)
         .await
         .map_err(ServerError::into_problem)?;
     if end > size {
@@ -128,7 +187,7 @@ pub async fn entries(
     }
     let bodies = state
         .store
-        .audit_entries(&log, start, end)
+        .audit_entries(log, start, end)
         .await
         .map_err(|e| ServerError::from(e).into_problem())?;
     let leaf_ids: Vec<custodian_tlog::NodeId> = (start..end)
@@ -136,7 +195,7 @@ pub async fn entries(
         .collect();
     let leaves = state
         .store
-        .audit_nodes(&log, &leaf_ids)
+        .audit_nodes(log, &leaf_ids)
         .await
         .map_err(|e| ServerError::from(e).into_problem())?;
     let entries = bodies
@@ -197,10 +256,38 @@ pub async fn inclusion(
     headers: HeaderMap,
 ) -> Result<Json<ProofView>, Problem> {
     let log = tenant_log(&state, &headers, &tenant).await?;
-    let InclusionParams { index, size } = query(params)?;
+    inclusion_of(&state, &log, query(params)?).await
+}
+
+/// Inclusion proof of entry `index` in the system log's tree of `size` entries (operators)
+#[utoipa::path(
+    get,
+    path = "/v1/system/audit/proof/inclusion",
+    params(InclusionParams),
+    responses(
+        (status = 200, body = ProofView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn system_inclusion(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<InclusionParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ProofView>, Problem> {
+    let log = system_log(&state, &headers).await?;
+    inclusion_of(&state, &log, query(params)?).await
+}
+
+async fn inclusion_of(
+    state: &AppState,
+    log: &AuditLog,
+    InclusionParams { index, size }: InclusionParams,
+) -> Result<Json<ProofView>, Problem> {
     state
         .audit
-        .inclusion_proof(&log, index, size)
+        .inclusion_proof(log, index, size)
         .await
         .map(proof_view)
         .map_err(ServerError::into_problem)
@@ -224,10 +311,38 @@ pub async fn consistency(
     headers: HeaderMap,
 ) -> Result<Json<ProofView>, Problem> {
     let log = tenant_log(&state, &headers, &tenant).await?;
-    let ConsistencyParams { from, to } = query(params)?;
+    consistency_of(&state, &log, query(params)?).await
+}
+
+/// Consistency proof between the system log's tree sizes `from` and `to` (operators)
+#[utoipa::path(
+    get,
+    path = "/v1/system/audit/proof/consistency",
+    params(ConsistencyParams),
+    responses(
+        (status = 200, body = ProofView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn system_consistency(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<ConsistencyParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<ProofView>, Problem> {
+    let log = system_log(&state, &headers).await?;
+    consistency_of(&state, &log, query(params)?).await
+}
+
+async fn consistency_of(
+    state: &AppState,
+    log: &AuditLog,
+    ConsistencyParams { from, to }: ConsistencyParams,
+) -> Result<Json<ProofView>, Problem> {
     state
         .audit
-        .consistency_proof(&log, from, to)
+        .consistency_proof(log, from, to)
         .await
         .map(proof_view)
         .map_err(ServerError::into_problem)

@@ -108,6 +108,16 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             axum::routing::post(keys::rotate),
         )
         .route("/v1/system/audit/key", get(audit::verifier_key))
+        .route("/v1/system/audit/checkpoint", get(audit::system_checkpoint))
+        .route("/v1/system/audit/entries", get(audit::system_entries))
+        .route(
+            "/v1/system/audit/proof/inclusion",
+            get(audit::system_inclusion),
+        )
+        .route(
+            "/v1/system/audit/proof/consistency",
+            get(audit::system_consistency),
+        )
         .route("/v1/system/keys", get(keys::all_status))
         .route("/v1/system/keys/backup", get(keys::backup))
         .route(
