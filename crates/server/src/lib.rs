@@ -10,6 +10,7 @@ pub mod clock;
 pub mod ingest;
 pub mod keys;
 mod metrics;
+pub mod mirror;
 mod openapi;
 pub mod problem;
 pub mod records;
@@ -254,12 +255,18 @@ pub async fn serve(
     on_bound(bound);
     let rotation = keys::spawn_rotation_job(state.clone(), ROTATION_CHECK_INTERVAL);
     let sweeper = sweep_interval.map(|every| retention::spawn_sweeper(state.clone(), every));
+    let mirror = state
+        .policy
+        .deployment
+        .audit_mirror
+        .clone()
+        .map(|config| mirror::spawn(state.clone(), config));
     let served = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     rotation.abort();
-    if let Some(sweeper) = sweeper {
-        sweeper.abort();
+    for job in [sweeper, mirror].into_iter().flatten() {
+        job.abort();
     }
     served.map_err(|e| ServerError::Internal(e.to_string()))?;
     lifecycle_event(&state, "server.stop", "graceful shutdown".into()).await

@@ -101,6 +101,14 @@ pub enum AuditLog {
 }
 
 impl AuditLog {
+    /// The log stored under `key`.
+    pub fn from_key(key: &str) -> Result<AuditLog> {
+        if key == "_system" {
+            return Ok(AuditLog::System);
+        }
+        parse_tenant(key.to_owned()).map(AuditLog::Tenant)
+    }
+
     /// The key the log is stored under. Tenant ids start with a letter or digit, so the
     /// system log's key can never collide with a tenant's.
     pub fn key(&self) -> &str {
@@ -171,6 +179,9 @@ pub trait Store: RetentionStore + Send + Sync + 'static {
     async fn append_audit(&self, log: &AuditLog, entries: Vec<Vec<u8>>) -> Result<u64>;
 
     async fn audit_size(&self, log: &AuditLog) -> Result<u64>;
+
+    /// Every audit log with its size, the system log first: what the off-box mirror follows.
+    async fn audit_heads(&self) -> Result<Vec<(AuditLog, u64)>>;
 
     /// Stored subtree hashes of a log, in the order asked; a missing node is an error.
     async fn audit_nodes(

@@ -122,6 +122,7 @@ conformance!(
     applied_retentions_are_replaced_and_records_page_by_type,
     terminations_are_withdrawn_only_before_their_purge,
     a_large_bucket_is_purged_whole_under_one_certificate,
+    audit_heads_list_every_log_system_first,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
@@ -1792,4 +1793,26 @@ async fn a_large_bucket_is_purged_whole_under_one_certificate(s: &dyn Store) {
         );
     }
     assert_eq!(s.certificates(&acme).await.unwrap(), vec![certificate]);
+}
+
+async fn audit_heads_list_every_log_system_first(s: &dyn Store) {
+    assert!(s.audit_heads().await.unwrap().is_empty());
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    s.append_audit(&AuditLog::Tenant(globex.clone()), vec![audit(), audit()])
+        .await
+        .unwrap();
+    s.append_audit(&AuditLog::System, vec![audit()])
+        .await
+        .unwrap();
+    s.append_audit(&AuditLog::Tenant(acme.clone()), vec![audit()])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.audit_heads().await.unwrap(),
+        vec![
+            (AuditLog::System, 1),
+            (AuditLog::Tenant(acme), 1),
+            (AuditLog::Tenant(globex), 2),
+        ]
+    );
 }

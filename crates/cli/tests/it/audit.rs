@@ -560,3 +560,117 @@ async fn operators_read_and_verify_the_system_log(server: TestServer) {
         .await
         .problem(400, "invalid-request");
 }
+
+/// Whether NATS is reachable; under `CI=true` a missing server is a failure, locally a loud skip.
+async fn nats_available(url: &str) -> bool {
+    match async_nats::connect(url).await {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("NATS at {url} is unreachable and CI=true: {e}");
+            }
+            eprintln!("\n*** SKIPPING NATS test: no server at {url} ({e}) ***\n");
+            false
+        }
+    }
+}
+
+/// Every entry and a signed checkpoint of every log reach the JetStream mirror, and the
+/// mirrored entries rebuild the very tree the checkpoint signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_is_mirrored_to_jetstream() {
+    const NATS: &str = "nats://127.0.0.1:4222";
+    if !nats_available(NATS).await {
+        return;
+    }
+    let stream_name = format!("it_{}", ulid::Ulid::new());
+    let text = crate::harness::default_policy_text().replace(
+        "[deployment]\nregion = \"local\"",
+        &format!(
+            "[deployment]\nregion = \"local\"\naudit_mirror = {{ url = \"{NATS}\", stream = \"{stream_name}\" }}"
+        ),
+    );
+    let policy = custodian_core::policy::Policy::parse("mirror.toml", &text).unwrap();
+    let server = TestServer::start_with(
+        crate::harness::Backend::Sqlite,
+        crate::harness::DEFAULT_BODY_LIMIT,
+        policy,
+    )
+    .await
+    .unwrap();
+    let admin = server.token("acme", Role::Admin).await;
+    let t = rfc3339(now() - 1.hour());
+    for i in 0..3 {
+        server
+            .ingest(
+                "acme",
+                &admin,
+                &record_line("app_log", &[], &t, json!({ "i": i })),
+            )
+            .await;
+    }
+    let acme =
+        custodian_store::AuditLog::Tenant(custodian_core::ids::TenantId::new("acme").unwrap());
+    let size = server.state.store.audit_size(&acme).await.unwrap();
+
+    let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
+    let checkpoint_subject = custodian_server::mirror::checkpoint_subject(&stream_name, &acme);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let note = loop {
+        if let Ok(stream) = js.get_stream(&stream_name).await
+            && let Ok(m) = stream
+                .get_last_raw_message_by_subject(&checkpoint_subject)
+                .await
+        {
+            let note = String::from_utf8(m.payload.to_vec()).unwrap();
+            if note.lines().nth(1) == Some(size.to_string().as_str()) {
+                break note;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let verifier = Verifier::parse(&server.state.audit.verifier_key().unwrap()).unwrap();
+    let checkpoint = custodian_tlog::open(&note, &verifier).expect("mirrored checkpoint verifies");
+    assert_eq!(checkpoint.size, size);
+    // The mirrored entries, in index order, rebuild the signed tree.
+    let mut stream = js.get_stream(&stream_name).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let entry_subject = custodian_server::mirror::entry_subject(&stream_name, &acme);
+    let mut entries: Vec<(u64, Vec<u8>)> = Vec::new();
+    for seq in 1..=last {
+        let m = stream.get_raw_message(seq).await.unwrap();
+        if m.subject.as_str() == entry_subject {
+            let index: u64 = m
+                .headers
+                .get(custodian_server::mirror::INDEX_HEADER)
+                .unwrap()
+                .as_str()
+                .parse()
+                .unwrap();
+            entries.push((index, m.payload.to_vec()));
+        }
+    }
+    entries.sort();
+    assert_eq!(
+        entries.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        (0..size).collect::<Vec<_>>(),
+        "every entry once"
+    );
+    let bodies: Vec<&Vec<u8>> = entries.iter().map(|(_, b)| b).collect();
+    custodian_tlog::verify_log(bodies.into_iter(), &checkpoint.root, checkpoint.size).unwrap();
+    let stored = server
+        .state
+        .store
+        .audit_entries(&acme, 0, size)
+        .await
+        .unwrap();
+    assert_eq!(
+        entries.into_iter().map(|(_, b)| b).collect::<Vec<_>>(),
+        stored
+    );
+    js.delete_stream(&stream_name).await.unwrap();
+}

@@ -44,6 +44,17 @@ pub struct Deployment {
     /// How long a shortened retention waits before it applies to records already stored
     /// (`retention_shortening_grace`, default 30d; `0d` applies it at once).
     pub shortening_grace: Option<CalDuration>,
+    /// Where every audit entry and checkpoint is copied, off the box (`audit_mirror`).
+    pub audit_mirror: Option<AuditMirror>,
+}
+
+/// The off-box copy of the audit logs: a NATS JetStream stream the operators do not control.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditMirror {
+    pub url: String,
+    pub stream: String,
+    /// When the mirror cannot be reached, refuse writes rather than buffer them.
+    pub required: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -10,9 +10,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    AccessSettings, ClassInfo, DataType, DeleteMethod, Deployment, Diagnostic, Diagnostics,
-    FieldRule, KeySettings, Meta, MetricAllow, Policy, RootKeyConfig, Severity, Telemetry,
-    TenantPolicy, Tier, Transform,
+    AccessSettings, AuditMirror, ClassInfo, DataType, DeleteMethod, Deployment, Diagnostic,
+    Diagnostics, FieldRule, KeySettings, Meta, MetricAllow, Policy, RootKeyConfig, Severity,
+    Telemetry, TenantPolicy, Tier, Transform,
 };
 use crate::access::Role;
 use crate::duration::{CalDuration, Unit, VALID_DURATION_FORMS};
@@ -377,7 +377,13 @@ impl<'s> Cx<'s> {
     fn deployment(&mut self, root: &Table<'_, '_>) -> Option<Deployment> {
         let v = self.required(root, "deployment")?;
         let t = self.table(v, "deployment".into())?;
-        self.check_keys(&t, &["region", "retention_shortening_grace"]);
+        self.check_keys(
+            &t,
+            &["region", "retention_shortening_grace", "audit_mirror"],
+        );
+        let audit_mirror = self
+            .sub_table(&t, "audit_mirror")
+            .map(|m| self.audit_mirror(&m));
         let shortening_grace = match t.get("retention_shortening_grace") {
             None => Some(Some("30d".parse().expect("valid literal"))),
             Some(v) => self.duration_or_zero(v, "deployment.retention_shortening_grace"),
@@ -387,6 +393,48 @@ impl<'s> Cx<'s> {
         Some(Deployment {
             region,
             shortening_grace: shortening_grace?,
+            audit_mirror: match audit_mirror {
+                None => None,
+                Some(m) => Some(m?),
+            },
+        })
+    }
+
+    fn audit_mirror(&mut self, t: &Table<'_, '_>) -> Option<AuditMirror> {
+        self.check_keys(t, &["url", "stream", "required"]);
+        let (url, span) = self.req_string(t, "url")?;
+        if !url.starts_with("nats://") {
+            self.error(
+                &span,
+                &t.key_path("url"),
+                format!("{url:?} is not a NATS URL; write nats://host:port"),
+            );
+            return None;
+        }
+        let stream = self
+            .opt_string(t, "stream")
+            .unwrap_or_else(|| "CUSTODIAN_AUDIT".to_owned());
+        if stream.is_empty()
+            || !stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            let span = t.get("stream").map(|v| v.span()).unwrap_or(span);
+            self.error(
+                &span,
+                &t.key_path("stream"),
+                format!("stream {stream:?} must be letters, digits, - or _"),
+            );
+            return None;
+        }
+        let required = match t.get("required") {
+            None => false,
+            Some(v) => self.boolean(v, &t.key_path("required"))?,
+        };
+        Some(AuditMirror {
+            url,
+            stream,
+            required,
         })
     }
 

@@ -464,3 +464,43 @@ fn a_new_policy_lists_the_retentions_it_changes() {
         "health's tier did not change: {changes:?}"
     );
 }
+
+#[test]
+fn an_audit_mirror_names_a_nats_url_and_a_stream() {
+    let with = |mirror: &str| {
+        VALID.replace(
+            "region = \"au-east\"\n\n[keys]",
+            &format!("region = \"au-east\"\naudit_mirror = {mirror}\n\n[keys]"),
+        )
+    };
+    assert_eq!(parse(VALID).unwrap().deployment.audit_mirror, None);
+    let p = parse(&with("{ url = \"nats://127.0.0.1:4222\" }")).unwrap();
+    assert_eq!(
+        p.deployment.audit_mirror,
+        Some(AuditMirror {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "CUSTODIAN_AUDIT".into(),
+            required: false,
+        })
+    );
+    let p = parse(&with(
+        "{ url = \"nats://mirror:4222\", stream = \"acme-audit\", required = true }",
+    ))
+    .unwrap();
+    assert!(p.deployment.audit_mirror.unwrap().required);
+    for (mirror, says) in [
+        ("{ url = \"http://x\" }", "is not a NATS URL"),
+        (
+            "{ url = \"nats://x\", stream = \"a.b\" }",
+            "must be letters, digits",
+        ),
+        ("{ url = \"nats://x\", colour = \"red\" }", "unknown key"),
+        ("{ stream = \"s\" }", "url"),
+    ] {
+        let errs = errors(&with(mirror));
+        assert!(
+            errs.iter().any(|e| e.to_string().contains(says)),
+            "{mirror}: {errs:?}"
+        );
+    }
+}

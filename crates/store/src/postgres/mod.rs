@@ -678,6 +678,20 @@ impl Store for PostgresStore {
         Ok(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
     }
 
+    async fn audit_heads(&self) -> Result<Vec<(AuditLog, u64)>> {
+        self.client()
+            .await?
+            .query(
+                "SELECT log_id, size FROM audit_heads ORDER BY log_id <> '_system', log_id",
+                &[],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| Ok((AuditLog::from_key(r.get(0))?, r.get::<_, i64>(1) as u64)))
+            .collect()
+    }
+
     async fn audit_nodes(
         &self,
         log: &AuditLog,

@@ -930,6 +930,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn audit_heads(&self) -> Result<Vec<(AuditLog, u64)>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT log_id, size FROM audit_heads ORDER BY log_id <> '_system', log_id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(db_err)?;
+            rows.map(|r| {
+                let (key, size) = r.map_err(db_err)?;
+                Ok((AuditLog::from_key(&key)?, size as u64))
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn audit_nodes(
         &self,
         log: &AuditLog,
