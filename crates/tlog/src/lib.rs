@@ -25,6 +25,7 @@ pub mod note;
 pub mod proof;
 pub mod reference;
 pub mod store;
+pub mod witness;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner, open};
 pub use compact::{Appender, verify_log};
@@ -37,6 +38,7 @@ pub use proof::{
     verify_inclusion,
 };
 pub use store::{HashReader, MemoryStore, Node, NodeId, Prefetched, Recorder};
+pub use witness::{Witness, WitnessError};
 
 /// Everything that can go wrong in this crate.
 ///
