@@ -106,6 +106,24 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Witness the off-box mirror: follow the JetStream stream the server copies its audit
+    /// logs to, rebuild every log's tree from its entries and hold each signed checkpoint
+    /// against it. Exits 1 at the first fork (a checkpoint whose root differs from the
+    /// witnessed entries), naming both roots.
+    Watch {
+        /// The NATS server.
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        /// The stream (the policy's deployment.audit_mirror.stream).
+        #[arg(long, default_value = "CUSTODIAN_AUDIT")]
+        stream: String,
+        /// The deployment's verifier key (from `custodian audit key`).
+        #[arg(long)]
+        key: String,
+        /// Stop once the stream is read to its end instead of following it.
+        #[arg(long)]
+        once: bool,
+    },
     /// Verify a bundle offline: every entry against its stored leaf hash, the tree against the
     /// signed checkpoint, and (with --previous) that the log still extends a checkpoint you
     /// trusted before. Exits 1 naming the first entry or check that fails.

@@ -1,5 +1,6 @@
-//! `custodian audit key|export|verify`: the deployment's verifier key, a tenant's log exported
-//! as a bundle, and the offline verification of such a bundle.
+//! `custodian audit key|export|verify|watch`: the deployment's verifier key, a tenant's log
+//! exported as a bundle, the offline verification of such a bundle, and the witness that
+//! follows the off-box mirror.
 
 use std::io::{BufReader, Write};
 use std::path::Path;
@@ -34,6 +35,12 @@ pub async fn run(cmd: AuditCommand) -> CmdResult {
             key,
             previous,
         } => verify(&bundle, &key, previous.as_deref()),
+        AuditCommand::Watch {
+            nats,
+            stream,
+            key,
+            once,
+        } => watch(&nats, &stream, &key, once).await,
     }
 }
 
@@ -147,4 +154,89 @@ fn verify(path: &Path, key: &str, previous: Option<&Path>) -> CmdResult {
         }
     );
     Ok(())
+}
+
+/// Follows the mirror stream from its first message, one witness per log.
+async fn watch(nats: &str, stream_name: &str, key: &str, once: bool) -> CmdResult {
+    use custodian_tlog::{Witness, WitnessError};
+    let verifier = custodian_tlog::Verifier::parse(key).map_err(|e| {
+        invalid(format!(
+            "--key is not a verifier key ({e}); print it with `custodian audit key`"
+        ))
+    })?;
+    let unreachable = |e: &dyn std::fmt::Display| {
+        Failure::Unreachable(anyhow!("cannot read stream {stream_name} at {nats}: {e}"))
+    };
+    let client = async_nats::connect(nats)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let mut witnesses: std::collections::BTreeMap<String, Witness> = Default::default();
+    let mut next = 1u64;
+    loop {
+        let last = stream
+            .info()
+            .await
+            .map_err(|e| unreachable(&e))?
+            .state
+            .last_sequence;
+        while next <= last {
+            let message = stream
+                .get_raw_message(next)
+                .await
+                .map_err(|e| unreachable(&e))?;
+            next += 1;
+            let subject = message.subject.as_str();
+            let Some((log, kind)) = subject
+                .strip_prefix(stream_name)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .and_then(|rest| rest.rsplit_once('.'))
+            else {
+                continue;
+            };
+            let witness = witnesses
+                .entry(log.to_owned())
+                .or_insert_with(|| Witness::new(verifier.clone()));
+            let found = match kind {
+                "entry" => {
+                    let index = message
+                        .headers
+                        .get(custodian_server::mirror::INDEX_HEADER)
+                        .and_then(|v| v.as_str().parse::<u64>().ok());
+                    match index {
+                        Some(index) => witness.entry(index, &message.payload).map(|_| None),
+                        None => continue,
+                    }
+                }
+                "checkpoint" => witness
+                    .checkpoint(&String::from_utf8_lossy(&message.payload))
+                    .map(Some),
+                _ => continue,
+            };
+            match found {
+                Ok(Some(checkpoint)) => println!(
+                    "{log}: checkpoint of {} entries consistent with the entries witnessed",
+                    checkpoint.size
+                ),
+                Ok(None) => {}
+                Err(e @ WitnessError::Fork { .. }) => {
+                    return Err(invalid(format!("log {log}: {e}")));
+                }
+                Err(e) => return Err(invalid(format!("log {log}: {e}"))),
+            }
+        }
+        if once {
+            eprintln!(
+                "read {} messages of {stream_name}: {} log(s) witnessed, no fork",
+                next - 1,
+                witnesses.len()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

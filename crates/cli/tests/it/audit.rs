@@ -672,5 +672,123 @@ async fn the_audit_log_is_mirrored_to_jetstream() {
         entries.into_iter().map(|(_, b)| b).collect::<Vec<_>>(),
         stored
     );
+    // The witness reads the same stream and finds every checkpoint consistent.
+    let key = server.state.audit.verifier_key().unwrap();
+    let watched = crate::harness::custodian_cli(&[
+        "audit",
+        "watch",
+        "--nats",
+        NATS,
+        "--stream",
+        &stream_name,
+        "--key",
+        &key,
+        "--once",
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&watched.stdout);
+    assert!(
+        watched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("acme: checkpoint of {size} entries consistent")),
+        "{stdout}"
+    );
+    js.delete_stream(&stream_name).await.unwrap();
+}
+
+/// A fork cannot be caused without the deployment's signing key, so this test publishes a
+/// forked history the way a compromised server would: two checkpoints of one size, signed by
+/// the same key over different entries. The witness names the fork with both roots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_watch_reports_a_fork_with_both_roots() {
+    use async_nats::jetstream::context::Publish;
+    const NATS: &str = "nats://127.0.0.1:4222";
+    if !nats_available(NATS).await {
+        return;
+    }
+    let stream_name = format!("it_{}", ulid::Ulid::new());
+    let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: stream_name.clone(),
+        subjects: vec![format!("{stream_name}.>")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let signer = custodian_tlog::CheckpointSigner::from_seed("custodian-local", &[9; 32]).unwrap();
+    let log =
+        custodian_store::AuditLog::Tenant(custodian_core::ids::TenantId::new("acme").unwrap());
+    let publish_entry = |index: u64, body: &'static [u8]| {
+        let js = js.clone();
+        let subject = custodian_server::mirror::entry_subject(&stream_name, &log);
+        async move {
+            let publish = Publish::build().payload(body.into()).header(
+                custodian_server::mirror::INDEX_HEADER,
+                index.to_string().as_str(),
+            );
+            js.send_publish(subject, publish)
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    let publish_checkpoint = |entries: &[&[u8]]| {
+        let mut tree = custodian_tlog::Appender::new();
+        for e in entries {
+            tree.push(custodian_tlog::leaf_hash(e), |_| {}).unwrap();
+        }
+        let note = signer
+            .sign(&custodian_tlog::Checkpoint::new(
+                "custodian/local/acme",
+                tree.size(),
+                tree.root(),
+            ))
+            .unwrap();
+        let js = js.clone();
+        let subject = custodian_server::mirror::checkpoint_subject(&stream_name, &log);
+        async move {
+            let publish = Publish::build().payload(note.into_bytes().into());
+            js.send_publish(subject, publish)
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    publish_entry(0, b"first").await;
+    publish_entry(1, b"second").await;
+    publish_checkpoint(&[b"first", b"second"]).await;
+    // The rewritten history: entry 1 replaced, signed at the same size.
+    publish_checkpoint(&[b"first", b"rewritten"]).await;
+
+    let watched = crate::harness::custodian_cli(&[
+        "audit",
+        "watch",
+        "--nats",
+        NATS,
+        "--stream",
+        &stream_name,
+        "--key",
+        &signer.verifier_key(),
+        "--once",
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&watched.stderr);
+    assert_eq!(watched.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("log acme: FORK at tree size 2"), "{stderr}");
+    assert!(
+        stderr.contains("the signed checkpoint's root is")
+            && stderr.contains("the witnessed root is"),
+        "{stderr}"
+    );
+    // The honest first checkpoint was reported consistent before the fork.
+    assert!(
+        String::from_utf8_lossy(&watched.stdout)
+            .contains("acme: checkpoint of 2 entries consistent")
+    );
     js.delete_stream(&stream_name).await.unwrap();
 }
