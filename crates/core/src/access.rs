@@ -193,6 +193,24 @@ impl Action {
         }
     }
 
+    /// Actions that change what custodian holds (and so must reach an audit mirror that is
+    /// required): everything but reads, and sealing, which only ever takes keys away.
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Action::IngestRecords
+                | Action::DeleteRecord
+                | Action::RotateKeys
+                | Action::PlaceHold
+                | Action::ReleaseHold
+                | Action::RecordEvent
+                | Action::CancelDeletion
+                | Action::TerminateTenant
+                | Action::RestoreKeys
+                | Action::RunSweep
+        )
+    }
+
     /// Actions on the deployment as a whole rather than on one tenant.
     pub fn is_platform(self) -> bool {
         matches!(

@@ -116,6 +116,8 @@ pub struct AppState {
     pub destruction: tokio::sync::Mutex<()>,
     /// Set once this process applied its policy's retentions to the stored records.
     pub retention_applied: std::sync::atomic::AtomicBool,
+    /// Whether the audit mirror's last round reached it (see [`mirror`]).
+    pub mirror_reachable: std::sync::atomic::AtomicBool,
 }
 
 /// How to run the server.
@@ -215,6 +217,7 @@ pub async fn build_state(
         data_dir: config.data_dir.clone(),
         destruction: tokio::sync::Mutex::new(()),
         retention_applied: std::sync::atomic::AtomicBool::new(false),
+        mirror_reachable: std::sync::atomic::AtomicBool::new(false),
     });
     seal::open_configured_root(&state).await?;
     Ok(state)

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::Publish};
@@ -41,7 +42,8 @@ fn mirror_error(e: impl std::fmt::Display) -> ServerError {
 }
 
 /// Runs the mirror until the server stops. An unreachable NATS server is retried every round;
-/// meanwhile the lag metric grows.
+/// meanwhile the lag metric grows and, when the mirror is `required`, writes are refused
+/// ([`refuses_writes`]).
 pub fn spawn(state: Arc<AppState>, config: AuditMirror) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut mirror: Option<Mirror> = None;
@@ -56,17 +58,22 @@ pub fn spawn(state: Arc<AppState>, config: AuditMirror) -> tokio::task::JoinHand
                 match Mirror::connect(&config).await {
                     Ok(m) => mirror = Some(m),
                     Err(e) => {
+                        state.mirror_reachable.store(false, Ordering::Release);
                         tracing::warn!(url = %config.url, error = %e, "audit mirror unreachable; retrying");
                         continue;
                     }
                 }
             }
-            if let Some(m) = mirror.as_mut()
-                && let Err(e) = m.round(&state).await
-            {
-                tracing::warn!(error = %e, "audit mirror round failed; retrying");
-                metrics::counter!("custodian_audit_mirror_failures_total").increment(1);
-                mirror = None;
+            if let Some(m) = mirror.as_mut() {
+                let reached = m.round(&state).await;
+                state
+                    .mirror_reachable
+                    .store(reached.is_ok(), Ordering::Release);
+                if let Err(e) = reached {
+                    tracing::warn!(error = %e, "audit mirror round failed; retrying");
+                    metrics::counter!("custodian_audit_mirror_failures_total").increment(1);
+                    mirror = None;
+                }
             }
         }
     })
@@ -183,4 +190,16 @@ impl Mirror {
         }
         Ok(())
     }
+}
+
+/// Whether writes must be refused: the policy requires the mirror and its last round did not
+/// reach it (or none has run yet).
+pub fn refuses_writes(state: &AppState) -> bool {
+    state
+        .policy
+        .deployment
+        .audit_mirror
+        .as_ref()
+        .is_some_and(|m| m.required)
+        && !state.mirror_reachable.load(Ordering::Acquire)
 }

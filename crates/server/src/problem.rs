@@ -31,6 +31,7 @@ pub enum Kind {
     TenantTerminated,
     AlreadyTerminated,
     NotTerminated,
+    AuditMirrorUnavailable,
     Sealed,
     InvalidShare,
     AlreadyInitialized,
@@ -41,7 +42,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 27] = [
+    pub const ALL: [Kind; 28] = [
         Kind::Unauthorized,
         Kind::Forbidden,
         Kind::UnknownTenant,
@@ -62,6 +63,7 @@ impl Kind {
         Kind::TenantTerminated,
         Kind::AlreadyTerminated,
         Kind::NotTerminated,
+        Kind::AuditMirrorUnavailable,
         Kind::Sealed,
         Kind::InvalidShare,
         Kind::AlreadyInitialized,
@@ -92,7 +94,7 @@ impl Kind {
             | Kind::CertificateNotFound
             | Kind::DeletionNotFound
             | Kind::NotTerminated => StatusCode::NOT_FOUND,
-            Kind::Sealed => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Sealed | Kind::AuditMirrorUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::KeyDestroyed => StatusCode::GONE,
             Kind::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -122,6 +124,7 @@ impl Kind {
             Kind::TenantTerminated => "tenant-terminated",
             Kind::AlreadyTerminated => "already-terminated",
             Kind::NotTerminated => "not-terminated",
+            Kind::AuditMirrorUnavailable => "audit-mirror-unavailable",
             Kind::Sealed => "sealed",
             Kind::InvalidShare => "invalid-share",
             Kind::AlreadyInitialized => "already-initialized",
@@ -154,6 +157,7 @@ impl Kind {
             Kind::TenantTerminated => "Tenant terminated",
             Kind::AlreadyTerminated => "Tenant already terminated",
             Kind::NotTerminated => "Tenant not terminated",
+            Kind::AuditMirrorUnavailable => "Audit mirror unavailable",
             Kind::Sealed => "Server sealed",
             Kind::InvalidShare => "Invalid unseal share",
             Kind::AlreadyInitialized => "Already initialised",
@@ -219,6 +223,9 @@ impl Kind {
                 "A termination is done once. The detail says when it happened and when the purge is due."
             }
             Kind::NotTerminated => "There is no termination of this tenant to withdraw.",
+            Kind::AuditMirrorUnavailable => {
+                "The policy requires every audit entry to be copied off the box (deployment.audit_mirror.required) and the mirror cannot be reached, so writes are refused until it can; reads go on. Nothing was changed."
+            }
             Kind::Sealed => {
                 "The server holds no root key, so no tenant key can be used: it has not been unsealed since it started, or an operator sealed it. Operators unseal it with `custodian operator unseal` (one share each, until the threshold is reached). Nothing was read or stored."
             }

@@ -696,6 +696,8 @@ async fn the_audit_log_is_mirrored_to_jetstream() {
         stdout.contains(&format!("acme: checkpoint of {size} entries consistent")),
         "{stdout}"
     );
+    // Stopped first, so its mirror cannot make the stream again.
+    let _dir = server.stop().await;
     js.delete_stream(&stream_name).await.unwrap();
 }
 
@@ -790,5 +792,77 @@ async fn audit_watch_reports_a_fork_with_both_roots() {
         String::from_utf8_lossy(&watched.stdout)
             .contains("acme: checkpoint of 2 entries consistent")
     );
+    js.delete_stream(&stream_name).await.unwrap();
+}
+
+/// With `required = true`, writes stop while the mirror cannot be reached and resume once it
+/// can; reads go on either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_mirror_stops_writes_while_unreachable() {
+    const NATS: &str = "nats://127.0.0.1:4222";
+    if !nats_available(NATS).await {
+        return;
+    }
+    let with_mirror = |url: &str, stream: &str| {
+        let text = crate::harness::default_policy_text().replace(
+            "[deployment]\nregion = \"local\"",
+            &format!(
+                "[deployment]\nregion = \"local\"\naudit_mirror = {{ url = \"{url}\", stream = \"{stream}\", required = true }}"
+            ),
+        );
+        custodian_core::policy::Policy::parse("mirror.toml", &text).unwrap()
+    };
+    let t = rfc3339(now() - 1.hour());
+    let line = record_line("app_log", &[], &t, json!({}));
+
+    // Nothing listens on port 1: every write is refused, reads are not.
+    let down = TestServer::start_with(
+        crate::harness::Backend::Sqlite,
+        crate::harness::DEFAULT_BODY_LIMIT,
+        with_mirror("nats://127.0.0.1:1", "it_down"),
+    )
+    .await
+    .unwrap();
+    let writer = down.token("acme", Role::Writer).await;
+    let refused = down
+        .post_records("acme", &writer, &line, None)
+        .await
+        .problem(503, "audit-mirror-unavailable");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed")
+    );
+    down.get_record("acme", &writer, crate::harness::ABSENT_ID)
+        .await
+        .problem(404, "record-not-found");
+
+    // A reachable mirror: writes go through once its first round has run.
+    let stream_name = format!("it_{}", ulid::Ulid::new());
+    let up = TestServer::start_with(
+        crate::harness::Backend::Sqlite,
+        crate::harness::DEFAULT_BODY_LIMIT,
+        with_mirror(NATS, &stream_name),
+    )
+    .await
+    .unwrap();
+    let writer = up.token("acme", Role::Writer).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let reply = up.post_records("acme", &writer, &line, None).await;
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror never became reachable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Stopped first, so its mirror cannot make the stream again.
+    let _dir = up.stop().await;
+    let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
     js.delete_stream(&stream_name).await.unwrap();
 }

@@ -197,6 +197,7 @@ pub(crate) async fn admit<'a>(
     if state.keys.is_sealed() {
         return Err(crate::ServerError::Sealed.into_problem());
     }
+    refuse_unmirrored_write(state, action)?;
     Ok(Admitted {
         principal,
         tenant,
@@ -210,9 +211,23 @@ pub(crate) async fn admit_platform(
     headers: &HeaderMap,
     action: Action,
 ) -> Result<Actor, Problem> {
-    decide(state, headers, None, action)
+    let actor = decide(state, headers, None, action)
         .await
-        .map(|(_, actor)| actor)
+        .map(|(_, actor)| actor)?;
+    refuse_unmirrored_write(state, action)?;
+    Ok(actor)
+}
+
+/// A required audit mirror that cannot be reached stops every write: the actions it would
+/// record could not leave the box.
+fn refuse_unmirrored_write(state: &AppState, action: Action) -> Result<(), Problem> {
+    if action.writes() && crate::mirror::refuses_writes(state) {
+        return Err(Problem::new(
+            Kind::AuditMirrorUnavailable,
+            "the policy requires the audit mirror and it cannot be reached; nothing was changed",
+        ));
+    }
+    Ok(())
 }
 
 /// The caller as an actor before any credential is checked (for routes that take none).
