@@ -569,6 +569,10 @@ async fn start_server(store_config: StoreConfig) -> RunningServer {
     let issued = custodian_server::auth::issue_token(
         state.store.as_ref(),
         &SystemClock,
+        &custodian_server::auth::TokenIssuer {
+            actor: "bench",
+            subsystem: "bench",
+        },
         &TenantId::new(TENANT).expect("tenant id"),
         Role::Writer,
         None,

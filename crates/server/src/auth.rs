@@ -8,7 +8,7 @@
 use custodian_core::access::{Principal, Role};
 use custodian_core::clock::Clock;
 use custodian_core::ids::TenantId;
-use custodian_store::{Store, TokenRow};
+use custodian_store::{AuditLog, Store, TokenRow};
 use jiff::Timestamp;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -30,10 +30,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Creates a token for `tenant` with `role`, stores its hash and returns the token once.
+/// Who issues a token, for its audit entry.
+pub struct TokenIssuer<'a> {
+    /// e.g. `cli:alice`.
+    pub actor: &'a str,
+    /// e.g. `cli`.
+    pub subsystem: &'a str,
+}
+
+/// Creates a token for `tenant` with `role`, stores its hash with its audit entry and returns
+/// the token once.
 pub async fn issue_token(
     store: &dyn Store,
     clock: &dyn Clock,
+    issuer: &TokenIssuer<'_>,
     tenant: &TenantId,
     role: Role,
     expires_at: Option<Timestamp>,
@@ -50,7 +60,30 @@ pub async fn issue_token(
         revoked_at: None,
         last_used_at: None,
     };
-    store.insert_token(row.clone()).await?;
+    // Audited in the tenant's log (a platform token in the system log), in the transaction
+    // that stores it: a token never exists without its entry.
+    let (log, audited_tenant) = if tenant.is_platform() {
+        (AuditLog::System, None)
+    } else {
+        (AuditLog::Tenant(tenant.clone()), Some(tenant.clone()))
+    };
+    let event = custodian_core::audit::AuditEvent {
+        time: row.created_at,
+        action: "tokens.create".into(),
+        subsystem: issuer.subsystem.into(),
+        actor: issuer.actor.into(),
+        tenant: audited_tenant,
+        subjects: Vec::new(),
+        objects: vec![format!("token:{id}")],
+        before: None,
+        after: None,
+        decision: custodian_core::audit::Decision::Allow,
+        reason: Some(format!("role {role}")),
+        request_id: None,
+    };
+    store
+        .insert_token(row.clone(), &log, event.canonical_bytes())
+        .await?;
     Ok(IssuedToken {
         token: Zeroizing::new(format!("{PREFIX}{id}_{}", secret.as_str())),
         row,

@@ -199,7 +199,8 @@ pub trait Store: RetentionStore + Send + Sync + 'static {
     /// Stores a deployment secret unless one of that name exists; `false` when it did.
     async fn insert_system_secret(&self, name: &str, wrapped: Vec<u8>) -> Result<bool>;
 
-    async fn insert_token(&self, token: TokenRow) -> Result<()>;
+    /// Stores a new token and appends `audit` to `log`, in one transaction.
+    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: Vec<u8>) -> Result<()>;
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRow>>;
 

@@ -274,7 +274,9 @@ async fn tokens_are_found_and_touched(s: &dyn Store) {
         revoked_at: None,
         last_used_at: None,
     };
-    s.insert_token(token.clone()).await.unwrap();
+    let log = AuditLog::Tenant(token.tenant.clone());
+    s.insert_token(token.clone(), &log, audit()).await.unwrap();
+    assert_eq!(s.audit_size(&log).await.unwrap(), 1, "audited with it");
     assert_eq!(s.find_token("tok_abc").await.unwrap(), Some(token.clone()));
     assert_eq!(s.find_token("tok_nope").await.unwrap(), None);
     s.touch_token("tok_abc", ts("2025-02-01T00:00:00Z"))
@@ -284,7 +286,15 @@ async fn tokens_are_found_and_touched(s: &dyn Store) {
         s.find_token("tok_abc").await.unwrap().unwrap().last_used_at,
         Some(ts("2025-02-01T00:00:00Z"))
     );
-    assert!(s.insert_token(token).await.is_err(), "token ids are unique");
+    assert!(
+        s.insert_token(token, &log, audit()).await.is_err(),
+        "token ids are unique"
+    );
+    assert_eq!(
+        s.audit_size(&log).await.unwrap(),
+        1,
+        "nothing appended for a refused token"
+    );
 }
 
 async fn ping_answers(s: &dyn Store) {

@@ -4,13 +4,9 @@
 use custodian_core::access::Role;
 use custodian_core::duration::CalDuration;
 use custodian_core::ids::TenantId;
-use std::sync::Arc;
 
-use custodian_core::audit::Decision;
-use custodian_server::audit::{Actor, Auditor};
 use custodian_server::auth;
 use custodian_server::clock::SystemClock;
-use custodian_store::AuditLog;
 
 use crate::args::{TokenCommand, TokenRole};
 use crate::exit::{CmdResult, invalid};
@@ -69,33 +65,15 @@ pub async fn run(cmd: TokenCommand) -> CmdResult {
         TokenRole::Operator => Role::Operator,
     };
     let store = super::open_store(&store).await?;
-    let issued = auth::issue_token(store.as_ref(), &clock, &tenant, role, expires_at)
-        .await
-        .map_err(super::server_failure)?;
-    // Token changes are audited in the tenant's log (operators' in the system log).
-    let auditor = Auditor::new(
-        store.clone(),
-        Arc::new(SystemClock),
-        policy.deployment.region.clone(),
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "operator".into())
     );
-    let actor = Actor {
-        id: format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "operator".into())
-        ),
-        request_id: None,
+    let issuer = auth::TokenIssuer {
+        actor: &actor,
+        subsystem: "cli",
     };
-    let (log, audited_tenant) = if tenant.is_platform() {
-        (AuditLog::System, None)
-    } else {
-        (AuditLog::Tenant(tenant.clone()), Some(&tenant))
-    };
-    let mut event = auditor.event(&actor, "tokens.create", audited_tenant, Decision::Allow);
-    event.subsystem = "cli".into();
-    event.objects = vec![format!("token:{}", issued.row.id)];
-    event.reason = Some(format!("role {role}"));
-    auditor
-        .record(&log, &event)
+    let issued = auth::issue_token(store.as_ref(), &clock, &issuer, &tenant, role, expires_at)
         .await
         .map_err(super::server_failure)?;
     println!("{}", issued.token.as_str());

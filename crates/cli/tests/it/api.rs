@@ -692,6 +692,10 @@ async fn bad_credentials_get_401(server: TestServer) {
     let expired = custodian_server::auth::issue_token(
         server.state.store.as_ref(),
         &custodian_server::clock::SystemClock,
+        &custodian_server::auth::TokenIssuer {
+            actor: "test",
+            subsystem: "test",
+        },
         &"acme".parse().unwrap(),
         Role::Reader,
         Some(t0 - 1.second()),
@@ -707,16 +711,20 @@ async fn bad_credentials_get_401(server: TestServer) {
     server
         .state
         .store
-        .insert_token(TokenRow {
-            id: revoked_id.clone(),
-            tenant: "acme".parse().unwrap(),
-            role: "reader".into(),
-            secret_hash: custodian_crypto::sha256(revoked_secret.as_bytes()),
-            created_at: t0 - 2.hours(),
-            expires_at: None,
-            revoked_at: Some(t0 - 1.hour()),
-            last_used_at: None,
-        })
+        .insert_token(
+            TokenRow {
+                id: revoked_id.clone(),
+                tenant: "acme".parse().unwrap(),
+                role: "reader".into(),
+                secret_hash: custodian_crypto::sha256(revoked_secret.as_bytes()),
+                created_at: t0 - 2.hours(),
+                expires_at: None,
+                revoked_at: Some(t0 - 1.hour()),
+                last_used_at: None,
+            },
+            &custodian_store::AuditLog::Tenant("acme".parse().unwrap()),
+            b"{}".to_vec(),
+        )
         .await
         .unwrap();
     let revoked = format!("cst_{revoked_id}_{revoked_secret}");

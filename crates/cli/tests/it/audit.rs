@@ -97,8 +97,15 @@ async fn every_action_lands_once_in_its_tenant_log(server: TestServer) {
     assert_eq!(deleted.status, 200);
 
     let log = read_log(&server, "acme", &auditor).await;
-    let summary: Vec<(String, String)> = log
+    // The three acme tokens were audited as they were issued; the actions follow.
+    let (issued, events): (Vec<Value>, Vec<Value>) = log
         .events
+        .iter()
+        .cloned()
+        .partition(|e| e["action"] == "tokens.create");
+    assert_eq!(issued.len(), 3);
+    assert!(issued.iter().all(|e| e["tenant"] == "acme"));
+    let summary: Vec<(String, String)> = events
         .iter()
         .map(|e| {
             (
@@ -117,7 +124,7 @@ async fn every_action_lands_once_in_its_tenant_log(server: TestServer) {
     ]
     .map(|(a, d)| (a.to_owned(), d.to_owned()));
     assert_eq!(summary, expected);
-    let ingest = &log.events[0];
+    let ingest = &events[0];
     assert_eq!(ingest["objects"], json!(ids));
     assert_eq!(ingest["tenant"], "acme");
     assert_eq!(
@@ -127,21 +134,16 @@ async fn every_action_lands_once_in_its_tenant_log(server: TestServer) {
     );
     assert!(ingest["request_id"].as_str().is_some_and(|r| r.len() == 26));
     assert_eq!(
-        log.events[1]["subjects"], ingest["subjects"],
+        events[1]["subjects"], ingest["subjects"],
         "stable pseudonym"
     );
     assert_eq!(
-        log.events[3]["reason"],
+        events[3]["reason"],
         "role reader may not perform records.delete; it needs one of: admin"
     );
-    assert!(
-        log.events[4]["actor"]
-            .as_str()
-            .unwrap()
-            .starts_with("token:")
-    );
+    assert!(events[4]["actor"].as_str().unwrap().starts_with("token:"));
     let certificate = deleted.json()["certificate"].clone();
-    assert_eq!(log.events[5]["objects"], json!([ids[1], certificate]));
+    assert_eq!(events[5]["objects"], json!([ids[1], certificate]));
     // Neither payloads nor subject ids are in the log.
     for entry in &log.entries {
         let text = String::from_utf8_lossy(entry);
@@ -197,14 +199,15 @@ async fn checkpoints_and_proofs_verify(server: TestServer) {
             .await;
     }
     let second = checkpoint(&server, "acme", &admin).await;
-    assert_eq!((first.size, second.size), (5, 11));
+    // Entry 0 is the admin token's issuance.
+    assert_eq!((first.size, second.size), (6, 12));
     let log = read_log(&server, "acme", &admin).await;
-    let log = &log.entries[..11];
+    let log = &log.entries[..12];
     custodian_tlog::verify_log(log.iter(), &second.root, second.size).unwrap();
     for (index, entry) in log.iter().enumerate() {
         let proof = server
             .get(
-                &format!("/v1/tenants/acme/audit/proof/inclusion?index={index}&size=11"),
+                &format!("/v1/tenants/acme/audit/proof/inclusion?index={index}&size=12"),
                 Some(&admin),
             )
             .await
@@ -212,7 +215,7 @@ async fn checkpoints_and_proofs_verify(server: TestServer) {
         verify_inclusion(
             &leaf_hash(entry),
             index as u64,
-            11,
+            12,
             &hashes(&proof),
             &second.root,
         )
@@ -220,12 +223,12 @@ async fn checkpoints_and_proofs_verify(server: TestServer) {
     }
     let proof = server
         .get(
-            "/v1/tenants/acme/audit/proof/consistency?from=5&to=11",
+            "/v1/tenants/acme/audit/proof/consistency?from=6&to=12",
             Some(&admin),
         )
         .await
         .ok_json();
-    verify_consistency(5, 11, &hashes(&proof), &first.root, &second.root).unwrap();
+    verify_consistency(6, 12, &hashes(&proof), &first.root, &second.root).unwrap();
     // A checkpoint from another key does not verify.
     let reply = server
         .get("/v1/tenants/acme/audit/checkpoint", Some(&admin))
@@ -323,8 +326,13 @@ async fn token_creation_and_server_start_are_audited() {
     );
     let auditor = server.token("acme", Role::Auditor).await;
     let log = read_log(&server, "acme", &auditor).await;
-    let created = log.events.last().unwrap();
+    let created = log
+        .events
+        .iter()
+        .find(|e| e["subsystem"] == "cli")
+        .expect("the CLI's token issuance is audited");
     assert_eq!(created["action"], "tokens.create");
+    assert!(created["actor"].as_str().unwrap().starts_with("cli:"));
     assert_eq!(created["reason"], "role reader");
     assert!(
         created["objects"][0]
@@ -417,7 +425,7 @@ async fn export_then_verify_offline_and_catch_a_tampered_row() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK: 7 entries of custodian/local/acme"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK: 8 entries of custodian/local/acme"));
 
     // A wrong key, and a truncated bundle, fail with exit 1.
     let stranger =

@@ -289,6 +289,10 @@ impl TestServer {
         let issued = custodian_server::auth::issue_token(
             self.state.store.as_ref(),
             &SystemClock,
+            &custodian_server::auth::TokenIssuer {
+                actor: "test-harness",
+                subsystem: "test",
+            },
             &tenant,
             role,
             None,

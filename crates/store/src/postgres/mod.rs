@@ -740,10 +740,10 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
-    async fn insert_token(&self, token: TokenRow) -> Result<()> {
-        self.client()
-            .await?
-            .execute(
+    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: Vec<u8>) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        tx.execute(
                 "INSERT INTO api_tokens (id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, last_used_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
@@ -759,7 +759,8 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(db_err)?;
-        Ok(())
+        append_audit_tx(&tx, log.key(), &[audit]).await?;
+        tx.commit().await.map_err(db_err)
     }
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRow>> {

@@ -1007,7 +1007,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_token(&self, token: TokenRow) -> Result<()> {
+    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: Vec<u8>) -> Result<()> {
+        let log = log.key().to_owned();
         self.write(move |c| {
             c.execute(
                 "INSERT INTO api_tokens (id, tenant_id, role, secret_hash, created_at_us, expires_at_us, revoked_at_us, last_used_at_us)
@@ -1024,6 +1025,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(db_err)?;
+            append_audit_tx(c, &log, &[audit])?;
             Ok(())
         })
         .await
