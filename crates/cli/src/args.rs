@@ -97,11 +97,22 @@ pub enum AuditCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Download a tenant's audit log with its signed checkpoint into a bundle file
-    /// (needs an admin or auditor token).
+    /// Download a tenant's audit log (admin or auditor token), or with --system the system
+    /// log (operator token), with its signed checkpoint into a bundle file.
     Export {
         #[command(flatten)]
-        client: ClientArgs,
+        server: ServerArgs,
+        /// The tenant whose log to export.
+        #[arg(
+            long,
+            env = "CUSTODIAN_TENANT",
+            required_unless_present = "system",
+            conflicts_with = "system"
+        )]
+        tenant: Option<String>,
+        /// Export the system log instead of a tenant's.
+        #[arg(long)]
+        system: bool,
         /// Where to write the bundle.
         #[arg(long)]
         out: PathBuf,

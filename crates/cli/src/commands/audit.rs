@@ -10,7 +10,7 @@ use custodian_tlog::bundle;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use super::client::{Client, refused, unreachable};
+use super::client::ServerClient;
 use crate::args::AuditCommand;
 use crate::exit::{CmdResult, Failure, invalid};
 
@@ -29,7 +29,18 @@ pub async fn run(cmd: AuditCommand) -> CmdResult {
             println!("{key}");
             Ok(())
         }
-        AuditCommand::Export { client, out } => export(Client::new(&client)?, &out).await,
+        AuditCommand::Export {
+            server,
+            tenant,
+            system,
+            out,
+        } => {
+            let (prefix, name) = match (&tenant, system) {
+                (Some(t), false) => (format!("/v1/tenants/{t}/audit"), format!("tenant {t}")),
+                _ => ("/v1/system/audit".to_owned(), "the system log".to_owned()),
+            };
+            export(&ServerClient::new(&server)?, &prefix, &name, &out).await
+        }
         AuditCommand::Verify {
             bundle,
             key,
@@ -56,28 +67,19 @@ struct Entry {
     leaf_hash: String,
 }
 
-async fn get(client: &Client, rest: &str) -> Result<reqwest::Response, Failure> {
-    let response = client
-        .http
-        .get(client.url(rest))
-        .bearer_auth(&client.token)
-        .send()
-        .await
-        .map_err(|e| unreachable(&client.base, e))?;
-    if response.status().is_success() {
-        Ok(response)
-    } else {
-        Err(refused(response, 1).await)
-    }
-}
-
-async fn export(client: Client, out: &Path) -> CmdResult {
+async fn export(client: &ServerClient, prefix: &str, name: &str, out: &Path) -> CmdResult {
     let internal = |e: &dyn std::fmt::Display| Failure::Internal(anyhow!("{e}"));
-    let note = get(&client, "audit/checkpoint")
-        .await?
-        .text()
-        .await
-        .map_err(|e| internal(&e))?;
+    let note = String::from_utf8(
+        client
+            .send(
+                reqwest::Method::GET,
+                &format!("{prefix}/checkpoint"),
+                None,
+                "text/plain",
+            )
+            .await?,
+    )
+    .map_err(|e| internal(&e))?;
     let size: u64 = note
         .lines()
         .nth(1)
@@ -96,11 +98,13 @@ async fn export(client: Client, out: &Path) -> CmdResult {
     let mut start = 0;
     while start < size {
         let end = (start + PAGE).min(size);
-        let page: Entries = get(&client, &format!("audit/entries?start={start}&end={end}"))
-            .await?
-            .json()
-            .await
-            .map_err(|e| internal(&e))?;
+        let page: Entries = client
+            .json(
+                reqwest::Method::GET,
+                &format!("{prefix}/entries?start={start}&end={end}"),
+                None,
+            )
+            .await?;
         for e in page.entries {
             writeln!(file, "{} {} {}", e.index, e.entry, e.leaf_hash).map_err(write_err)?;
         }
@@ -109,11 +113,7 @@ async fn export(client: Client, out: &Path) -> CmdResult {
     }
     file.flush().map_err(write_err)?;
     progress.finish_and_clear();
-    eprintln!(
-        "exported {size} entries of tenant {} to {}",
-        client.tenant,
-        out.display()
-    );
+    eprintln!("exported {size} entries of {name} to {}", out.display());
     Ok(())
 }
 
