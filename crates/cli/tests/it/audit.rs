@@ -569,6 +569,25 @@ async fn operators_read_and_verify_the_system_log(server: TestServer) {
         .problem(400, "invalid-request");
 }
 
+/// The NATS server every machine runs (JetStream enabled).
+const NATS: &str = "nats://127.0.0.1:4222";
+
+/// The development policy with an audit mirror.
+fn mirror_policy(url: &str, stream: &str, required: bool) -> custodian_core::policy::Policy {
+    let text = crate::harness::default_policy_text().replace(
+        "[deployment]\nregion = \"local\"",
+        &format!(
+            "[deployment]\nregion = \"local\"\naudit_mirror = {{ url = \"{url}\", stream = \"{stream}\", required = {required} }}"
+        ),
+    );
+    custodian_core::policy::Policy::parse("mirror.toml", &text).unwrap()
+}
+
+/// A fresh stream name, so tests run in parallel on one NATS server.
+fn unique_stream() -> String {
+    format!("it_{}", ulid::Ulid::new())
+}
+
 /// Whether NATS is reachable; under `CI=true` a missing server is a failure, locally a loud skip.
 async fn nats_available(url: &str) -> bool {
     match async_nats::connect(url).await {
@@ -587,18 +606,11 @@ async fn nats_available(url: &str) -> bool {
 /// mirrored entries rebuild the very tree the checkpoint signs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_is_mirrored_to_jetstream() {
-    const NATS: &str = "nats://127.0.0.1:4222";
     if !nats_available(NATS).await {
         return;
     }
-    let stream_name = format!("it_{}", ulid::Ulid::new());
-    let text = crate::harness::default_policy_text().replace(
-        "[deployment]\nregion = \"local\"",
-        &format!(
-            "[deployment]\nregion = \"local\"\naudit_mirror = {{ url = \"{NATS}\", stream = \"{stream_name}\" }}"
-        ),
-    );
-    let policy = custodian_core::policy::Policy::parse("mirror.toml", &text).unwrap();
+    let stream_name = unique_stream();
+    let policy = mirror_policy(NATS, &stream_name, false);
     let server = TestServer::start_with(
         crate::harness::Backend::Sqlite,
         crate::harness::DEFAULT_BODY_LIMIT,
@@ -715,11 +727,10 @@ async fn the_audit_log_is_mirrored_to_jetstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_watch_reports_a_fork_with_both_roots() {
     use async_nats::jetstream::context::Publish;
-    const NATS: &str = "nats://127.0.0.1:4222";
     if !nats_available(NATS).await {
         return;
     }
-    let stream_name = format!("it_{}", ulid::Ulid::new());
+    let stream_name = unique_stream();
     let js = async_nats::jetstream::new(async_nats::connect(NATS).await.unwrap());
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: stream_name.clone(),
@@ -807,19 +818,9 @@ async fn audit_watch_reports_a_fork_with_both_roots() {
 /// can; reads go on either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_required_mirror_stops_writes_while_unreachable() {
-    const NATS: &str = "nats://127.0.0.1:4222";
     if !nats_available(NATS).await {
         return;
     }
-    let with_mirror = |url: &str, stream: &str| {
-        let text = crate::harness::default_policy_text().replace(
-            "[deployment]\nregion = \"local\"",
-            &format!(
-                "[deployment]\nregion = \"local\"\naudit_mirror = {{ url = \"{url}\", stream = \"{stream}\", required = true }}"
-            ),
-        );
-        custodian_core::policy::Policy::parse("mirror.toml", &text).unwrap()
-    };
     let t = rfc3339(now() - 1.hour());
     let line = record_line("app_log", &[], &t, json!({}));
 
@@ -827,7 +828,7 @@ async fn a_required_mirror_stops_writes_while_unreachable() {
     let down = TestServer::start_with(
         crate::harness::Backend::Sqlite,
         crate::harness::DEFAULT_BODY_LIMIT,
-        with_mirror("nats://127.0.0.1:1", "it_down"),
+        mirror_policy("nats://127.0.0.1:1", &unique_stream(), true),
     )
     .await
     .unwrap();
@@ -847,11 +848,11 @@ async fn a_required_mirror_stops_writes_while_unreachable() {
         .problem(404, "record-not-found");
 
     // A reachable mirror: writes go through once its first round has run.
-    let stream_name = format!("it_{}", ulid::Ulid::new());
+    let stream_name = unique_stream();
     let up = TestServer::start_with(
         crate::harness::Backend::Sqlite,
         crate::harness::DEFAULT_BODY_LIMIT,
-        with_mirror(NATS, &stream_name),
+        mirror_policy(NATS, &stream_name, true),
     )
     .await
     .unwrap();
