@@ -282,6 +282,11 @@ pub fn held_bucket(unique: &str) -> String {
 
 const HELD_BUCKET_PREFIX: char = 'h';
 
+/// Whether `bucket` holds records a legal hold kept past their own bucket's destruction.
+pub fn is_held_bucket(bucket: &str) -> bool {
+    bucket.len() > 1 && bucket.starts_with(HELD_BUCKET_PREFIX)
+}
+
 /// When no new record can land in `bucket` any more: the end of its expiry day for dated
 /// buckets, the end of its arrival month for pending and never-expiring ones, and always for
 /// the buckets of held records. A bucket is destroyed only once it is closed and every record
@@ -289,7 +294,7 @@ const HELD_BUCKET_PREFIX: char = 'h';
 /// this version does not make.
 pub fn bucket_closes_at(bucket: &str) -> Option<Timestamp> {
     let utc = |d: jiff::civil::Date| d.to_zoned(jiff::tz::TimeZone::UTC).ok();
-    if bucket.len() > 1 && bucket.starts_with(HELD_BUCKET_PREFIX) {
+    if is_held_bucket(bucket) {
         return Some(Timestamp::MIN);
     }
     if let Some(day) = bucket.strip_prefix('d') {
@@ -414,6 +419,7 @@ mod tests {
         let b = held_bucket("01kb0000000000000000000000");
         assert_eq!(b, "h01kb0000000000000000000000");
         assert_eq!(bucket_closes_at(&b), Some(Timestamp::MIN));
+        assert!(is_held_bucket(&b) && !is_held_bucket("h") && !is_held_bucket("d2027-01-01"));
         assert_eq!(bucket_closes_at("h"), None);
     }
 

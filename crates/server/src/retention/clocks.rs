@@ -200,9 +200,7 @@ async fn recompute_expiries(
         let now = state.clock.now();
         let mut moved = Vec::new();
         for record in &page {
-            if custodian_core::retention::bucket_closes_at(&record.key_bucket)
-                == Some(Timestamp::MIN)
-            {
+            if custodian_core::retention::is_held_bucket(&record.key_bucket) {
                 continue; // moved aside by a hold
             }
             let target = match retention.expiry(record.event_time) {

@@ -216,19 +216,17 @@ pub async fn ingest(
         status: 200,
         body: answer_bytes.clone(),
     });
-    let mut waiting: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    // Per event the records wait for, the references they name.
+    let mut waiting: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
     for r in &batch.records {
         if let (Some(event), Some(reference)) = (&r.pending_event, &r.event_ref) {
-            let refs = waiting.entry(event.as_str()).or_default();
-            if !refs.contains(reference) {
-                refs.push(reference.clone());
-            }
+            waiting
+                .entry(event.clone())
+                .or_default()
+                .insert(reference.clone());
         }
     }
-    let waiting: Vec<(String, Vec<String>)> = waiting
-        .into_iter()
-        .map(|(e, refs)| (e.to_owned(), refs))
-        .collect();
     let outcome = state
         .store
         .insert_records(
@@ -265,10 +263,11 @@ pub async fn ingest(
 async fn start_recorded_clocks(
     state: &AppState,
     tenant: &TenantId,
-    waiting: &[(String, Vec<String>)],
+    waiting: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
 ) -> Result<(), ServerError> {
     for (event, refs) in waiting {
-        for recorded in state.store.events(tenant, event, refs).await? {
+        let refs: Vec<String> = refs.iter().cloned().collect();
+        for recorded in state.store.events(tenant, event, &refs).await? {
             crate::retention::start_clocks(state, tenant, &recorded).await?;
         }
     }

@@ -576,6 +576,14 @@ pub async fn record_event(
     ))
 }
 
+/// Where a termination's purge stands, in words.
+fn purge_state(t: &custodian_store::Termination) -> String {
+    match t.purged_at {
+        Some(at) => format!("done at {at}"),
+        None => format!("due at {}", t.purge_at),
+    }
+}
+
 /// 409 `tenant-terminated` once the tenant was terminated: no new data is accepted.
 pub(crate) async fn refuse_if_terminated(
     state: &AppState,
@@ -594,10 +602,7 @@ pub(crate) async fn refuse_if_terminated(
                 "tenant {tenant} was terminated at {} by {}; it accepts no new data (purge {})",
                 t.terminated_at,
                 t.requested_by,
-                match t.purged_at {
-                    Some(at) => format!("done at {at}"),
-                    None => format!("due at {}", t.purge_at),
-                }
+                purge_state(&t)
             ),
         )),
     }
@@ -801,10 +806,7 @@ pub async fn terminate(
                 "tenant {tenant} was terminated at {} by {}; purge {}",
                 first.terminated_at,
                 first.requested_by,
-                match first.purged_at {
-                    Some(at) => format!("done at {at}"),
-                    None => format!("due at {}", first.purge_at),
-                }
+                purge_state(&first)
             ),
         )),
     }

@@ -455,6 +455,23 @@ async fn migrate(pool: &Pool, migrations: &[&str], lock: i64) -> Result<()> {
 }
 
 impl PostgresStore {
+    /// Runs a query on a pooled connection and maps every row it returns.
+    async fn select<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        row: fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.client()
+            .await?
+            .query(sql, params)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(row)
+            .collect()
+    }
+
     /// Connects, creates `schema` when given (and uses it for every query), and migrates.
     pub async fn connect(url: &str, schema: Option<&str>) -> Result<PostgresStore> {
         Ok(PostgresStore {

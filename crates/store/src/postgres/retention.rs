@@ -199,19 +199,14 @@ impl RetentionStore for PostgresStore {
     }
 
     async fn holds(&self, tenant: &TenantId) -> Result<Vec<Hold>> {
-        self.client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {HOLD_COLUMNS} FROM holds WHERE tenant_id = $1 ORDER BY placed_at, id"
-                ),
-                &[&tenant.as_str()],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(hold_from_row)
-            .collect()
+        self.select(
+            &format!(
+                "SELECT {HOLD_COLUMNS} FROM holds WHERE tenant_id = $1 ORDER BY placed_at, id"
+            ),
+            &[&tenant.as_str()],
+            hold_from_row,
+        )
+        .await
     }
 
     async fn due_buckets(
@@ -469,21 +464,16 @@ impl RetentionStore for PostgresStore {
         reference: &str,
         limit: u32,
     ) -> Result<Vec<StoredRecord>> {
-        self.client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM records
+        self.select(
+            &format!(
+                "SELECT {RECORD_COLUMNS} FROM records
                      WHERE tenant_id = $1 AND pending_event = $2 AND event_ref = $3
                      ORDER BY id LIMIT $4"
-                ),
-                &[&tenant.as_str(), &event, &reference, &i64::from(limit)],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(record_from_row)
-            .collect()
+            ),
+            &[&tenant.as_str(), &event, &reference, &i64::from(limit)],
+            record_from_row,
+        )
+        .await
     }
 
     async fn tenant_buckets(&self, tenant: &TenantId) -> Result<Vec<BucketCount>> {
@@ -606,19 +596,13 @@ impl RetentionStore for PostgresStore {
     }
 
     async fn terminations(&self) -> Result<Vec<Termination>> {
-        self.client()
-            .await?
-            .query(
+        self.select(
                 &format!(
                     "SELECT {TERMINATION_COLUMNS} FROM tenant_terminations ORDER BY terminated_at, tenant_id"
                 ),
                 &[],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(termination_from_row)
-            .collect()
+termination_from_row,
+).await
     }
 
     async fn finish_termination(
@@ -733,38 +717,28 @@ impl RetentionStore for PostgresStore {
     }
 
     async fn scheduled_deletions(&self, tenant: &TenantId) -> Result<Vec<ScheduledDeletion>> {
-        self.client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {DELETION_COLUMNS} FROM scheduled_deletions
+        self.select(
+            &format!(
+                "SELECT {DELETION_COLUMNS} FROM scheduled_deletions
                      WHERE tenant_id = $1 ORDER BY requested_at, id"
-                ),
-                &[&tenant.as_str()],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(deletion_from_row)
-            .collect()
+            ),
+            &[&tenant.as_str()],
+            deletion_from_row,
+        )
+        .await
     }
 
     async fn due_deletions(&self, at: Timestamp) -> Result<Vec<ScheduledDeletion>> {
-        self.client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {DELETION_COLUMNS} FROM scheduled_deletions
+        self.select(
+            &format!(
+                "SELECT {DELETION_COLUMNS} FROM scheduled_deletions
                      WHERE cancelled_at IS NULL AND done_at IS NULL AND due_at <= $1
                      ORDER BY due_at, tenant_id, id"
-                ),
-                &[&at],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(deletion_from_row)
-            .collect()
+            ),
+            &[&at],
+            deletion_from_row,
+        )
+        .await
     }
 
     async fn complete_deletion(
@@ -867,26 +841,21 @@ impl RetentionStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<StoredRecord>> {
         let after = after.map(|id| id.to_string()).unwrap_or_default();
-        self.client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM records
+        self.select(
+            &format!(
+                "SELECT {RECORD_COLUMNS} FROM records
                      WHERE tenant_id = $1 AND data_type = $2 AND id > $3
                      ORDER BY id LIMIT $4"
-                ),
-                &[
-                    &tenant.as_str(),
-                    &data_type.as_str(),
-                    &after,
-                    &i64::from(limit),
-                ],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(record_from_row)
-            .collect()
+            ),
+            &[
+                &tenant.as_str(),
+                &data_type.as_str(),
+                &after,
+                &i64::from(limit),
+            ],
+            record_from_row,
+        )
+        .await
     }
 
     async fn lock_destruction(&self) -> Result<DestructionLock> {
