@@ -327,7 +327,7 @@ async fn store_only(
         id: "token:0123456789abcdef".to_owned(),
         request_id: Some(ulid::Ulid::new().to_string()),
     };
-    let mut sealed: Vec<(Vec<StoredRecord>, Vec<u8>)> = (0..batches)
+    let mut sealed: Vec<(Vec<StoredRecord>, custodian_store::AuditEntry)> = (0..batches)
         .map(|i| {
             let resolve = |ids: &[custodian_crypto::DataKeyId]| {
                 tokio::task::block_in_place(|| {
@@ -345,7 +345,10 @@ async fn store_only(
             .expect("prepare_batch")
             .expect("valid batch");
             let event = state.audit.ingest_event(&actor, &tenant, &batch);
-            (batch.records, event.canonical_bytes())
+            (
+                batch.records,
+                custodian_store::AuditEntry::clear(event.canonical_bytes()),
+            )
         })
         .collect();
     let bytes: usize = (0..batches).map(|i| bodies[i % bodies.len()].len()).sum();
@@ -384,7 +387,7 @@ async fn store_batch(
     tag: &str,
     i: usize,
     records: Vec<StoredRecord>,
-    audit: Vec<u8>,
+    audit: custodian_store::AuditEntry,
 ) {
     let idem = IdempotentResponse {
         key: idempotency_key(tag, i),
@@ -527,8 +530,9 @@ async fn pipeline(
                     .expect("CPU stage");
                     let audit = state
                         .audit
-                        .ingest_event(&actor, &tenant, &batch)
-                        .canonical_bytes();
+                        .entry(&state.audit.ingest_event(&actor, &tenant, &batch))
+                        .await
+                        .expect("audit entry");
                     store_batch(&state, &tenant, "pipeline", i, batch.records, audit).await;
                 }
             })
@@ -567,7 +571,7 @@ async fn start_server(store_config: StoreConfig) -> RunningServer {
             .await
             .expect("build server state");
     let issued = custodian_server::auth::issue_token(
-        state.store.as_ref(),
+        &state.audit,
         &SystemClock,
         &custodian_server::auth::TokenIssuer {
             actor: "bench",

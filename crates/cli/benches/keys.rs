@@ -169,7 +169,12 @@ async fn shred(dir: &std::path::Path, tenant: &TenantId, records: usize, bucket:
             .collect();
         state
             .store
-            .insert_records(tenant, batch, None, b"bench".to_vec())
+            .insert_records(
+                tenant,
+                batch,
+                None,
+                custodian_store::AuditEntry::clear(b"bench".to_vec()),
+            )
             .await
             .unwrap();
         left -= n;

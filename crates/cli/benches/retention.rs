@@ -273,8 +273,9 @@ async fn ingest(
     };
     let audit = state
         .audit
-        .ingest_event(&actor, &tenant, &batch)
-        .canonical_bytes();
+        .entry(&state.audit.ingest_event(&actor, &tenant, &batch))
+        .await
+        .expect("audit entry");
     let first = (
         batch.ids[0],
         batch.records[0].key_bucket.clone(),

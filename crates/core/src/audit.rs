@@ -11,6 +11,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::CalDuration;
 use crate::ids::TenantId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +64,46 @@ impl AuditEvent {
     }
 }
 
+/// The calendar month (UTC) an event falls in, `YYYY-MM`: the unit in which audit entry
+/// bodies are sealed and, when retention ends, destroyed.
+pub fn period_of(time: Timestamp) -> String {
+    let d = time.to_zoned(jiff::tz::TimeZone::UTC).date();
+    format!("{:04}-{:02}", d.year(), d.month())
+}
+
+/// The first instant of a `YYYY-MM` period, or `None` if `period` is not one.
+pub fn period_start(period: &str) -> Option<Timestamp> {
+    let (year, month) = period.split_once('-')?;
+    if year.len() != 4 || month.len() != 2 {
+        return None;
+    }
+    let date = jiff::civil::Date::new(year.parse().ok()?, month.parse().ok()?, 1).ok()?;
+    date.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// The latest period whose entries have all been kept for `retention` at `now`: every
+/// period up to and including it may be destroyed. A period ends when the next one starts,
+/// so its last entry reaches the end of its retention at that moment plus `retention`.
+pub fn last_expired_period(now: Timestamp, retention: &CalDuration) -> Option<String> {
+    let mut month = now
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .first_of_month();
+    // A retention is at most a few hundred months; the bound only guards against a
+    // retention that never ends (a duration whose end is not representable).
+    for _ in 0..12_000 {
+        let end = month.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+        if retention.after(end)? <= now {
+            let previous = month.checked_sub(jiff::Span::new().months(1)).ok()?;
+            return Some(format!("{:04}-{:02}", previous.year(), previous.month()));
+        }
+        month = month.checked_sub(jiff::Span::new().months(1)).ok()?;
+    }
+    None
+}
+
 impl Serialize for TenantId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -113,6 +154,71 @@ mod tests {
             )
         );
         assert_eq!(AuditEvent::from_canonical(&bytes), Some(e));
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn periods_are_utc_calendar_months() {
+        assert_eq!(period_of(at("2026-11-30T23:59:59.999Z")), "2026-11");
+        assert_eq!(period_of(at("2026-12-01T00:00:00Z")), "2026-12");
+        assert_eq!(period_of(at("2026-12-01T00:30:00+01:00")), "2026-11");
+        assert_eq!(period_start("2026-02"), Some(at("2026-02-01T00:00:00Z")));
+        for bad in [
+            "2026-13", "2026-1", "26-01", "2026/01", "", "2026-00", "abcd-ef",
+        ] {
+            assert_eq!(period_start(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_period_expires_when_its_last_instant_has_been_kept_for_the_retention() {
+        let months = |n| CalDuration::new(n, crate::duration::Unit::Months).unwrap();
+        let days = |n| CalDuration::new(n, crate::duration::Unit::Days).unwrap();
+        // November 2023 ends at 2023-12-01; kept 36 months, it may go at 2026-12-01.
+        assert_eq!(
+            last_expired_period(at("2026-12-01T00:00:00Z"), &months(36)).as_deref(),
+            Some("2023-11")
+        );
+        assert_eq!(
+            last_expired_period(at("2026-11-30T23:59:59Z"), &months(36)).as_deref(),
+            Some("2023-10")
+        );
+        // 365 days from 2025-12-01 is 2026-12-01.
+        assert_eq!(
+            last_expired_period(at("2026-12-01T00:00:00Z"), &days(365)).as_deref(),
+            Some("2025-11")
+        );
+        assert_eq!(
+            last_expired_period(at("2026-11-15T00:00:00Z"), &days(1)).as_deref(),
+            Some("2026-10")
+        );
+        // Every period after the one returned is still within its retention.
+        for now in [
+            "2026-01-31T12:00:00Z",
+            "2024-02-29T00:00:00Z",
+            "2026-07-01T00:00:00Z",
+        ] {
+            let now = at(now);
+            for n in [1, 12, 36] {
+                let last = last_expired_period(now, &months(n)).unwrap();
+                let next_start = |p: &str| {
+                    let s = period_start(p).unwrap();
+                    period_start(&period_of(
+                        s.to_zoned(jiff::tz::TimeZone::UTC)
+                            .checked_add(jiff::Span::new().months(1))
+                            .unwrap()
+                            .timestamp(),
+                    ))
+                    .unwrap()
+                };
+                let end = next_start(&last);
+                assert!(months(n).after(end).unwrap() <= now);
+                assert!(months(n).after(next_start(&period_of(end))).unwrap() > now);
+            }
+        }
     }
 
     #[test]

@@ -11,11 +11,13 @@
 
 #![forbid(unsafe_code)]
 
+mod audit_body;
 mod envelope;
 mod pkcs11;
 mod root;
 pub mod shamir;
 
+pub use audit_body::{AuditPublicKey, AuditReaderKey, PeriodKey, SealedBody};
 pub use envelope::{DataKey, DataKeyId, IndexKey, Kek, RecordAad, RecordKeys};
 pub use pkcs11::{Pkcs11Config, Pkcs11RootKey};
 pub use root::{RootKeyProvider, SoftwareRootKey};

@@ -41,7 +41,7 @@ pub struct TokenIssuer<'a> {
 /// Creates a token for `tenant` with `role`, stores its hash with its audit entry and returns
 /// the token once.
 pub async fn issue_token(
-    store: &dyn Store,
+    audit: &crate::audit::Auditor,
     clock: &dyn Clock,
     issuer: &TokenIssuer<'_>,
     tenant: &TenantId,
@@ -81,9 +81,8 @@ pub async fn issue_token(
         reason: Some(format!("role {role}")),
         request_id: None,
     };
-    store
-        .insert_token(row.clone(), &log, event.canonical_bytes())
-        .await?;
+    let entry = audit.seal(&log, &event).await?;
+    audit.store().insert_token(row.clone(), &log, entry).await?;
     Ok(IssuedToken {
         token: Zeroizing::new(format!("{PREFIX}{id}_{}", secret.as_str())),
         row,

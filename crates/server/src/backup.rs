@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use custodian_core::ids::TenantId;
 use custodian_crypto::RootKeyProvider;
+use custodian_store::keys::{AuditShred, WrappedAuditKey};
 use custodian_store::{KeySnapshot, ShredEntry, WrappedDataKey, WrappedKek};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,12 @@ struct Body {
     data_keys: Vec<(String, String, u32, String)>,
     shred_log: Vec<(String, String, Timestamp)>,
     meta: Vec<(String, String)>,
+    /// log, period, id, wrapped. Absent from backups made before audit period keys.
+    #[serde(default)]
+    audit_keys: Vec<(String, String, String, String)>,
+    /// log, period, destroyed at.
+    #[serde(default)]
+    audit_shreds: Vec<(String, String, Timestamp)>,
 }
 
 fn invalid(reason: impl std::fmt::Display) -> ServerError {
@@ -79,6 +86,23 @@ pub fn seal(
             .meta
             .iter()
             .map(|(n, v)| (n.clone(), b64(v)))
+            .collect(),
+        audit_keys: snapshot
+            .audit_keys
+            .iter()
+            .map(|k| {
+                (
+                    k.log.clone(),
+                    k.period.clone(),
+                    k.id.clone(),
+                    b64(&k.wrapped),
+                )
+            })
+            .collect(),
+        audit_shreds: snapshot
+            .audit_shreds
+            .iter()
+            .map(|e| (e.log.clone(), e.period.clone(), e.at))
             .collect(),
     };
     let plain = zeroize::Zeroizing::new(
@@ -175,6 +199,27 @@ pub fn open(root: &dyn RootKeyProvider, bytes: &[u8]) -> Result<KeySnapshot, Ser
             .iter()
             .map(|(n, v)| Ok((n.clone(), unb64(v)?)))
             .collect::<Result<_, ServerError>>()?,
+        audit_keys: body
+            .audit_keys
+            .iter()
+            .map(|(log, period, id, w)| {
+                Ok(WrappedAuditKey {
+                    log: log.clone(),
+                    period: period.clone(),
+                    id: id.clone(),
+                    wrapped: unb64(w)?,
+                })
+            })
+            .collect::<Result<_, ServerError>>()?,
+        audit_shreds: body
+            .audit_shreds
+            .iter()
+            .map(|(log, period, at)| AuditShred {
+                log: log.clone(),
+                period: period.clone(),
+                at: *at,
+            })
+            .collect(),
     })
 }
 
@@ -210,6 +255,17 @@ mod tests {
                 at,
             }],
             meta: vec![("root".into(), b"{}".to_vec())],
+            audit_keys: vec![WrappedAuditKey {
+                log: "acme".into(),
+                period: "2026-05".into(),
+                id: "ak-01".into(),
+                wrapped: vec![8; 48],
+            }],
+            audit_shreds: vec![AuditShred {
+                log: "_system".into(),
+                period: "2025-04".into(),
+                at,
+            }],
         }
     }
 
@@ -218,10 +274,14 @@ mod tests {
         let root = SoftwareRootKey::new("dev", &[5; 32]);
         let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
         let bytes = seal(&root, snapshot(), now).unwrap();
-        assert_eq!(open(&root, &bytes).unwrap(), snapshot());
+        let opened = open(&root, &bytes).unwrap();
+        assert_eq!(opened.audit_keys, snapshot().audit_keys);
+        assert_eq!(opened.audit_shreds, snapshot().audit_shreds);
+        assert_eq!(opened, snapshot());
         // Wrapped keys are inside the sealed body, not readable in the file.
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(!text.contains("s/ab") && !text.contains(&STANDARD.encode([4u8; 60])));
+        assert!(!text.contains("ak-01") && !text.contains(&STANDARD.encode([8u8; 48])));
 
         let stranger = SoftwareRootKey::new("dev", &[6; 32]);
         let err = open(&stranger, &bytes).unwrap_err().to_string();
@@ -233,5 +293,14 @@ mod tests {
         assert!(err.contains("damaged or its header was altered"), "{err}");
         let err = open(&root, b"{}").unwrap_err().to_string();
         assert!(err.contains("not a key-store backup"), "{err}");
+    }
+
+    #[test]
+    fn bodies_from_before_audit_keys_still_read() {
+        let body: Body = serde_json::from_str(
+            r#"{"index_keys":[],"keks":[],"data_keys":[],"shred_log":[],"meta":[]}"#,
+        )
+        .unwrap();
+        assert!(body.audit_keys.is_empty() && body.audit_shreds.is_empty());
     }
 }

@@ -203,6 +203,7 @@ pub async fn build_state(
     tracing::info!(backend = store.backend(), "store and key store opened");
     let audit = audit::Auditor::new(
         store.clone(),
+        key_store.clone(),
         clock.clone(),
         policy.deployment.region.clone(),
     );

@@ -17,7 +17,10 @@ use async_nats::jetstream::{self, context::Publish};
 use custodian_core::policy::AuditMirror;
 use custodian_store::AuditLog;
 
+use crate::audit::EntryBody;
 use crate::{AppState, ServerError};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 
 /// How often the mirror looks for new entries.
 const ROUND: Duration = Duration::from_secs(1);
@@ -25,6 +28,9 @@ const ROUND: Duration = Duration::from_secs(1);
 const PAGE: u64 = 500;
 /// The header naming an entry's index in its log.
 pub const INDEX_HEADER: &str = "Custodian-Audit-Index";
+/// On an entry whose body audit retention destroyed before it was mirrored: its leaf hash
+/// (base64); the payload is then empty.
+pub const LEAF_HEADER: &str = "Custodian-Audit-Leaf";
 
 /// The subject of a log's entries. Subjects start with the stream's name, so deployments
 /// (each with its own stream) can share one NATS server.
@@ -156,13 +162,19 @@ impl Mirror {
             let mut start = from;
             while start < to {
                 let end = (start + PAGE).min(to);
-                let entries = state.store.audit_entries(&log, start, end).await?;
+                let entries = state.audit.entries(&log, start, end).await?;
                 let mut acks = Vec::with_capacity(entries.len());
-                for (index, entry) in (start..).zip(entries) {
+                for entry in entries {
+                    let index = entry.index;
                     let publish = Publish::build()
-                        .payload(entry.into())
                         .message_id(format!("{}/{index}", log.key()))
                         .header(INDEX_HEADER, index.to_string().as_str());
+                    let publish = match entry.body {
+                        EntryBody::Bytes(bytes) => publish.payload(bytes.into()),
+                        EntryBody::Destroyed { .. } => publish
+                            .payload(Default::default())
+                            .header(LEAF_HEADER, STANDARD.encode(entry.leaf).as_str()),
+                    };
                     acks.push(
                         self.js
                             .send_publish(entry_subject(&self.name, &log), publish)

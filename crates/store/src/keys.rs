@@ -29,6 +29,28 @@ pub struct WrappedDataKey {
     pub wrapped: Vec<u8>,
 }
 
+/// A key that seals the bodies of one audit log's entries for one calendar month (`period`,
+/// `YYYY-MM`, UTC), wrapped to the deployment's audit public key. A period may have several
+/// keys (each process start or unseal makes its own); destroying a period destroys them all,
+/// and the entries they sealed keep only their leaf hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedAuditKey {
+    /// The log's key ([`crate::AuditLog::key`]).
+    pub log: String,
+    pub period: String,
+    /// Unique within the log; the sealed body names it.
+    pub id: String,
+    pub wrapped: Vec<u8>,
+}
+
+/// One line of the audit shred log: every key of `log` for `period` was destroyed at `at`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuditShred {
+    pub log: String,
+    pub period: String,
+    pub at: Timestamp,
+}
+
 /// What a shred destroys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShredScope {
@@ -58,6 +80,8 @@ pub struct KeySnapshot {
     pub data_keys: Vec<(TenantId, WrappedDataKey)>,
     pub shred_log: Vec<ShredEntry>,
     pub meta: Vec<(String, Vec<u8>)>,
+    pub audit_keys: Vec<WrappedAuditKey>,
+    pub audit_shreds: Vec<AuditShred>,
 }
 
 /// What a restore put back and what the shred-log replay destroyed again.
@@ -95,16 +119,36 @@ pub fn replay_shreds(snapshot: &mut KeySnapshot, log: &[ShredEntry]) -> u64 {
     (before - after) as u64
 }
 
-/// What a backend's `restore` writes: the snapshot with the current shred log merged in and
-/// replayed, and the report of it.
+/// Which audit keys a merged audit shred log destroys in a restored snapshot: every key of a
+/// destroyed (log, period).
+pub fn replay_audit_shreds(snapshot: &mut KeySnapshot, log: &[AuditShred]) -> u64 {
+    use std::collections::HashSet;
+    let periods: HashSet<(&str, &str)> = log
+        .iter()
+        .map(|s| (s.log.as_str(), s.period.as_str()))
+        .collect();
+    let before = snapshot.audit_keys.len();
+    snapshot
+        .audit_keys
+        .retain(|k| !periods.contains(&(k.log.as_str(), k.period.as_str())));
+    (before - snapshot.audit_keys.len()) as u64
+}
+
+/// What a backend's `restore` writes: the snapshot with the current shred logs (data keys and
+/// audit periods) merged in and replayed, and the report of it.
 pub fn prepare_restore(
     mut snapshot: KeySnapshot,
     current_log: &[ShredEntry],
+    current_audit_shreds: &[AuditShred],
 ) -> (KeySnapshot, RestoreReport) {
     snapshot.shred_log = merge_shred_logs(&snapshot.shred_log, current_log);
     let log = std::mem::take(&mut snapshot.shred_log);
-    let reshredded = replay_shreds(&mut snapshot, &log);
+    let mut reshredded = replay_shreds(&mut snapshot, &log);
     snapshot.shred_log = log;
+    snapshot.audit_shreds = merge_audit_shreds(&snapshot.audit_shreds, current_audit_shreds);
+    let audit_log = std::mem::take(&mut snapshot.audit_shreds);
+    reshredded += replay_audit_shreds(&mut snapshot, &audit_log);
+    snapshot.audit_shreds = audit_log;
     let report = RestoreReport {
         data_keys: snapshot.data_keys.len() as u64,
         keks: snapshot.keks.len() as u64,
@@ -120,6 +164,15 @@ pub fn merge_shred_logs(a: &[ShredEntry], b: &[ShredEntry]) -> Vec<ShredEntry> {
         (x.at, x.tenant.as_str(), x.id.as_str()).cmp(&(y.at, y.tenant.as_str(), y.id.as_str()))
     });
     all.dedup();
+    all
+}
+
+/// The union of two audit shred logs, by log then period, each period once: a period is
+/// destroyed once, so two lines for it (two stores that each logged it) keep the earlier time.
+pub fn merge_audit_shreds(a: &[AuditShred], b: &[AuditShred]) -> Vec<AuditShred> {
+    let mut all: Vec<AuditShred> = a.iter().chain(b).cloned().collect();
+    all.sort();
+    all.dedup_by(|later, first| later.log == first.log && later.period == first.period);
     all
 }
 
@@ -188,6 +241,25 @@ pub trait KeyStore: Send + Sync {
     async fn meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Stores a value unless the name has one; false if another was there first.
     async fn insert_meta(&self, name: &str, value: Vec<u8>) -> Result<bool>;
+
+    /// Stores an audit period key. `false` (nothing stored) when that period of the log was
+    /// destroyed: a destroyed period never gets a key again.
+    async fn insert_audit_key(&self, key: WrappedAuditKey) -> Result<bool>;
+    /// The audit keys of `log` among `ids` that exist.
+    async fn audit_keys(&self, log: &str, ids: &[String]) -> Result<Vec<WrappedAuditKey>>;
+    /// Every log with live audit keys and its oldest live period, by log: what the sweeper
+    /// looks at.
+    async fn oldest_audit_periods(&self) -> Result<Vec<(String, String)>>;
+    /// Destroys every audit key of `log` for periods up to and including `through`, and logs
+    /// each period destroyed; returns those periods, oldest first (a repeat returns none).
+    async fn shred_audit_periods(
+        &self,
+        log: &str,
+        through: &str,
+        at: Timestamp,
+    ) -> Result<Vec<String>>;
+    /// The audit shred log of `log`, oldest period first.
+    async fn audit_shreds(&self, log: &str) -> Result<Vec<AuditShred>>;
 
     /// Everything in the key store, read in one transaction.
     async fn snapshot(&self) -> Result<KeySnapshot>;

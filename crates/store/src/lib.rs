@@ -19,7 +19,8 @@ use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use jiff::Timestamp;
 
 pub use keys::{
-    KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, WrappedDataKey, WrappedKek,
+    AuditShred, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, WrappedAuditKey,
+    WrappedDataKey, WrappedKek,
 };
 pub use postgres::{PostgresKeyStore, PostgresStore};
 pub use retention::{
@@ -119,13 +120,33 @@ impl AuditLog {
     }
 }
 
+/// An audit entry as stored: the leaf hash of the event's canonical bytes, and a body that is
+/// those bytes sealed under a period key (or, where no key can exist yet, the bytes in clear).
+/// The store never looks inside a body; the tree is built from the leaf hashes, so a body
+/// destroyed by retention leaves the tree and its proofs intact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub leaf: custodian_tlog::Hash,
+    pub body: Vec<u8>,
+}
+
+impl AuditEntry {
+    /// An entry whose body is its canonical bytes in clear.
+    pub fn clear(canonical: Vec<u8>) -> AuditEntry {
+        AuditEntry {
+            leaf: custodian_tlog::leaf_hash(&canonical),
+            body: canonical,
+        }
+    }
+}
+
 /// The nodes an append adds to an audit log whose peaks are `appender`'s: each entry's leaf
 /// and every subtree it completes. Shared by both backends so they build identical trees.
 fn audit_append_nodes(
     mut appender: custodian_tlog::Appender,
-    entries: &[Vec<u8>],
+    entries: &[AuditEntry],
 ) -> Result<Vec<custodian_tlog::Node>> {
-    Ok(appender.append(entries.iter().map(|e| custodian_tlog::leaf_hash(e)))?)
+    Ok(appender.append(entries.iter().map(|e| e.leaf))?)
 }
 
 /// An API token as stored: the secret itself is never kept, only its SHA-256.
@@ -157,7 +178,7 @@ pub trait Store: RetentionStore + Send + Sync + 'static {
         tenant: &TenantId,
         records: Vec<StoredRecord>,
         idempotency: Option<IdempotentResponse>,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<InsertOutcome>;
 
     async fn get_record(&self, tenant: &TenantId, id: RecordId) -> Result<Option<StoredRecord>>;
@@ -173,10 +194,15 @@ pub trait Store: RetentionStore + Send + Sync + 'static {
 
     /// Deletes a record and its index entries, and appends `audit` to the tenant's log, in one
     /// transaction. `false` when the record did not exist (the attempt is still audited).
-    async fn delete_record(&self, tenant: &TenantId, id: RecordId, audit: Vec<u8>) -> Result<bool>;
+    async fn delete_record(
+        &self,
+        tenant: &TenantId,
+        id: RecordId,
+        audit: AuditEntry,
+    ) -> Result<bool>;
 
     /// Appends entries to an audit log in one transaction; returns the new size.
-    async fn append_audit(&self, log: &AuditLog, entries: Vec<Vec<u8>>) -> Result<u64>;
+    async fn append_audit(&self, log: &AuditLog, entries: Vec<AuditEntry>) -> Result<u64>;
 
     async fn audit_size(&self, log: &AuditLog) -> Result<u64>;
 
@@ -200,7 +226,7 @@ pub trait Store: RetentionStore + Send + Sync + 'static {
     async fn insert_system_secret(&self, name: &str, wrapped: Vec<u8>) -> Result<bool>;
 
     /// Stores a new token and appends `audit` to `log`, in one transaction.
-    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: Vec<u8>) -> Result<()>;
+    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: AuditEntry) -> Result<()>;
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRow>>;
 

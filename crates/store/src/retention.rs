@@ -10,7 +10,7 @@ use custodian_core::hold::{Hold, HoldScope, Release};
 use custodian_core::ids::{DataTypeName, RecordId, TenantId};
 use jiff::Timestamp;
 
-use crate::{Result, StoreError, StoredRecord};
+use crate::{AuditEntry, Result, StoreError, StoredRecord};
 
 /// One expiry bucket of one tenant's data type: its records share a data key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,7 +186,7 @@ impl std::fmt::Debug for DestructionLock {
 pub trait RetentionStore: Send + Sync {
     /// Stores a new hold and appends `audit` to the tenant's log, in one transaction. Waits
     /// while the destruction lock is held (see [`RetentionStore::lock_destruction`]).
-    async fn insert_hold(&self, tenant: &TenantId, hold: &Hold, audit: Vec<u8>) -> Result<()>;
+    async fn insert_hold(&self, tenant: &TenantId, hold: &Hold, audit: AuditEntry) -> Result<()>;
 
     /// Releases an active hold and appends `audit`, in one transaction. A hold already
     /// released or unknown is left alone and nothing is appended.
@@ -195,7 +195,7 @@ pub trait RetentionStore: Send + Sync {
         tenant: &TenantId,
         id: &str,
         release: Release,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<ReleaseOutcome>;
 
     /// Every hold of the tenant, released ones included, oldest first.
@@ -226,7 +226,7 @@ pub trait RetentionStore: Send + Sync {
         data_type: &DataTypeName,
         bucket: &str,
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64>;
 
     /// The tenant's deletion certificates, oldest first.
@@ -243,7 +243,7 @@ pub trait RetentionStore: Send + Sync {
         &self,
         tenant: &TenantId,
         records: Vec<RekeyedRecord>,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64>;
 
     /// Records that an event happened and appends `audit`, in one transaction. The first
@@ -253,7 +253,7 @@ pub trait RetentionStore: Send + Sync {
         &self,
         tenant: &TenantId,
         event: &RetentionEvent,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<Option<RetentionEvent>>;
 
     /// The recorded events named `event` among `references`, by reference.
@@ -284,7 +284,7 @@ pub trait RetentionStore: Send + Sync {
     async fn terminate_tenant(
         &self,
         termination: &Termination,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<Option<Termination>>;
 
     async fn termination(&self, tenant: &TenantId) -> Result<Option<Termination>>;
@@ -295,7 +295,7 @@ pub trait RetentionStore: Send + Sync {
         &self,
         tenant: &TenantId,
         at: Timestamp,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<TerminationCancel>;
 
     /// Every tenant's termination, oldest first (for the sweeper, across tenants).
@@ -310,11 +310,15 @@ pub trait RetentionStore: Send + Sync {
         tenant: &TenantId,
         purged_at: Timestamp,
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<()>;
 
     /// Stores a scheduled deletion and appends `audit` to its tenant's log, in one transaction.
-    async fn schedule_deletion(&self, deletion: &ScheduledDeletion, audit: Vec<u8>) -> Result<()>;
+    async fn schedule_deletion(
+        &self,
+        deletion: &ScheduledDeletion,
+        audit: AuditEntry,
+    ) -> Result<()>;
 
     /// Cancels a deletion still scheduled and appends `audit`, in one transaction. One done or
     /// cancelled before, or unknown, is left alone and nothing is appended.
@@ -324,7 +328,7 @@ pub trait RetentionStore: Send + Sync {
         id: &str,
         by: &str,
         at: Timestamp,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<CancelOutcome>;
 
     /// Every scheduled deletion of the tenant, whatever its state, oldest request first.
@@ -345,7 +349,7 @@ pub trait RetentionStore: Send + Sync {
         deletion: Option<&str>,
         records: &[RecordId],
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64>;
 
     /// Takes the destruction lock, waiting while anyone else (any node) holds it. Held until
@@ -362,7 +366,7 @@ pub trait RetentionStore: Send + Sync {
         &self,
         tenant: &TenantId,
         applied: &AppliedRetention,
-        audit: Option<Vec<u8>>,
+        audit: Option<AuditEntry>,
     ) -> Result<()>;
 
     /// The tenant's records of one type in id order, `limit` at most, after `after`.

@@ -4,8 +4,8 @@
 use custodian_core::hold::{Hold, HoldScope, Release};
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
-    AppliedRetention, AuditLog, BucketCount, CancelOutcome, CertificateRow, DeletionState,
-    DeletionTarget, IdempotentResponse, InsertOutcome, PostgresStore, RekeyedRecord,
+    AppliedRetention, AuditEntry, AuditLog, BucketCount, CancelOutcome, CertificateRow,
+    DeletionState, DeletionTarget, IdempotentResponse, InsertOutcome, PostgresStore, RekeyedRecord,
     ReleaseOutcome, RetentionEvent, RetentionStore, ScheduledDeletion, SqliteStore, Store,
     StoredRecord, Termination, TerminationCancel, TokenRow, testing,
 };
@@ -35,8 +35,12 @@ fn record(n: u64, subjects: &[u8]) -> StoredRecord {
     }
 }
 
-fn audit() -> Vec<u8> {
-    b"{\"action\":\"test\"}".to_vec()
+fn audit() -> AuditEntry {
+    AuditEntry::clear(b"{\"action\":\"test\"}".to_vec())
+}
+
+fn clear(entries: &[Vec<u8>]) -> Vec<AuditEntry> {
+    entries.iter().cloned().map(AuditEntry::clear).collect()
 }
 
 /// A backend for one test: a fresh SQLite file or a fresh PostgreSQL schema.
@@ -108,6 +112,7 @@ conformance!(
     tokens_are_found_and_touched,
     ping_answers,
     audit_log_appends_and_proves,
+    audit_tree_is_built_from_the_given_leaves_not_the_bodies,
     audit_entries_ride_with_their_action,
     system_secrets_are_written_once,
     holds_are_placed_listed_and_released_once,
@@ -330,6 +335,21 @@ async fn unreachable_postgres_is_a_clear_error() {
     );
 }
 
+async fn audit_tree_is_built_from_the_given_leaves_not_the_bodies(s: &dyn Store) {
+    use custodian_tlog::{NodeId, leaf_hash};
+    let log = AuditLog::System;
+    let entry = AuditEntry {
+        leaf: leaf_hash(b"canonical"),
+        body: b"Ssealed bytes".to_vec(),
+    };
+    s.append_audit(&log, vec![entry.clone()]).await.unwrap();
+    assert_eq!(s.audit_entries(&log, 0, 1).await.unwrap(), vec![entry.body]);
+    assert_eq!(
+        s.audit_nodes(&log, &[NodeId::new(0, 0)]).await.unwrap(),
+        vec![entry.leaf]
+    );
+}
+
 async fn audit_log_appends_and_proves(s: &dyn Store) {
     use custodian_tlog::{Prefetched, Recorder, inclusion_proof, leaf_hash, reference, root};
     let log = AuditLog::Tenant(tenant("acme"));
@@ -337,16 +357,13 @@ async fn audit_log_appends_and_proves(s: &dyn Store) {
     let entries: Vec<Vec<u8>> = (0..37u32)
         .map(|i| format!("entry {i}").into_bytes())
         .collect();
+    assert_eq!(s.append_audit(&log, clear(&entries[..5])).await.unwrap(), 5);
     assert_eq!(
-        s.append_audit(&log, entries[..5].to_vec()).await.unwrap(),
-        5
-    );
-    assert_eq!(
-        s.append_audit(&log, entries[5..6].to_vec()).await.unwrap(),
+        s.append_audit(&log, clear(&entries[5..6])).await.unwrap(),
         6
     );
     assert_eq!(
-        s.append_audit(&log, entries[6..].to_vec()).await.unwrap(),
+        s.append_audit(&log, clear(&entries[6..])).await.unwrap(),
         37
     );
     assert_eq!(
@@ -421,7 +438,10 @@ async fn audit_entries_ride_with_their_action(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(s.audit_size(&log).await.unwrap(), 4);
-    assert_eq!(s.audit_entries(&log, 0, 4).await.unwrap(), vec![audit(); 4]);
+    assert_eq!(
+        s.audit_entries(&log, 0, 4).await.unwrap(),
+        vec![audit().body; 4]
+    );
 }
 
 /// The audit tables refuse updates and deletes even from someone with direct SQL access.
@@ -430,9 +450,12 @@ async fn sqlite_audit_rows_cannot_be_rewritten_through_sql() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
     let s = SqliteStore::open(&path).await.unwrap();
-    s.append_audit(&AuditLog::System, vec![b"one".to_vec(), b"two".to_vec()])
-        .await
-        .unwrap();
+    s.append_audit(
+        &AuditLog::System,
+        clear(&[b"one".to_vec(), b"two".to_vec()]),
+    )
+    .await
+    .unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     for sql in [
         "UPDATE audit_entries SET body = x'00'",
@@ -455,9 +478,12 @@ async fn postgres_audit_rows_cannot_be_rewritten_through_sql() {
     let s = PostgresStore::connect(&testing::postgres_url(), Some(&schema))
         .await
         .unwrap();
-    s.append_audit(&AuditLog::System, vec![b"one".to_vec(), b"two".to_vec()])
-        .await
-        .unwrap();
+    s.append_audit(
+        &AuditLog::System,
+        clear(&[b"one".to_vec(), b"two".to_vec()]),
+    )
+    .await
+    .unwrap();
     let (client, conn) = tokio_postgres::connect(&testing::postgres_url(), tokio_postgres::NoTls)
         .await
         .unwrap();

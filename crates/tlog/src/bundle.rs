@@ -5,8 +5,13 @@
 //! <checkpoint: a signed note, ending with its signature lines>
 //! entries
 //! <index> <base64 entry> <base64 stored leaf hash>
+//! <index> - <base64 stored leaf hash>
 //! ...
 //! ```
+//!
+//! An entry written as `-` had its body destroyed by audit retention: only its leaf hash is
+//! left, which still places it in the signed tree but says nothing of what it held. The
+//! verifier counts such entries, so a report shows how much of a log is hashes only.
 //!
 //! Verification recomputes every leaf hash and compares it with the one the server stored (an
 //! entry edited after it was logged is named by index), rebuilds the tree, checks that its root
@@ -25,6 +30,8 @@ use crate::note::Verifier;
 
 const MAGIC: &str = "custodian-audit-bundle v1";
 const ENTRIES: &str = "entries";
+/// The entry field of an entry whose body audit retention destroyed.
+pub const DESTROYED: &str = "-";
 
 /// Why a bundle failed verification; each names what an auditor must look at.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +78,8 @@ pub enum BundleError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
     pub checkpoint: Checkpoint,
+    /// Entries whose bodies were destroyed by retention: verified by their leaf hash alone.
+    pub destroyed: u64,
 }
 
 /// Writes a bundle's header and checkpoint; entry lines follow via [`entry_line`].
@@ -78,11 +87,11 @@ pub fn header(signed_checkpoint: &str) -> String {
     format!("{MAGIC}\n{signed_checkpoint}{ENTRIES}\n")
 }
 
-/// One entry line of a bundle.
-pub fn entry_line(index: u64, entry: &[u8], stored_leaf: &Hash) -> String {
+/// One entry line of a bundle; `None` for an entry whose body was destroyed.
+pub fn entry_line(index: u64, entry: Option<&[u8]>, stored_leaf: &Hash) -> String {
     format!(
         "{index} {} {}\n",
-        STANDARD.encode(entry),
+        entry.map_or_else(|| DESTROYED.to_owned(), |e| STANDARD.encode(e)),
         STANDARD.encode(stored_leaf)
     )
 }
@@ -156,6 +165,7 @@ pub fn verify(
         }
     };
     let mut appender = Appender::new();
+    let mut destroyed = 0;
     check_fork(&appender)?;
     while appender.size() < checkpoint.size {
         let expected = appender.size();
@@ -190,20 +200,23 @@ pub fn verify(
                 found: index,
             });
         }
-        let entry = STANDARD
-            .decode(entry)
-            .map_err(|_| bad("the entry is not base64"))?;
         let stored = STANDARD
             .decode(leaf)
             .ok()
             .and_then(|l| hash_from_slice(&l).ok())
             .ok_or_else(|| bad("the leaf hash is not a base64 SHA-256 hash"))?;
-        let computed = leaf_hash(&entry);
-        if computed != stored {
-            return Err(BundleError::EditedEntry { index });
+        if entry == DESTROYED {
+            destroyed += 1;
+        } else {
+            let entry = STANDARD
+                .decode(entry)
+                .map_err(|_| bad("the entry is not base64"))?;
+            if leaf_hash(&entry) != stored {
+                return Err(BundleError::EditedEntry { index });
+            }
         }
         appender
-            .push(computed, |_| {})
+            .push(stored, |_| {})
             .map_err(|e| bad(&e.to_string()))?;
         check_fork(&appender)?;
         on_entry(index);
@@ -215,7 +228,10 @@ pub fn verify(
             computed: appender.root(),
         });
     }
-    Ok(Verified { checkpoint })
+    Ok(Verified {
+        checkpoint,
+        destroyed,
+    })
 }
 
 #[cfg(test)]
@@ -238,7 +254,7 @@ mod tests {
             .unwrap();
         let mut text = header(&note);
         for (i, e) in entries[..size as usize].iter().enumerate() {
-            text.push_str(&entry_line(i as u64, e, &leaf_hash(e)));
+            text.push_str(&entry_line(i as u64, Some(e), &leaf_hash(e)));
         }
         (text, note)
     }
@@ -271,12 +287,38 @@ mod tests {
     }
 
     #[test]
+    fn destroyed_bodies_verify_by_their_leaf_hash_and_are_counted() {
+        let e = entries(10, "e");
+        let (text, _) = bundle(&e, 10);
+        let mut shredded = text.clone();
+        for i in 0..4 {
+            shredded = shredded.replace(
+                &entry_line(i, Some(&e[i as usize]), &leaf_hash(&e[i as usize])),
+                &entry_line(i, None, &leaf_hash(&e[i as usize])),
+            );
+        }
+        assert!(shredded.contains("\n0 - "));
+        let v = check(&shredded, None).unwrap();
+        assert_eq!((v.checkpoint.size, v.destroyed), (10, 4));
+        assert_eq!(check(&text, None).unwrap().destroyed, 0);
+        // A destroyed entry still has to carry the leaf the tree was built from.
+        let forged = shredded.replace(
+            &entry_line(2, None, &leaf_hash(&e[2])),
+            &entry_line(2, None, &leaf_hash(b"something else")),
+        );
+        assert!(matches!(
+            check(&forged, None),
+            Err(BundleError::RootMismatch { size: 10, .. })
+        ));
+    }
+
+    #[test]
     fn an_edited_entry_is_named() {
         let e = entries(10, "e");
         let (text, _) = bundle(&e, 10);
         let edited = text.replace(
-            &entry_line(4, &e[4], &leaf_hash(&e[4])),
-            &entry_line(4, b"e 4 (edited)", &leaf_hash(&e[4])),
+            &entry_line(4, Some(&e[4]), &leaf_hash(&e[4])),
+            &entry_line(4, Some(b"e 4 (edited)"), &leaf_hash(&e[4])),
         );
         assert_eq!(
             check(&edited, None),
@@ -284,8 +326,8 @@ mod tests {
         );
         // Editing the stored leaf hash too cannot reproduce the signed root.
         let both = text.replace(
-            &entry_line(4, &e[4], &leaf_hash(&e[4])),
-            &entry_line(4, b"x", &leaf_hash(b"x")),
+            &entry_line(4, Some(&e[4]), &leaf_hash(&e[4])),
+            &entry_line(4, Some(b"x"), &leaf_hash(b"x")),
         );
         assert!(matches!(
             check(&both, None),
@@ -309,7 +351,7 @@ mod tests {
                 got: 7
             })
         );
-        let gap = text.replace(&entry_line(3, &e[3], &leaf_hash(&e[3])), "");
+        let gap = text.replace(&entry_line(3, Some(&e[3]), &leaf_hash(&e[3])), "");
         assert_eq!(
             check(&gap, None),
             Err(BundleError::MissingEntry {
@@ -321,7 +363,10 @@ mod tests {
             check("hello\n", None),
             Err(BundleError::Malformed { line: 1, .. })
         ));
-        let junk = text.replace(&entry_line(2, &e[2], &leaf_hash(&e[2])), "2 !!! ???\n");
+        let junk = text.replace(
+            &entry_line(2, Some(&e[2]), &leaf_hash(&e[2])),
+            "2 !!! ???\n",
+        );
         assert!(matches!(
             check(&junk, None),
             Err(BundleError::Malformed { .. })

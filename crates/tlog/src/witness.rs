@@ -72,6 +72,12 @@ impl Witness {
     /// Feeds entry `index`. A repeat of an index already seen is ignored (the stream may
     /// deliver one twice); anything else out of order is a gap.
     pub fn entry(&mut self, index: u64, entry: &[u8]) -> Result<(), WitnessError> {
+        self.leaf(index, leaf_hash(entry))
+    }
+
+    /// Feeds entry `index` by its leaf hash alone: an entry whose body audit retention
+    /// destroyed before it was mirrored.
+    pub fn leaf(&mut self, index: u64, leaf: Hash) -> Result<(), WitnessError> {
         let expected = self.tree.size();
         if index < expected {
             return Ok(());
@@ -80,7 +86,7 @@ impl Witness {
             return Err(WitnessError::Gap { index, expected });
         }
         self.tree
-            .push(leaf_hash(entry), |_| {})
+            .push(leaf, |_| {})
             .map_err(|e: Error| WitnessError::Tree(e.to_string()))
     }
 

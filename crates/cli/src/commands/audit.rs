@@ -6,6 +6,8 @@ use std::io::{BufReader, Write};
 use std::path::Path;
 
 use anyhow::anyhow;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use custodian_tlog::bundle;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
@@ -63,7 +65,8 @@ struct Entries {
 #[derive(Deserialize)]
 struct Entry {
     index: u64,
-    entry: String,
+    /// Absent once audit retention destroyed the body.
+    entry: Option<String>,
     leaf_hash: String,
 }
 
@@ -106,7 +109,8 @@ async fn export(client: &ServerClient, prefix: &str, name: &str, out: &Path) -> 
             )
             .await?;
         for e in page.entries {
-            writeln!(file, "{} {} {}", e.index, e.entry, e.leaf_hash).map_err(write_err)?;
+            let entry = e.entry.as_deref().unwrap_or(bundle::DESTROYED);
+            writeln!(file, "{} {entry} {}", e.index, e.leaf_hash).map_err(write_err)?;
         }
         progress.set_position(end);
         start = end;
@@ -142,7 +146,7 @@ fn verify(path: &Path, key: &str, previous: Option<&Path>) -> CmdResult {
     progress.finish_and_clear();
     let verified = verified?;
     println!(
-        "{}: OK: {} entries of {} match the checkpoint signed by {}{}",
+        "{}: OK: {} entries of {} match the checkpoint signed by {}{}{}",
         path.display(),
         verified.checkpoint.size,
         verified.checkpoint.origin,
@@ -151,6 +155,12 @@ fn verify(path: &Path, key: &str, previous: Option<&Path>) -> CmdResult {
             " and extend the trusted checkpoint"
         } else {
             ""
+        },
+        match verified.destroyed {
+            0 => String::new(),
+            n => format!(
+                " ({n} of them hashes only: their bodies were destroyed by audit retention)"
+            ),
         }
     );
     Ok(())
@@ -207,9 +217,19 @@ async fn watch(nats: &str, stream_name: &str, key: &str, once: bool) -> CmdResul
                         .headers
                         .get(custodian_server::mirror::INDEX_HEADER)
                         .and_then(|v| v.as_str().parse::<u64>().ok());
-                    match index {
-                        Some(index) => witness.entry(index, &message.payload).map(|_| None),
-                        None => continue,
+                    let destroyed = message
+                        .headers
+                        .get(custodian_server::mirror::LEAF_HEADER)
+                        .map(|v| {
+                            STANDARD
+                                .decode(v.as_str())
+                                .ok()
+                                .and_then(|l| custodian_tlog::hash_from_slice(l.as_slice()).ok())
+                        });
+                    match (index, destroyed) {
+                        (Some(index), None) => witness.entry(index, &message.payload).map(|_| None),
+                        (Some(index), Some(Some(leaf))) => witness.leaf(index, leaf).map(|_| None),
+                        _ => continue,
                     }
                 }
                 "checkpoint" => witness

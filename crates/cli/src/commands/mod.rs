@@ -138,17 +138,6 @@ pub async fn open_state(
     .map_err(server_failure)
 }
 
-/// Opens the configured store directly (no server), for offline administration commands.
-pub async fn open_store(
-    args: &crate::args::StoreArgs,
-) -> Result<std::sync::Arc<dyn custodian_store::Store>, Failure> {
-    let config = offline_config(args);
-    let store = custodian_store::open(&config.store_config())
-        .await
-        .map_err(|e| server_failure(e.into()))?;
-    Ok(std::sync::Arc::from(store))
-}
-
 /// Maps a server start-up error to its exit code.
 pub fn server_failure(e: ServerError) -> Failure {
     match e {

@@ -121,11 +121,14 @@ pub async fn retention(cmd: RetentionCommand) -> CmdResult {
                 .json(Method::POST, "/v1/system/retention/sweep", None)
                 .await?;
             print_json(&report)?;
+            let count = |field: &str| report[field].as_array().map_or(0, Vec::len);
             eprintln!(
-                "sweep done: {} records destroyed under {} certificate(s); {} due bucket(s) held",
+                "sweep done: {} records destroyed under {} certificate(s); {} due bucket(s) held; {} audit period(s) reduced to hashes, {} audit log(s) held",
                 report["records_destroyed"],
-                report["certificates"].as_array().map_or(0, Vec::len),
-                report["held"].as_array().map_or(0, Vec::len)
+                count("certificates"),
+                count("held"),
+                count("audit_periods_destroyed"),
+                count("audit_held"),
             );
             Ok(())
         }

@@ -64,7 +64,7 @@ pub async fn run(cmd: TokenCommand) -> CmdResult {
         TokenRole::Auditor => Role::Auditor,
         TokenRole::Operator => Role::Operator,
     };
-    let store = super::open_store(&store).await?;
+    let state = super::open_state(&store).await?;
     let actor = format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "operator".into())
@@ -73,7 +73,7 @@ pub async fn run(cmd: TokenCommand) -> CmdResult {
         actor: &actor,
         subsystem: "cli",
     };
-    let issued = auth::issue_token(store.as_ref(), &clock, &issuer, &tenant, role, expires_at)
+    let issued = auth::issue_token(&state.audit, &clock, &issuer, &tenant, role, expires_at)
         .await
         .map_err(super::server_failure)?;
     println!("{}", issued.token.as_str());

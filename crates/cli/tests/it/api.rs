@@ -690,7 +690,7 @@ async fn bad_credentials_get_401(server: TestServer) {
 
     let t0 = now();
     let expired = custodian_server::auth::issue_token(
-        server.state.store.as_ref(),
+        &server.state.audit,
         &custodian_server::clock::SystemClock,
         &custodian_server::auth::TokenIssuer {
             actor: "test",
@@ -723,7 +723,7 @@ async fn bad_credentials_get_401(server: TestServer) {
                 last_used_at: None,
             },
             &custodian_store::AuditLog::Tenant("acme".parse().unwrap()),
-            b"{}".to_vec(),
+            custodian_store::AuditEntry::clear(b"{}".to_vec()),
         )
         .await
         .unwrap();

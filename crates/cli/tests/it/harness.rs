@@ -97,6 +97,27 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Entries `[start, end)` of a log as the server reads them back: canonical bytes, with
+    /// the bodies sealed at rest opened. Panics on a destroyed body.
+    pub async fn audit_bodies(
+        &self,
+        log: &custodian_store::AuditLog,
+        start: u64,
+        end: u64,
+    ) -> Vec<Vec<u8>> {
+        self.state
+            .audit
+            .entries(log, start, end)
+            .await
+            .expect("audit entries")
+            .into_iter()
+            .map(|e| match e.body {
+                custodian_server::audit::EntryBody::Bytes(b) => b,
+                other => panic!("entry {} has no body: {other:?}", e.index),
+            })
+            .collect()
+    }
+
     pub async fn sqlite() -> TestServer {
         TestServer::start(Backend::Sqlite, DEFAULT_BODY_LIMIT)
             .await
@@ -287,7 +308,7 @@ impl TestServer {
 
     async fn issue(&self, tenant: TenantId, role: Role) -> String {
         let issued = custodian_server::auth::issue_token(
-            self.state.store.as_ref(),
+            &self.state.audit,
             &SystemClock,
             &custodian_server::auth::TokenIssuer {
                 actor: "test-harness",

@@ -44,6 +44,9 @@ pub struct Deployment {
     /// How long a shortened retention waits before it applies to records already stored
     /// (`retention_shortening_grace`, default 30d; `0d` applies it at once).
     pub shortening_grace: Option<CalDuration>,
+    /// How long audit entry bodies are kept, counted from the end of the calendar month they
+    /// were written in (`audit_retention`; absent: for ever). Their leaf hashes are kept.
+    pub audit_retention: Option<CalDuration>,
     /// Where every audit entry and checkpoint is copied, off the box (`audit_mirror`).
     pub audit_mirror: Option<AuditMirror>,
 }

@@ -379,8 +379,16 @@ impl<'s> Cx<'s> {
         let t = self.table(v, "deployment".into())?;
         self.check_keys(
             &t,
-            &["region", "retention_shortening_grace", "audit_mirror"],
+            &[
+                "region",
+                "retention_shortening_grace",
+                "audit_mirror",
+                "audit_retention",
+            ],
         );
+        let audit_retention = t
+            .get("audit_retention")
+            .map(|v| self.duration(v, "deployment.audit_retention"));
         let audit_mirror = self
             .sub_table(&t, "audit_mirror")
             .map(|m| self.audit_mirror(&m));
@@ -393,6 +401,10 @@ impl<'s> Cx<'s> {
         Some(Deployment {
             region,
             shortening_grace: shortening_grace?,
+            audit_retention: match audit_retention {
+                None => None,
+                Some(r) => Some(r?),
+            },
             audit_mirror: match audit_mirror {
                 None => None,
                 Some(m) => Some(m?),

@@ -466,6 +466,24 @@ fn a_new_policy_lists_the_retentions_it_changes() {
 }
 
 #[test]
+fn audit_retention_is_a_calendar_duration_or_absent() {
+    assert_eq!(parse(VALID).unwrap().deployment.audit_retention, None);
+    let with = |value: &str| {
+        VALID.replace(
+            "region = \"au-east\"\n\n[keys]",
+            &format!("region = \"au-east\"\naudit_retention = {value}\n\n[keys]"),
+        )
+    };
+    assert_eq!(
+        parse(&with("\"36mo\"")).unwrap().deployment.audit_retention,
+        Some("36mo".parse().unwrap())
+    );
+    let err = parse(&with("\"forever\"")).unwrap_err().to_string();
+    assert!(err.contains("deployment.audit_retention"), "{err}");
+    assert!(parse(&with("36")).is_err());
+}
+
+#[test]
 fn an_audit_mirror_names_a_nats_url_and_a_stream() {
     let with = |mirror: &str| {
         VALID.replace(

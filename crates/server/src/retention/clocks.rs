@@ -37,7 +37,7 @@ pub async fn record_event(
     audit.objects = vec![format!("{event}:{reference}")];
     let (recorded, new) = match state
         .store
-        .record_event(tenant, &recorded, audit.canonical_bytes())
+        .record_event(tenant, &recorded, state.audit.entry(&audit).await?)
         .await?
     {
         None => (recorded, true),
@@ -105,7 +105,7 @@ pub async fn start_clocks(
         let count = moved.len() as u64;
         state
             .store
-            .rekey_records(tenant, moved, audit.canonical_bytes())
+            .rekey_records(tenant, moved, state.audit.entry(&audit).await?)
             .await?;
         started += count;
     }
@@ -159,7 +159,11 @@ pub async fn apply_retention_changes(state: &AppState) -> Result<u64, ServerErro
                     );
                     state
                         .store
-                        .put_applied_retention(&tenant.id, &record, Some(event.canonical_bytes()))
+                        .put_applied_retention(
+                            &tenant.id,
+                            &record,
+                            Some(state.audit.entry(&event).await?),
+                        )
                         .await?;
                 }
             }
@@ -238,7 +242,7 @@ async fn recompute_expiries(
         changed += moved.len() as u64;
         state
             .store
-            .rekey_records(tenant, moved, event.canonical_bytes())
+            .rekey_records(tenant, moved, state.audit.entry(&event).await?)
             .await?;
     }
 }

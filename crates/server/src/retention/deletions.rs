@@ -62,7 +62,13 @@ async fn purge_record(
     let row = signed_row(state, &certificate)?;
     state
         .store
-        .complete_deletion(tenant, deletion, &[record.id], row, event.canonical_bytes())
+        .complete_deletion(
+            tenant,
+            deletion,
+            &[record.id],
+            row,
+            state.audit.entry(&event).await?,
+        )
         .await?;
     Ok(certificate)
 }
@@ -160,7 +166,7 @@ pub async fn delete_record(
             ));
             state
                 .store
-                .schedule_deletion(&deletion, event.canonical_bytes())
+                .schedule_deletion(&deletion, state.audit.entry(&event).await?)
                 .await?;
             Ok(DeleteOutcome::Scheduled(deletion))
         }
@@ -188,7 +194,7 @@ pub async fn cancel_deletion(
             id,
             &actor.id,
             state.clock.now(),
-            event.canonical_bytes(),
+            state.audit.entry(&event).await?,
         )
         .await?)
 }
@@ -255,7 +261,7 @@ pub(super) async fn carry_out_deletion(
                     Some(&deletion.id),
                     &[],
                     row,
-                    event.canonical_bytes(),
+                    state.audit.entry(&event).await?,
                 )
                 .await?;
             Ok(Ok(certificate))
@@ -308,7 +314,7 @@ pub async fn terminate_tenant(
     Ok(
         match state
             .store
-            .terminate_tenant(&termination, event.canonical_bytes())
+            .terminate_tenant(&termination, state.audit.entry(&event).await?)
             .await?
         {
             None => Ok(termination),
@@ -427,7 +433,7 @@ pub(super) async fn purge_terminated(
             tenant,
             certificate.completed_at,
             row,
-            event.canonical_bytes(),
+            state.audit.entry(&event).await?,
         )
         .await?;
     report.destroyed.push(certificate);
@@ -451,6 +457,6 @@ pub async fn cancel_termination(
     event.objects = vec![tenant.to_string()];
     Ok(state
         .store
-        .cancel_termination(tenant, state.clock.now(), event.canonical_bytes())
+        .cancel_termination(tenant, state.clock.now(), state.audit.entry(&event).await?)
         .await?)
 }

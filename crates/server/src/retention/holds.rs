@@ -36,7 +36,7 @@ pub async fn place_hold(
     event.after = Some(format!("{} ({})", hold.scope, hold.reason));
     state
         .store
-        .insert_hold(tenant, &hold, event.canonical_bytes())
+        .insert_hold(tenant, &hold, state.audit.entry(&event).await?)
         .await?;
     Ok(hold)
 }
@@ -59,6 +59,6 @@ pub async fn release_hold(
     event.objects = vec![id.to_owned()];
     Ok(state
         .store
-        .release_hold(tenant, id, release, event.canonical_bytes())
+        .release_hold(tenant, id, release, state.audit.entry(&event).await?)
         .await?)
 }

@@ -23,10 +23,12 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use custodian_core::audit::Decision;
-use custodian_core::hold::{Hold, RecordFacts};
+use custodian_core::hold::{Hold, HoldScope, RecordFacts};
 use custodian_core::ids::{DataTypeName, RecordId, TenantId};
 use custodian_crypto::DataKeyId;
-use custodian_store::{BucketRecord, BucketSummary, RekeyedRecord, ShredScope, StoredRecord};
+use custodian_store::{
+    AuditLog, BucketRecord, BucketSummary, RekeyedRecord, ShredScope, StoredRecord,
+};
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -59,6 +61,8 @@ pub struct SweepReport {
     pub held_deletions: Vec<(String, Vec<String>)>,
     /// Terminated tenants whose purge holds keep from finishing.
     pub held_terminations: Vec<(TenantId, Vec<String>)>,
+    /// Audit entry bodies destroyed (and kept by holds) under `deployment.audit_retention`.
+    pub audit: crate::audit::AuditExpiry,
 }
 
 /// One bucket in a retention plan: what a sweep at the plan's time would destroy, or why not.
@@ -273,7 +277,48 @@ pub async fn sweep_stopping(
         }
     }
     destroy_buckets(state, doomed, stop, &mut report).await?;
+    if let Some(retention) = &state.policy.deployment.audit_retention {
+        report.audit = expire_audit(state, now, retention, &mut holds).await?;
+    }
     crate::metrics::record_sweep(state.clock.now(), &report);
+    Ok(report)
+}
+
+/// Destroys the audit entry bodies whose retention ended, log by log. A tenant-wide hold
+/// keeps everything of its tenant, the tenant's audit trail included.
+async fn expire_audit(
+    state: &AppState,
+    now: Timestamp,
+    retention: &custodian_core::duration::CalDuration,
+    holds: &mut ActiveHolds,
+) -> Result<crate::audit::AuditExpiry, ServerError> {
+    let mut report = crate::audit::AuditExpiry::default();
+    let Some((through, logs)) = state.audit.expired_logs(now, retention).await? else {
+        return Ok(report);
+    };
+    for log in logs {
+        if let AuditLog::Tenant(tenant) = &log {
+            let holding: Vec<String> = holds
+                .of(state, tenant)
+                .await?
+                .iter()
+                .filter(|h| matches!(h.scope, HoldScope::Tenant))
+                .map(|h| h.id.clone())
+                .collect();
+            if !holding.is_empty() {
+                report.held.push((log.key().to_owned(), holding));
+                continue;
+            }
+        }
+        let why = format!("deployment.audit_retention {retention} ended");
+        let periods = state
+            .audit
+            .destroy_periods(&log, &through, now, &why)
+            .await?;
+        if !periods.is_empty() {
+            report.destroyed.push((log.key().to_owned(), periods));
+        }
+    }
     Ok(report)
 }
 
@@ -436,7 +481,7 @@ async fn destroy_buckets(
                 &d.data_type,
                 &d.bucket,
                 row,
-                event.canonical_bytes(),
+                state.audit.entry(&event).await?,
             )
             .await?;
         report.bytes_destroyed += records.iter().map(|r| r.sealed_len).sum::<u64>();
@@ -475,7 +520,7 @@ async fn rekey_held(
     ));
     state
         .store
-        .rekey_records(tenant, moved, event.canonical_bytes())
+        .rekey_records(tenant, moved, state.audit.entry(&event).await?)
         .await?;
     Ok(())
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{admit, admit_platform};
+use crate::audit::EntryBody;
 use crate::problem::{Kind, Problem};
 use crate::{AppState, ServerError};
 
@@ -106,12 +107,18 @@ pub struct EntriesParams {
 }
 
 /// One log entry: its canonical bytes, the leaf hash stored for it when it was appended, and
-/// the decoded event. An entry edited later no longer matches its stored leaf hash.
+/// the decoded event. An entry edited later no longer matches its stored leaf hash. An entry
+/// whose audit retention ended has no bytes any more, only its leaf hash and the period
+/// destroyed.
 #[derive(Serialize, ToSchema)]
 pub struct EntryView {
     pub index: u64,
-    /// Base64 of the canonical bytes.
-    pub entry: String,
+    /// Base64 of the canonical bytes; absent once destroyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// The period (`YYYY-MM`) whose bodies audit retention destroyed, this one's included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destroyed: Option<String>,
     /// Base64 of the stored leaf hash, `SHA-256(0x00 ‖ entry)` as it was at append time.
     pub leaf_hash: String,
     #[schema(value_type = Object)]
@@ -185,28 +192,30 @@ async fn entries_of(
             "end {end} is beyond the log's size {size}"
         )));
     }
-    let bodies = state
-        .store
-        .audit_entries(log, start, end)
+    let entries = state
+        .audit
+        .entries(log, start, end)
         .await
-        .map_err(|e| ServerError::from(e).into_problem())?;
-    let leaf_ids: Vec<custodian_tlog::NodeId> = (start..end)
-        .map(|i| custodian_tlog::NodeId::new(0, i))
-        .collect();
-    let leaves = state
-        .store
-        .audit_nodes(log, &leaf_ids)
-        .await
-        .map_err(|e| ServerError::from(e).into_problem())?;
-    let entries = bodies
+        .map_err(ServerError::into_problem)?
         .into_iter()
-        .zip(leaves)
-        .zip(start..)
-        .map(|((bytes, leaf), index)| EntryView {
-            index,
-            event: AuditEvent::from_canonical(&bytes),
-            entry: STANDARD.encode(&bytes),
-            leaf_hash: STANDARD.encode(leaf),
+        .map(|e| {
+            let leaf_hash = STANDARD.encode(e.leaf);
+            match e.body {
+                EntryBody::Bytes(bytes) => EntryView {
+                    index: e.index,
+                    event: AuditEvent::from_canonical(&bytes),
+                    entry: Some(STANDARD.encode(&bytes)),
+                    destroyed: None,
+                    leaf_hash,
+                },
+                EntryBody::Destroyed { period } => EntryView {
+                    index: e.index,
+                    event: None,
+                    entry: None,
+                    destroyed: Some(period),
+                    leaf_hash,
+                },
+            }
         })
         .collect();
     Ok(Json(EntriesView { entries }))

@@ -233,7 +233,11 @@ pub async fn ingest(
             &admitted.tenant.id,
             batch.records,
             idempotency,
-            event.canonical_bytes(),
+            state
+                .audit
+                .entry(&event)
+                .await
+                .map_err(ServerError::into_problem)?,
         )
         .await
         .map_err(|e| ServerError::from(e).into_problem())?;

@@ -352,6 +352,13 @@ pub struct SweepView {
     pub records_destroyed: u64,
     /// Due buckets kept by a hold, as `tenant/type/bucket`.
     pub held: Vec<String>,
+    /// Audit periods whose entry bodies were destroyed (`deployment.audit_retention`), as
+    /// `log/YYYY-MM`; leaf hashes stay.
+    #[serde(default)]
+    pub audit_periods_destroyed: Vec<String>,
+    /// Tenant logs whose expired audit periods a tenant-wide hold keeps.
+    #[serde(default)]
+    pub audit_held: Vec<String>,
 }
 
 /// Run a sweep now (operators)
@@ -385,6 +392,18 @@ pub async fn sweep(
             .held
             .iter()
             .map(|(b, _)| format!("{}/{}/{}", b.tenant, b.data_type, b.bucket))
+            .collect(),
+        audit_periods_destroyed: report
+            .audit
+            .destroyed
+            .iter()
+            .flat_map(|(log, periods)| periods.iter().map(move |p| format!("{log}/{p}")))
+            .collect(),
+        audit_held: report
+            .audit
+            .held
+            .iter()
+            .map(|(log, _)| log.clone())
             .collect(),
     }))
 }

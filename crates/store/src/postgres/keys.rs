@@ -9,13 +9,18 @@ use tokio_postgres::Row;
 
 use super::{connect_pool, db_err, unavailable};
 use crate::keys::{
-    KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, TENANT_SHRED,
-    WrappedDataKey, WrappedKek,
+    AuditShred, KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope,
+    TENANT_SHRED, WrappedAuditKey, WrappedDataKey, WrappedKek,
 };
 use crate::{Result, StoreError};
 
 /// Arbitrary, fixed: serialises key-store migrations across nodes.
 const MIGRATION_LOCK: i64 = 0x0c05_70d1_a400_0002;
+
+/// Arbitrary, fixed: the first key of the two-key advisory lock (the second is the log's hash)
+/// that serialises storing and destroying one audit log's period keys. Two-key advisory locks
+/// are a space apart from the one-key locks above.
+const AUDIT_LOG_LOCK: i32 = 0x0c05_a0d1;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -50,6 +55,24 @@ CREATE INDEX shred_log_by_id ON shred_log (tenant_id, id);
 CREATE TABLE key_meta (
     name  TEXT  NOT NULL PRIMARY KEY,
     value BYTEA NOT NULL
+);
+"#,
+    // Byte order, as on SQLite, whatever the database's collation: periods compare as text,
+    // and both backends list logs and keys alike.
+    r#"
+CREATE TABLE audit_keys (
+    log_id  TEXT COLLATE "C" NOT NULL,
+    period  TEXT COLLATE "C" NOT NULL,
+    id      TEXT COLLATE "C" NOT NULL,
+    wrapped BYTEA            NOT NULL,
+    PRIMARY KEY (log_id, id)
+);
+CREATE INDEX audit_keys_by_period ON audit_keys (log_id, period);
+CREATE TABLE audit_shreds (
+    log_id      TEXT COLLATE "C" NOT NULL,
+    period      TEXT COLLATE "C" NOT NULL,
+    shredded_at TIMESTAMPTZ      NOT NULL,
+    PRIMARY KEY (log_id, period)
 );
 "#,
 ];
@@ -123,11 +146,63 @@ async fn read_shred_log(tx: &Transaction<'_>) -> Result<Vec<ShredEntry>> {
     .collect()
 }
 
+fn audit_key(row: &Row) -> WrappedAuditKey {
+    WrappedAuditKey {
+        log: row.get(0),
+        period: row.get(1),
+        id: row.get(2),
+        wrapped: row.get(3),
+    }
+}
+
+fn audit_shred(row: &Row) -> AuditShred {
+    AuditShred {
+        log: row.get(0),
+        period: row.get(1),
+        at: row.get(2),
+    }
+}
+
+async fn read_audit_shreds(tx: &Transaction<'_>) -> Result<Vec<AuditShred>> {
+    Ok(tx
+        .query(
+            "SELECT log_id, period, shredded_at FROM audit_shreds ORDER BY log_id, period",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(audit_shred)
+        .collect())
+}
+
+/// Holds, until the transaction ends, the lock that orders this log's audit key writes.
+async fn lock_audit_log(tx: &Transaction<'_>, log: &str) -> Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&AUDIT_LOG_LOCK, &log],
+    )
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 async fn read_snapshot(tx: &Transaction<'_>) -> Result<KeySnapshot> {
     let mut snapshot = KeySnapshot {
         shred_log: read_shred_log(tx).await?,
+        audit_shreds: read_audit_shreds(tx).await?,
         ..KeySnapshot::default()
     };
+    snapshot.audit_keys = tx
+        .query(
+            "SELECT log_id, period, id, wrapped FROM audit_keys ORDER BY log_id, id",
+            &[],
+        )
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(audit_key)
+        .collect();
     for r in tx
         .query(
             "SELECT tenant_id, wrapped FROM index_keys ORDER BY tenant_id",
@@ -184,7 +259,8 @@ async fn read_snapshot(tx: &Transaction<'_>) -> Result<KeySnapshot> {
 
 async fn write_snapshot(tx: &Transaction<'_>, snapshot: &KeySnapshot) -> Result<()> {
     tx.batch_execute(
-        "DELETE FROM index_keys; DELETE FROM keks; DELETE FROM data_keys; DELETE FROM shred_log; DELETE FROM key_meta;",
+        "DELETE FROM index_keys; DELETE FROM keks; DELETE FROM data_keys; DELETE FROM shred_log; DELETE FROM key_meta;
+         DELETE FROM audit_keys; DELETE FROM audit_shreds;",
     )
     .await
     .map_err(db_err)?;
@@ -248,6 +324,43 @@ async fn write_snapshot(tx: &Transaction<'_>, snapshot: &KeySnapshot) -> Result<
         .await
         .map_err(db_err)?;
     }
+    let logs: Vec<&str> = snapshot.audit_keys.iter().map(|k| k.log.as_str()).collect();
+    let periods: Vec<&str> = snapshot
+        .audit_keys
+        .iter()
+        .map(|k| k.period.as_str())
+        .collect();
+    let ids: Vec<&str> = snapshot.audit_keys.iter().map(|k| k.id.as_str()).collect();
+    let wrapped: Vec<&[u8]> = snapshot
+        .audit_keys
+        .iter()
+        .map(|k| k.wrapped.as_slice())
+        .collect();
+    tx.execute(
+        "INSERT INTO audit_keys (log_id, period, id, wrapped)
+         SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[])",
+        &[&logs, &periods, &ids, &wrapped],
+    )
+    .await
+    .map_err(db_err)?;
+    let logs: Vec<&str> = snapshot
+        .audit_shreds
+        .iter()
+        .map(|e| e.log.as_str())
+        .collect();
+    let periods: Vec<&str> = snapshot
+        .audit_shreds
+        .iter()
+        .map(|e| e.period.as_str())
+        .collect();
+    let ats: Vec<Timestamp> = snapshot.audit_shreds.iter().map(|e| e.at).collect();
+    tx.execute(
+        "INSERT INTO audit_shreds (log_id, period, shredded_at)
+         SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TIMESTAMPTZ[])",
+        &[&logs, &periods, &ats],
+    )
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -586,6 +699,105 @@ impl KeyStore for PostgresKeyStore {
         Ok(n == 1)
     }
 
+    async fn insert_audit_key(&self, key: WrappedAuditKey) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // The log's advisory lock waits out a concurrent shred, so the check below sees it.
+        lock_audit_log(&tx, &key.log).await?;
+        let destroyed = tx
+            .query_opt(
+                "SELECT 1 FROM audit_shreds WHERE log_id = $1 AND period = $2",
+                &[&key.log, &key.period],
+            )
+            .await
+            .map_err(db_err)?
+            .is_some();
+        if destroyed {
+            return Ok(false);
+        }
+        // Ids are random: an existing one is this same key stored before, so it stays.
+        tx.execute(
+            "INSERT INTO audit_keys (log_id, period, id, wrapped) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[&key.log, &key.period, &key.id, &key.wrapped],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn audit_keys(&self, log: &str, ids: &[String]) -> Result<Vec<WrappedAuditKey>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT log_id, period, id, wrapped FROM audit_keys WHERE log_id = $1 AND id = ANY($2)",
+                &[&log, &ids],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(audit_key).collect())
+    }
+
+    async fn oldest_audit_periods(&self) -> Result<Vec<(String, String)>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT log_id, MIN(period) FROM audit_keys GROUP BY log_id ORDER BY log_id",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn shred_audit_periods(
+        &self,
+        log: &str,
+        through: &str,
+        at: Timestamp,
+    ) -> Result<Vec<String>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        lock_audit_log(&tx, log).await?;
+        let mut periods: Vec<String> = tx
+            .query(
+                "DELETE FROM audit_keys WHERE log_id = $1 AND period <= $2 RETURNING period",
+                &[&log, &through],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        periods.sort_unstable();
+        periods.dedup();
+        tx.execute(
+            "INSERT INTO audit_shreds (log_id, period, shredded_at)
+             SELECT $1, UNNEST($2::TEXT[]), $3 ON CONFLICT DO NOTHING",
+            &[&log, &periods, &at],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(periods)
+    }
+
+    async fn audit_shreds(&self, log: &str) -> Result<Vec<AuditShred>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT log_id, period, shredded_at FROM audit_shreds WHERE log_id = $1 ORDER BY period",
+                &[&log],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(audit_shred).collect())
+    }
+
     async fn snapshot(&self) -> Result<KeySnapshot> {
         let mut client = self.client().await?;
         let tx = client
@@ -605,12 +817,14 @@ impl KeyStore for PostgresKeyStore {
         let tx = client.transaction().await.map_err(db_err)?;
         // No shred may land between reading the log and replacing the store.
         tx.batch_execute(
-            "LOCK TABLE shred_log, data_keys, keks, index_keys, key_meta IN EXCLUSIVE MODE",
+            "LOCK TABLE shred_log, data_keys, keks, index_keys, key_meta, audit_keys, audit_shreds
+             IN EXCLUSIVE MODE",
         )
         .await
         .map_err(db_err)?;
         let current = read_shred_log(&tx).await?;
-        let (snapshot, report) = crate::keys::prepare_restore(snapshot, &current);
+        let current_audit = read_audit_shreds(&tx).await?;
+        let (snapshot, report) = crate::keys::prepare_restore(snapshot, &current, &current_audit);
         write_snapshot(&tx, &snapshot).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(report)

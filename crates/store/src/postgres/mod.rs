@@ -13,7 +13,8 @@ use jiff::Timestamp;
 use tokio_postgres::{GenericClient, NoTls, Row, Transaction};
 
 use crate::{
-    AuditLog, IdempotentResponse, InsertOutcome, Result, Store, StoreError, StoredRecord, TokenRow,
+    AuditEntry, AuditLog, IdempotentResponse, InsertOutcome, Result, Store, StoreError,
+    StoredRecord, TokenRow,
 };
 
 mod keys;
@@ -293,7 +294,7 @@ async fn fetch_nodes(
 
 /// Appends entries to a log inside the caller's transaction; returns the new size. The head
 /// row is locked, so concurrent appends to one log queue here and never fork the tree.
-async fn append_audit_tx(tx: &Transaction<'_>, log: &str, entries: &[Vec<u8>]) -> Result<u64> {
+async fn append_audit_tx(tx: &Transaction<'_>, log: &str, entries: &[AuditEntry]) -> Result<u64> {
     tx.execute(
         "INSERT INTO audit_heads (log_id, size) VALUES ($1, 0) ON CONFLICT DO NOTHING",
         &[&log],
@@ -319,9 +320,10 @@ async fn append_audit_tx(tx: &Transaction<'_>, log: &str, entries: &[Vec<u8>]) -
     let indexes: Vec<i64> = (0..entries.len() as u64)
         .map(|i| (size + i) as i64)
         .collect();
+    let bodies: Vec<&[u8]> = entries.iter().map(|e| e.body.as_slice()).collect();
     tx.execute(
         "INSERT INTO audit_entries (log_id, idx, body) SELECT $1, * FROM UNNEST($2::int8[], $3::bytea[])",
-        &[&log, &indexes, &entries],
+        &[&log, &indexes, &bodies],
     )
     .await
     .map_err(db_err)?;
@@ -504,7 +506,7 @@ impl Store for PostgresStore {
         tenant: &TenantId,
         records: Vec<StoredRecord>,
         idempotency: Option<IdempotentResponse>,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<InsertOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -652,7 +654,12 @@ impl Store for PostgresStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    async fn delete_record(&self, tenant: &TenantId, id: RecordId, audit: Vec<u8>) -> Result<bool> {
+    async fn delete_record(
+        &self,
+        tenant: &TenantId,
+        id: RecordId,
+        audit: AuditEntry,
+    ) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         let id = id.to_string();
@@ -674,7 +681,7 @@ impl Store for PostgresStore {
         Ok(n > 0)
     }
 
-    async fn append_audit(&self, log: &AuditLog, entries: Vec<Vec<u8>>) -> Result<u64> {
+    async fn append_audit(&self, log: &AuditLog, entries: Vec<AuditEntry>) -> Result<u64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         let size = append_audit_tx(&tx, log.key(), &entries).await?;
@@ -757,7 +764,7 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
-    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: Vec<u8>) -> Result<()> {
+    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: AuditEntry) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         tx.execute(

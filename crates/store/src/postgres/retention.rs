@@ -18,7 +18,7 @@ use crate::retention::{
     state_from_columns, state_to_columns, target_from_columns, target_to_columns,
 };
 use crate::{
-    Result, StoreError, StoredRecord, parse_data_type, parse_record_id, parse_tenant,
+    AuditEntry, Result, StoreError, StoredRecord, parse_data_type, parse_record_id, parse_tenant,
     unpack_subjects,
 };
 
@@ -131,7 +131,7 @@ async fn store_certificate(
 
 #[async_trait]
 impl RetentionStore for PostgresStore {
-    async fn insert_hold(&self, tenant: &TenantId, hold: &Hold, audit: Vec<u8>) -> Result<()> {
+    async fn insert_hold(&self, tenant: &TenantId, hold: &Hold, audit: AuditEntry) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         // Waits for a destruction running on any node, and keeps the next one from starting
@@ -165,7 +165,7 @@ impl RetentionStore for PostgresStore {
         tenant: &TenantId,
         id: &str,
         release: Release,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<ReleaseOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -276,7 +276,7 @@ impl RetentionStore for PostgresStore {
         data_type: &DataTypeName,
         bucket: &str,
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -349,7 +349,7 @@ impl RetentionStore for PostgresStore {
         &self,
         tenant: &TenantId,
         records: Vec<RekeyedRecord>,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -394,7 +394,7 @@ impl RetentionStore for PostgresStore {
         &self,
         tenant: &TenantId,
         event: &RetentionEvent,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<Option<RetentionEvent>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -502,7 +502,7 @@ impl RetentionStore for PostgresStore {
     async fn terminate_tenant(
         &self,
         termination: &Termination,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<Option<Termination>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -564,7 +564,7 @@ impl RetentionStore for PostgresStore {
         &self,
         tenant: &TenantId,
         at: Timestamp,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<TerminationCancel> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -610,7 +610,7 @@ termination_from_row,
         tenant: &TenantId,
         purged_at: Timestamp,
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -637,7 +637,11 @@ termination_from_row,
         tx.commit().await.map_err(db_err)
     }
 
-    async fn schedule_deletion(&self, deletion: &ScheduledDeletion, audit: Vec<u8>) -> Result<()> {
+    async fn schedule_deletion(
+        &self,
+        deletion: &ScheduledDeletion,
+        audit: AuditEntry,
+    ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         let t = deletion.tenant.as_str();
@@ -676,7 +680,7 @@ termination_from_row,
         id: &str,
         by: &str,
         at: Timestamp,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<CancelOutcome> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -747,7 +751,7 @@ termination_from_row,
         deletion: Option<&str>,
         records: &[RecordId],
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
@@ -808,7 +812,7 @@ termination_from_row,
         &self,
         tenant: &TenantId,
         applied: &AppliedRetention,
-        audit: Option<Vec<u8>>,
+        audit: Option<AuditEntry>,
     ) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;

@@ -10,8 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, db_err, from_us, json_strings, open_blocking, us};
 use crate::keys::{
-    KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, TENANT_SHRED,
-    WrappedDataKey, WrappedKek,
+    AuditShred, KeyCounts, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope,
+    TENANT_SHRED, WrappedAuditKey, WrappedDataKey, WrappedKek,
 };
 use crate::{Result, StoreError};
 
@@ -48,6 +48,22 @@ CREATE INDEX shred_log_by_id ON shred_log (tenant_id, id);
 CREATE TABLE key_meta (
     name  TEXT NOT NULL PRIMARY KEY,
     value BLOB NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE audit_keys (
+    log_id  TEXT NOT NULL,
+    period  TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    wrapped BLOB NOT NULL,
+    PRIMARY KEY (log_id, id)
+);
+CREATE INDEX audit_keys_by_period ON audit_keys (log_id, period);
+CREATE TABLE audit_shreds (
+    log_id TEXT    NOT NULL,
+    period TEXT    NOT NULL,
+    at_us  INTEGER NOT NULL,
+    PRIMARY KEY (log_id, period)
 );
 "#,
 ];
@@ -111,9 +127,68 @@ fn read_shred_log(conn: &Connection) -> Result<Vec<ShredEntry>> {
     .collect()
 }
 
+fn select_audit_keys(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<WrappedAuditKey>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok(WrappedAuditKey {
+                log: r.get(0)?,
+                period: r.get(1)?,
+                id: r.get(2)?,
+                wrapped: r.get(3)?,
+            })
+        })
+        .map_err(db_err)?;
+    rows.map(|r| r.map_err(db_err)).collect()
+}
+
+fn select_audit_shreds(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<AuditShred>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(db_err)?;
+    rows.map(|r| {
+        let (log, period, at) = r.map_err(db_err)?;
+        Ok(AuditShred {
+            log,
+            period,
+            at: from_us(at)?,
+        })
+    })
+    .collect()
+}
+
+fn read_audit_shreds(conn: &Connection) -> Result<Vec<AuditShred>> {
+    select_audit_shreds(
+        conn,
+        "SELECT log_id, period, at_us FROM audit_shreds ORDER BY log_id, period",
+        [],
+    )
+}
+
 fn read_snapshot(c: &Connection) -> Result<KeySnapshot> {
     let mut snapshot = KeySnapshot {
         shred_log: read_shred_log(c)?,
+        audit_keys: select_audit_keys(
+            c,
+            "SELECT log_id, period, id, wrapped FROM audit_keys ORDER BY log_id, id",
+            [],
+        )?,
+        audit_shreds: read_audit_shreds(c)?,
         ..KeySnapshot::default()
     };
     let mut stmt = c
@@ -164,7 +239,8 @@ fn read_snapshot(c: &Connection) -> Result<KeySnapshot> {
 
 fn write_snapshot(c: &Connection, snapshot: &KeySnapshot) -> Result<()> {
     c.execute_batch(
-        "DELETE FROM index_keys; DELETE FROM keks; DELETE FROM data_keys; DELETE FROM shred_log; DELETE FROM key_meta;",
+        "DELETE FROM index_keys; DELETE FROM keks; DELETE FROM data_keys; DELETE FROM shred_log; DELETE FROM key_meta;
+         DELETE FROM audit_keys; DELETE FROM audit_shreds;",
     )
     .map_err(db_err)?;
     let mut insert = c
@@ -208,6 +284,22 @@ fn write_snapshot(c: &Connection, snapshot: &KeySnapshot) -> Result<()> {
         .map_err(db_err)?;
     for (name, value) in &snapshot.meta {
         insert.execute(params![name, value]).map_err(db_err)?;
+    }
+    let mut insert = c
+        .prepare("INSERT INTO audit_keys (log_id, period, id, wrapped) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?;
+    for k in &snapshot.audit_keys {
+        insert
+            .execute(params![k.log, k.period, k.id, k.wrapped])
+            .map_err(db_err)?;
+    }
+    let mut insert = c
+        .prepare("INSERT INTO audit_shreds (log_id, period, at_us) VALUES (?1, ?2, ?3)")
+        .map_err(db_err)?;
+    for e in &snapshot.audit_shreds {
+        insert
+            .execute(params![e.log, e.period, us(e.at)])
+            .map_err(db_err)?;
     }
     Ok(())
 }
@@ -557,6 +649,106 @@ impl KeyStore for SqliteKeyStore {
             .await
     }
 
+    async fn insert_audit_key(&self, key: WrappedAuditKey) -> Result<bool> {
+        self.db
+            .write(move |c| {
+                // One write on the single writer: no shred lands between check and insert.
+                let destroyed = c
+                    .prepare_cached("SELECT 1 FROM audit_shreds WHERE log_id = ?1 AND period = ?2")
+                    .and_then(|mut s| s.exists(params![key.log, key.period]))
+                    .map_err(db_err)?;
+                if destroyed {
+                    return Ok(false);
+                }
+                // Ids are random: an existing one is this same key stored before, so it stays.
+                c.prepare_cached(
+                    "INSERT OR IGNORE INTO audit_keys (log_id, period, id, wrapped) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| s.execute(params![key.log, key.period, key.id, key.wrapped]))
+                .map_err(db_err)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn audit_keys(&self, log: &str, ids: &[String]) -> Result<Vec<WrappedAuditKey>> {
+        let log = log.to_owned();
+        let ids = ids.to_vec();
+        self.db
+            .read(move |c| {
+                select_audit_keys(
+                    c,
+                    "SELECT log_id, period, id, wrapped FROM audit_keys
+                     WHERE log_id = ?1 AND id IN (SELECT value FROM json_each(?2))",
+                    params![log, json_strings(&ids)],
+                )
+            })
+            .await
+    }
+
+    async fn oldest_audit_periods(&self) -> Result<Vec<(String, String)>> {
+        self.db
+            .read(|c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT log_id, MIN(period) FROM audit_keys GROUP BY log_id ORDER BY log_id",
+                    )
+                    .map_err(db_err)?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+                    .map_err(db_err)
+            })
+            .await
+    }
+
+    async fn shred_audit_periods(
+        &self,
+        log: &str,
+        through: &str,
+        at: Timestamp,
+    ) -> Result<Vec<String>> {
+        let log = log.to_owned();
+        let through = through.to_owned();
+        self.db
+            .write(move |c| {
+                // `YYYY-MM` periods order as text.
+                let periods: Vec<String> = c
+                    .prepare_cached(
+                        "SELECT DISTINCT period FROM audit_keys WHERE log_id = ?1 AND period <= ?2 ORDER BY period",
+                    )
+                    .and_then(|mut s| s.query_map(params![log, through], |r| r.get(0))?.collect())
+                    .map_err(db_err)?;
+                c.prepare_cached("DELETE FROM audit_keys WHERE log_id = ?1 AND period <= ?2")
+                    .and_then(|mut s| s.execute(params![log, through]))
+                    .map_err(db_err)?;
+                let mut insert = c
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO audit_shreds (log_id, period, at_us) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(db_err)?;
+                for period in &periods {
+                    insert
+                        .execute(params![log, period, us(at)])
+                        .map_err(db_err)?;
+                }
+                Ok(periods)
+            })
+            .await
+    }
+
+    async fn audit_shreds(&self, log: &str) -> Result<Vec<AuditShred>> {
+        let log = log.to_owned();
+        self.db
+            .read(move |c| {
+                select_audit_shreds(
+                    c,
+                    "SELECT log_id, period, at_us FROM audit_shreds WHERE log_id = ?1 ORDER BY period",
+                    params![log],
+                )
+            })
+            .await
+    }
+
     async fn snapshot(&self) -> Result<KeySnapshot> {
         // One read transaction, so the snapshot is consistent under concurrent writes.
         self.db
@@ -575,7 +767,9 @@ impl KeyStore for SqliteKeyStore {
         self.db
             .write(move |c| {
                 let current = read_shred_log(c)?;
-                let (snapshot, report) = crate::keys::prepare_restore(snapshot, &current);
+                let current_audit = read_audit_shreds(c)?;
+                let (snapshot, report) =
+                    crate::keys::prepare_restore(snapshot, &current, &current_audit);
                 write_snapshot(c, &snapshot)?;
                 Ok(report)
             })

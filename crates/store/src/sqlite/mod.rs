@@ -21,7 +21,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    AuditLog, IdempotentResponse, InsertOutcome, Result, Store, StoreError, StoredRecord, TokenRow,
+    AuditEntry, AuditLog, IdempotentResponse, InsertOutcome, Result, Store, StoreError,
+    StoredRecord, TokenRow,
 };
 
 const BACKEND: &str = "sqlite";
@@ -371,7 +372,7 @@ impl custodian_tlog::HashReader for SqliteNodes<'_> {
 }
 
 /// Appends entries to a log inside the caller's transaction; returns the new size.
-fn append_audit_tx(conn: &Connection, log: &str, entries: &[Vec<u8>]) -> Result<u64> {
+fn append_audit_tx(conn: &Connection, log: &str, entries: &[AuditEntry]) -> Result<u64> {
     let size: u64 = conn
         .query_row(
             "SELECT size FROM audit_heads WHERE log_id = ?1",
@@ -386,9 +387,9 @@ fn append_audit_tx(conn: &Connection, log: &str, entries: &[Vec<u8>]) -> Result<
     let mut insert_entry = conn
         .prepare_cached("INSERT INTO audit_entries (log_id, idx, body) VALUES (?1, ?2, ?3)")
         .map_err(db_err)?;
-    for (i, body) in entries.iter().enumerate() {
+    for (i, entry) in entries.iter().enumerate() {
         insert_entry
-            .execute(params![log, (size + i as u64) as i64, body])
+            .execute(params![log, (size + i as u64) as i64, entry.body])
             .map_err(db_err)?;
     }
     let mut insert_node = conn
@@ -788,7 +789,7 @@ impl Store for SqliteStore {
         tenant: &TenantId,
         records: Vec<StoredRecord>,
         idempotency: Option<IdempotentResponse>,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<InsertOutcome> {
         let tenant = tenant.as_str().to_owned();
         self.write(move |tx| {
@@ -899,7 +900,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_record(&self, tenant: &TenantId, id: RecordId, audit: Vec<u8>) -> Result<bool> {
+    async fn delete_record(
+        &self,
+        tenant: &TenantId,
+        id: RecordId,
+        audit: AuditEntry,
+    ) -> Result<bool> {
         let tenant = tenant.as_str().to_owned();
         self.write(move |tx| {
             let deleted = delete_record_tx(tx, &tenant, &id.to_string())?;
@@ -909,7 +915,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_audit(&self, log: &AuditLog, entries: Vec<Vec<u8>>) -> Result<u64> {
+    async fn append_audit(&self, log: &AuditLog, entries: Vec<AuditEntry>) -> Result<u64> {
         let log = log.key().to_owned();
         self.write(move |tx| append_audit_tx(tx, &log, &entries))
             .await
@@ -1007,7 +1013,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: Vec<u8>) -> Result<()> {
+    async fn insert_token(&self, token: TokenRow, log: &AuditLog, audit: AuditEntry) -> Result<()> {
         let log = log.key().to_owned();
         self.write(move |c| {
             c.execute(

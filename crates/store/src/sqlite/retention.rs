@@ -19,7 +19,7 @@ use crate::retention::{
     state_from_columns, state_to_columns, target_from_columns, target_to_columns,
 };
 use crate::{
-    Result, StoreError, StoredRecord, parse_data_type, parse_record_id, parse_tenant,
+    AuditEntry, Result, StoreError, StoredRecord, parse_data_type, parse_record_id, parse_tenant,
     unpack_subjects,
 };
 
@@ -260,7 +260,7 @@ fn store_certificate(
 
 #[async_trait]
 impl RetentionStore for SqliteStore {
-    async fn insert_hold(&self, tenant: &TenantId, hold: &Hold, audit: Vec<u8>) -> Result<()> {
+    async fn insert_hold(&self, tenant: &TenantId, hold: &Hold, audit: AuditEntry) -> Result<()> {
         // No cross-process lock to wait for: the destruction lock is the owning process's own.
         let tenant = tenant.as_str().to_owned();
         let hold = hold.clone();
@@ -292,7 +292,7 @@ impl RetentionStore for SqliteStore {
         tenant: &TenantId,
         id: &str,
         release: Release,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<ReleaseOutcome> {
         let (tenant, id) = (tenant.as_str().to_owned(), id.to_owned());
         self.write(move |tx| {
@@ -430,7 +430,7 @@ impl RetentionStore for SqliteStore {
         data_type: &DataTypeName,
         bucket: &str,
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64> {
         let (tenant, data_type, bucket) = (
             tenant.as_str().to_owned(),
@@ -509,7 +509,7 @@ impl RetentionStore for SqliteStore {
         &self,
         tenant: &TenantId,
         records: Vec<RekeyedRecord>,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64> {
         let tenant = tenant.as_str().to_owned();
         self.write(move |tx| {
@@ -544,7 +544,7 @@ impl RetentionStore for SqliteStore {
         &self,
         tenant: &TenantId,
         event: &RetentionEvent,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<Option<RetentionEvent>> {
         let tenant = tenant.as_str().to_owned();
         let event = event.clone();
@@ -672,7 +672,7 @@ impl RetentionStore for SqliteStore {
     async fn terminate_tenant(
         &self,
         termination: &Termination,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<Option<Termination>> {
         let t = termination.clone();
         self.write(move |tx| {
@@ -710,7 +710,7 @@ impl RetentionStore for SqliteStore {
         &self,
         tenant: &TenantId,
         at: Timestamp,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<TerminationCancel> {
         let tenant = tenant.as_str().to_owned();
         self.write(move |tx| {
@@ -750,7 +750,7 @@ impl RetentionStore for SqliteStore {
         tenant: &TenantId,
         purged_at: Timestamp,
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<()> {
         let tenant = tenant.as_str().to_owned();
         self.write(move |tx| {
@@ -776,7 +776,11 @@ impl RetentionStore for SqliteStore {
         .await
     }
 
-    async fn schedule_deletion(&self, deletion: &ScheduledDeletion, audit: Vec<u8>) -> Result<()> {
+    async fn schedule_deletion(
+        &self,
+        deletion: &ScheduledDeletion,
+        audit: AuditEntry,
+    ) -> Result<()> {
         let d = deletion.clone();
         self.write(move |tx| {
             let tenant = d.tenant.as_str();
@@ -815,7 +819,7 @@ impl RetentionStore for SqliteStore {
         id: &str,
         by: &str,
         at: Timestamp,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<CancelOutcome> {
         let (tenant, id, by) = (tenant.as_str().to_owned(), id.to_owned(), by.to_owned());
         self.write(move |tx| {
@@ -882,7 +886,7 @@ impl RetentionStore for SqliteStore {
         deletion: Option<&str>,
         records: &[RecordId],
         certificate: CertificateRow,
-        audit: Vec<u8>,
+        audit: AuditEntry,
     ) -> Result<u64> {
         let tenant = tenant.as_str().to_owned();
         let deletion = deletion.map(str::to_owned);
@@ -945,7 +949,7 @@ impl RetentionStore for SqliteStore {
         &self,
         tenant: &TenantId,
         applied: &AppliedRetention,
-        audit: Option<Vec<u8>>,
+        audit: Option<AuditEntry>,
     ) -> Result<()> {
         let tenant = tenant.as_str().to_owned();
         let applied = applied.clone();
