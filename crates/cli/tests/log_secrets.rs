@@ -218,6 +218,7 @@ impl Deployment {
             index_keys,
             keks,
             data_keys,
+            audit_keys,
             ..
         } = store.snapshot().await.expect("key-store snapshot");
         for (tenant, wrapped) in index_keys {
@@ -259,6 +260,31 @@ impl Deployment {
             self.secrets
                 .push(Secret::key(format!("audit signing seed ({when})"), &seed));
         }
+        let wrapped = data
+            .system_secret("audit-body-key")
+            .await
+            .expect("read system secret")
+            .expect("the audit body key exists once unsealed");
+        let body_secret = root
+            .unwrap_secret("audit-body-key", &wrapped)
+            .expect("unwrap audit body secret");
+        for key in audit_keys {
+            let slot = custodian_crypto::PeriodSlot {
+                log: &key.log,
+                period: &key.period,
+                id: &key.id,
+            };
+            let bytes = exposed::audit_period_key(&body_secret, &slot, &key.wrapped)
+                .expect("unwrap audit period key");
+            self.secrets.push(Secret::key(
+                format!("audit period key {}/{} ({when})", key.log, key.id),
+                &bytes,
+            ));
+        }
+        self.secrets.push(Secret::key(
+            format!("audit body secret ({when})"),
+            &body_secret,
+        ));
     }
 }
 
@@ -506,7 +532,13 @@ async fn key_lifecycle_leaves_no_secret_behind(backend: Backend, root: Root) {
         keys.iter().filter(|w| w.starts_with("KEK acme")).count() >= 2
             && keys.iter().filter(|w| w.starts_with("data key")).count() >= 8
             && keys.iter().any(|w| w.starts_with("index key"))
-            && keys.iter().any(|w| w.starts_with("audit signing seed")),
+            && keys.iter().any(|w| w.starts_with("audit signing seed"))
+            && keys.iter().any(|w| w.starts_with("audit body secret"))
+            && keys
+                .iter()
+                .filter(|w| w.starts_with("audit period key"))
+                .count()
+                >= 2,
         "too few keys collected: {keys:?}"
     );
     assert!(

@@ -95,11 +95,11 @@ impl fmt::Debug for PeriodKey {
 }
 
 impl PeriodKey {
-    /// A fresh key and its wrapping to `public`, bound to `context` (log, period and key id):
-    /// a wrapped key moved to another row fails to unwrap.
+    /// A fresh key and its wrapping to `public`, bound to its log, period and id: a wrapped
+    /// key moved to another row fails to unwrap.
     pub fn generate(
         public: &AuditPublicKey,
-        context: &[u8],
+        slot: &PeriodSlot<'_>,
     ) -> Result<(PeriodKey, Vec<u8>), CryptoError> {
         let key = crate::random_key()?;
         let (encapped, sealed) = hpke::single_shot_seal::<Aead, Kdf, Kem>(
@@ -107,7 +107,7 @@ impl PeriodKey {
             &public.0,
             WRAP_INFO,
             key.as_ref(),
-            context,
+            &slot.context(),
         )
         .map_err(|_| CryptoError::Random)?;
         let mut wrapped = encapped.to_bytes().to_vec();
@@ -117,31 +117,11 @@ impl PeriodKey {
 
     pub fn unwrap(
         reader: &AuditReaderKey,
-        context: &[u8],
+        slot: &PeriodSlot<'_>,
         wrapped: &[u8],
     ) -> Result<PeriodKey, CryptoError> {
-        if wrapped.len() < ENCAPPED_LEN {
-            return Err(CryptoError::Malformed("wrapped period key too short"));
-        }
-        let (encapped, sealed) = wrapped.split_at(ENCAPPED_LEN);
-        let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(encapped)
-            .map_err(|_| CryptoError::Malformed("bad encapsulated key"))?;
-        let bytes = Zeroizing::new(
-            hpke::single_shot_open::<Aead, Kdf, Kem>(
-                &OpModeR::Base,
-                &reader.private,
-                &encapped,
-                WRAP_INFO,
-                sealed,
-                context,
-            )
-            .map_err(|_| CryptoError::Decrypt)?,
-        );
-        let key: &[u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::Malformed("period key is not 32 bytes"))?;
-        Ok(PeriodKey(aes_256_gcm(key)))
+        let key = unwrap_bytes(reader, slot, wrapped)?;
+        Ok(PeriodKey(aes_256_gcm(&key)))
     }
 
     /// Seals an entry's canonical bytes. The body names `key_id` so a reader knows which key
@@ -172,6 +152,51 @@ impl PeriodKey {
         };
         Ok(open_with(&self.0, BODY_FORMAT_V1, &entry_aad(key_id, context), sealed)?.to_vec())
     }
+}
+
+/// Where a period key belongs: the log (its key), the period (`YYYY-MM`) and the key's id.
+#[derive(Clone, Copy, Debug)]
+pub struct PeriodSlot<'a> {
+    pub log: &'a str,
+    pub period: &'a str,
+    pub id: &'a str,
+}
+
+impl PeriodSlot<'_> {
+    /// The HPKE associated data of the wrapping.
+    fn context(&self) -> Vec<u8> {
+        format!("{}\n{}\n{}", self.log, self.period, self.id).into_bytes()
+    }
+}
+
+pub(crate) fn unwrap_bytes(
+    reader: &AuditReaderKey,
+    slot: &PeriodSlot<'_>,
+    wrapped: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    if wrapped.len() < ENCAPPED_LEN {
+        return Err(CryptoError::Malformed("wrapped period key too short"));
+    }
+    let (encapped, sealed) = wrapped.split_at(ENCAPPED_LEN);
+    let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(encapped)
+        .map_err(|_| CryptoError::Malformed("bad encapsulated key"))?;
+    let bytes = Zeroizing::new(
+        hpke::single_shot_open::<Aead, Kdf, Kem>(
+            &OpModeR::Base,
+            &reader.private,
+            &encapped,
+            WRAP_INFO,
+            sealed,
+            &slot.context(),
+        )
+        .map_err(|_| CryptoError::Decrypt)?,
+    );
+    if bytes.len() != 32 {
+        return Err(CryptoError::Malformed("period key is not 32 bytes"));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&bytes);
+    Ok(key)
 }
 
 fn entry_aad(key_id: &str, context: &[u8]) -> Vec<u8> {
@@ -216,11 +241,17 @@ mod tests {
         AuditReaderKey::derive(&Zeroizing::new([fill; 32]))
     }
 
+    const SLOT: PeriodSlot<'static> = PeriodSlot {
+        log: "acme",
+        period: "2026-11",
+        id: "k1",
+    };
+
     #[test]
     fn a_period_key_wrapped_to_the_public_key_opens_with_the_reader_key() {
         let reader = reader(7);
         let public = AuditPublicKey::from_bytes(&reader.public().to_bytes()).unwrap();
-        let (key, wrapped) = PeriodKey::generate(&public, b"acme/2026-11/k1").unwrap();
+        let (key, wrapped) = PeriodKey::generate(&public, &SLOT).unwrap();
         let body = key.seal("k1", b"leaf", b"{\"a\":1}").unwrap();
         assert!(!body.windows(7).any(|w| w == b"{\"a\":1}"));
         assert_eq!(
@@ -231,23 +262,35 @@ mod tests {
             }
         );
 
-        let again = PeriodKey::unwrap(&reader, b"acme/2026-11/k1", &wrapped).unwrap();
+        let again = PeriodKey::unwrap(&reader, &SLOT, &wrapped).unwrap();
         assert_eq!(again.open(&body, b"leaf").unwrap(), b"{\"a\":1}");
     }
 
     #[test]
     fn wrong_reader_context_or_place_fails() {
         let reader = reader(7);
-        let (key, wrapped) = PeriodKey::generate(reader.public(), b"ctx").unwrap();
+        let (key, wrapped) = PeriodKey::generate(reader.public(), &SLOT).unwrap();
         assert!(matches!(
-            PeriodKey::unwrap(&self::reader(8), b"ctx", &wrapped),
+            PeriodKey::unwrap(&self::reader(8), &SLOT, &wrapped),
             Err(CryptoError::Decrypt)
         ));
-        assert!(matches!(
-            PeriodKey::unwrap(&reader, b"other", &wrapped),
-            Err(CryptoError::Decrypt)
-        ));
-        assert!(PeriodKey::unwrap(&reader, b"ctx", &wrapped[..20]).is_err());
+        for moved in [
+            PeriodSlot {
+                log: "globex",
+                ..SLOT
+            },
+            PeriodSlot {
+                period: "2026-12",
+                ..SLOT
+            },
+            PeriodSlot { id: "k2", ..SLOT },
+        ] {
+            assert!(matches!(
+                PeriodKey::unwrap(&reader, &moved, &wrapped),
+                Err(CryptoError::Decrypt)
+            ));
+        }
+        assert!(PeriodKey::unwrap(&reader, &SLOT, &wrapped[..20]).is_err());
 
         let body = key.seal("k", b"leaf-1", b"{}").unwrap();
         assert!(matches!(

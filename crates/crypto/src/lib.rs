@@ -17,7 +17,7 @@ mod pkcs11;
 mod root;
 pub mod shamir;
 
-pub use audit_body::{AuditPublicKey, AuditReaderKey, PeriodKey, SealedBody};
+pub use audit_body::{AuditPublicKey, AuditReaderKey, PeriodKey, PeriodSlot, SealedBody};
 pub use envelope::{DataKey, DataKeyId, IndexKey, Kek, RecordAad, RecordKeys};
 pub use pkcs11::{Pkcs11Config, Pkcs11RootKey};
 pub use root::{RootKeyProvider, SoftwareRootKey};
@@ -203,6 +203,15 @@ pub mod testing {
             wrapped: &[u8],
         ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
             root.unwrap(&index_aad(tenant), wrapped)
+        }
+
+        /// An audit period key, unwrapped with the audit key pair derived from `secret`.
+        pub fn audit_period_key(
+            secret: &Zeroizing<[u8; 32]>,
+            slot: &crate::PeriodSlot<'_>,
+            wrapped: &[u8],
+        ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+            crate::audit_body::unwrap_bytes(&crate::AuditReaderKey::derive(secret), slot, wrapped)
         }
 
         /// A bucket DEK or subject key, unwrapped by the KEK version whose bytes are `kek`.

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use custodian_core::audit::{AuditEvent, Decision, period_of};
 use custodian_core::clock::Clock;
 use custodian_core::ids::{Region, TenantId};
-use custodian_crypto::{AuditPublicKey, AuditReaderKey, PeriodKey, RootKeyProvider, SealedBody};
+use custodian_crypto::{
+    AuditPublicKey, AuditReaderKey, PeriodKey, PeriodSlot, RootKeyProvider, SealedBody,
+};
 use custodian_store::{AuditEntry, AuditLog, KeyStore, Store, WrappedAuditKey};
 use custodian_tlog::{Checkpoint, CheckpointSigner, Hash, HashReader, Prefetched, Recorder};
 use jiff::Timestamp;
@@ -282,7 +284,12 @@ impl Auditor {
         };
         // Concurrent first appends may each make a key; a period may have several.
         let id = format!("{period}/{}", hex(&custodian_crypto::random_bytes::<12>()?));
-        let (key, wrapped) = PeriodKey::generate(&public, &wrap_context(log, period, &id))?;
+        let place = PeriodSlot {
+            log: log.key(),
+            period,
+            id: &id,
+        };
+        let (key, wrapped) = PeriodKey::generate(&public, &place)?;
         let stored = self
             .key_store
             .insert_audit_key(WrappedAuditKey {
@@ -401,11 +408,12 @@ impl Auditor {
             .clone()
             .ok_or(ServerError::Sealed)?;
         for wrapped in self.key_store.audit_keys(log.key(), &missing).await? {
-            let key = Arc::new(PeriodKey::unwrap(
-                &reader,
-                &wrap_context(log, &wrapped.period, &wrapped.id),
-                &wrapped.wrapped,
-            )?);
+            let slot = PeriodSlot {
+                log: log.key(),
+                period: &wrapped.period,
+                id: &wrapped.id,
+            };
+            let key = Arc::new(PeriodKey::unwrap(&reader, &slot, &wrapped.wrapped)?);
             lock(&self.bodies.opening)
                 .insert((log.key().to_owned(), wrapped.id.clone()), key.clone());
             found.insert(wrapped.id, key);
@@ -537,11 +545,6 @@ impl Auditor {
         }
         Ok(())
     }
-}
-
-/// What a wrapped period key is bound to: its log, period and id.
-fn wrap_context(log: &AuditLog, period: &str, id: &str) -> Vec<u8> {
-    format!("{}\n{period}\n{id}", log.key()).into_bytes()
 }
 
 /// What a sealed body is bound to: its log and leaf hash, so it cannot be moved to another

@@ -19,6 +19,7 @@ on_both_backends!(
     checkpoints_and_proofs_verify,
     audit_requests_are_checked,
     operators_read_and_verify_the_system_log,
+    audit_retention_destroys_bodies_and_keeps_every_proof,
 );
 
 struct Log {
@@ -909,4 +910,201 @@ async fn the_system_log_exports_and_verifies_offline() {
     // Neither a tenant nor --system: a usage error.
     let neither = custodian(&["audit", "export", "--out", "x.bundle"]);
     assert_eq!(neither.status.code(), Some(2));
+}
+
+/// Entries `[0, size)` of a tenant log as the API serves them, raw.
+async fn entry_views(server: &TestServer, tenant: &str, token: &str, size: u64) -> Vec<Value> {
+    server
+        .get(
+            &format!("/v1/tenants/{tenant}/audit/entries?start=0&end={size}"),
+            Some(token),
+        )
+        .await
+        .ok_json()["entries"]
+        .as_array()
+        .expect("entries")
+        .clone()
+}
+
+async fn audit_retention_destroys_bodies_and_keeps_every_proof(server: TestServer) {
+    let text = crate::harness::default_policy_text().replacen(
+        "region = \"local\"",
+        "region = \"local\"\naudit_retention = \"12mo\"",
+        1,
+    );
+    let node = server
+        .another_node_with(custodian_core::policy::Policy::parse("retention.toml", &text).unwrap())
+        .await;
+    let acme = node.token("acme", Role::Admin).await;
+    let globex = node.token("globex", Role::Admin).await;
+    let operator = node.operator_token().await;
+    let t = rfc3339(now() - 1.hour());
+    for (tenant, token) in [("acme", &acme), ("globex", &globex)] {
+        node.ingest(
+            tenant,
+            token,
+            &record_line("app_log", &[], &t, json!({"n": 1})),
+        )
+        .await;
+    }
+    let hold = node
+        .post_json(
+            "/v1/tenants/globex/holds",
+            &globex,
+            &json!({"scope": {"kind": "tenant"}, "case_id": "C-9", "reason": "litigation"}),
+        )
+        .await;
+    assert_eq!(hold.status, 201, "{}", hold.text());
+    let trusted = checkpoint(&node, "acme", &acme).await;
+    let before = entry_views(&node, "acme", &acme, trusted.size).await;
+    let period = custodian_core::audit::period_of(node.now());
+
+    // Thirteen months on, the month those entries were written in has been kept 12 months.
+    node.clock
+        .advance(jiff::SignedDuration::from_hours(24 * 400));
+    let swept = node
+        .post_json("/v1/system/retention/sweep", &operator, &json!({}))
+        .await
+        .ok_json();
+    let destroyed: Vec<&str> = swept["audit_periods_destroyed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        destroyed.contains(&format!("acme/{period}").as_str()),
+        "{swept}"
+    );
+    assert!(
+        destroyed.contains(&format!("_system/{period}").as_str()),
+        "{swept}"
+    );
+    assert!(
+        !destroyed.iter().any(|p| p.starts_with("globex/")),
+        "{swept}"
+    );
+    assert_eq!(swept["audit_held"], json!(["globex"]));
+    // A second sweep has nothing more to destroy.
+    let again = node
+        .post_json("/v1/system/retention/sweep", &operator, &json!({}))
+        .await
+        .ok_json();
+    assert_eq!(again["audit_periods_destroyed"], json!([]));
+
+    // The old entries are hashes only, with the same leaf hashes; later ones read.
+    let now_cp = checkpoint(&node, "acme", &acme).await;
+    assert!(now_cp.size > trusted.size, "the sweep's own work is logged");
+    let after = entry_views(&node, "acme", &acme, now_cp.size).await;
+    for (old, new) in before.iter().zip(&after) {
+        assert!(old["entry"].is_string());
+        assert_eq!(new["entry"], Value::Null);
+        assert_eq!(new["event"], Value::Null);
+        assert_eq!(new["destroyed"], json!(period));
+        assert_eq!(new["leaf_hash"], old["leaf_hash"]);
+    }
+    assert!(
+        after[trusted.size as usize..]
+            .iter()
+            .all(|e| e["entry"].is_string() && e["destroyed"].is_null())
+    );
+    let globex_cp = checkpoint(&node, "globex", &globex).await;
+    assert!(
+        entry_views(&node, "globex", &globex, globex_cp.size)
+            .await
+            .iter()
+            .all(|e| e["entry"].is_string())
+    );
+
+    // Every proof still holds: the old checkpoint extends, an old leaf is still included.
+    let proof = node
+        .get(
+            &format!(
+                "/v1/tenants/acme/audit/proof/consistency?from={}&to={}",
+                trusted.size, now_cp.size
+            ),
+            Some(&acme),
+        )
+        .await
+        .ok_json();
+    verify_consistency(
+        trusted.size,
+        now_cp.size,
+        &hashes(&proof),
+        &trusted.root,
+        &now_cp.root,
+    )
+    .unwrap();
+    let leaf0 = hash_from_slice(
+        &STANDARD
+            .decode(before[0]["leaf_hash"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let proof = node
+        .get(
+            &format!(
+                "/v1/tenants/acme/audit/proof/inclusion?index=0&size={}",
+                now_cp.size
+            ),
+            Some(&acme),
+        )
+        .await
+        .ok_json();
+    verify_inclusion(&leaf0, 0, now_cp.size, &hashes(&proof), &now_cp.root).unwrap();
+
+    // The offline bundle verifies and says how much of it is hashes only.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("acme.bundle");
+    let (base, token, out) = (
+        node.base.clone(),
+        acme.clone(),
+        bundle.to_str().unwrap().to_owned(),
+    );
+    let export = tokio::task::spawn_blocking(move || {
+        custodian(&[
+            "audit", "export", "--server", &base, "--token", &token, "--tenant", "acme", "--out",
+            &out,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let key = node.state.audit.verifier_key().unwrap();
+    let verified = custodian(&["audit", "verify", bundle.to_str().unwrap(), "--key", &key]);
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("({} of them hashes only", trusted.size)),
+        "{stdout}"
+    );
+
+    // The destruction itself is in the system log, naming the periods; the system log's
+    // own old entries are hashes only too.
+    let system = custodian_store::AuditLog::System;
+    let size = node.state.audit.size(&system).await.unwrap();
+    let entries = node.state.audit.entries(&system, 0, size).await.unwrap();
+    let (mut kept, mut gone) = (Vec::new(), 0);
+    for e in entries {
+        match e.body {
+            custodian_server::audit::EntryBody::Bytes(b) => {
+                kept.push(serde_json::from_slice::<Value>(&b).unwrap())
+            }
+            custodian_server::audit::EntryBody::Destroyed { .. } => gone += 1,
+        }
+    }
+    assert!(gone > 0);
+    assert!(
+        kept.iter().any(|e| e["action"] == "audit.retention"
+            && e["objects"] == json!([format!("acme/{period}")]))
+    );
+    drop(node);
 }
