@@ -15,7 +15,9 @@
 //! - store: `Store::insert_records` on batches sealed beforehand, with the same concurrency;
 //! - key hierarchy: the whole pipeline minus HTTP (validate, seal, audit entry, store) against
 //!   the same pipeline without pseudonyms, key lookup and encryption, alternated on fresh stores;
-//!   the difference is what encryption and key lookup add to ingest.
+//!   the difference is what encryption and key lookup add to ingest;
+//! - audit: the same pipeline with each batch's real audit entry (the sealed ingest event)
+//!   against a fixed stub entry, alternated on one store: what the audit adds to ingest.
 //!
 //! Each store figure also shows the bytes written per record: for SQLite what this process sent
 //! to storage (`/proc/self/io`), for PostgreSQL the WAL generated (via `psql`, when installed).
@@ -447,6 +449,16 @@ async fn preseal(
     .expect("pre-seal")
 }
 
+/// What the pipeline writes as a batch's audit entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AuditMode {
+    /// The real one: the ingest event naming every record and subject, sealed under the
+    /// log's period key.
+    Full,
+    /// A fixed two-byte entry in clear: the store still appends an entry, nothing else.
+    Stub,
+}
+
 /// The ingest pipeline in-process, as the handler runs it minus HTTP: the CPU stage on the
 /// blocking pool, then the audit entry and `Store::insert_records`, from `concurrency` tasks.
 /// The CPU stage seals each batch (validate, pseudonymise, look up keys, seal); given
@@ -458,6 +470,7 @@ async fn pipeline(
     concurrency: usize,
     batches: usize,
     presealed: Option<Vec<SealedBatch>>,
+    audit: AuditMode,
 ) -> Measured {
     let tenant = TenantId::new(TENANT).expect("tenant id");
     let seal = sealer(state);
@@ -528,12 +541,15 @@ async fn pipeline(
                     })
                     .await
                     .expect("CPU stage");
-                    let audit = state
-                        .audit
-                        .entry(&state.audit.ingest_event(&actor, &tenant, &batch))
-                        .await
-                        .expect("audit entry");
-                    store_batch(&state, &tenant, "pipeline", i, batch.records, audit).await;
+                    let entry = match audit {
+                        AuditMode::Full => state
+                            .audit
+                            .entry(&state.audit.ingest_event(&actor, &tenant, &batch))
+                            .await
+                            .expect("audit entry"),
+                        AuditMode::Stub => custodian_store::AuditEntry::clear(b"{}".to_vec()),
+                    };
+                    store_batch(&state, &tenant, "pipeline", i, batch.records, entry).await;
                 }
             })
         })
@@ -760,7 +776,76 @@ async fn bench_backend(
         server.task.await.expect("server stopped");
     }
     key_hierarchy_overhead(backend, bodies, batches, best).await;
+    audit_overhead(backend, bodies, batches, best).await;
     best
+}
+
+/// What the audit adds to ingest: the pipeline (keys included, known subjects) with each
+/// batch's real audit entry against the same pipeline with a fixed two-byte entry, in
+/// alternating rounds on one store. The difference is building the event (every record id
+/// and subject pseudonym of the batch), its canonical encoding, sealing it under the period
+/// key, hashing its leaf and writing its larger body; the tree nodes and head are written in
+/// both.
+async fn audit_overhead(
+    backend: Backend,
+    bodies: &[&'static [u8]],
+    batches: usize,
+    http_rate: f64,
+) {
+    const ROUNDS: usize = 20;
+    let concurrency = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let store = FreshStore::new(backend);
+    let server = start_server(store.config.clone()).await;
+    // Every subject gets its key first: the rounds measure the steady state.
+    pipeline(
+        &server.state,
+        bodies,
+        concurrency,
+        bodies.len(),
+        None,
+        AuditMode::Full,
+    )
+    .await;
+    let per_round = (batches / 10).max(1);
+    let mut rounds: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..2 * ROUNDS {
+        let full = round % 2 == 1;
+        let mode = if full {
+            AuditMode::Full
+        } else {
+            AuditMode::Stub
+        };
+        let m = pipeline(&server.state, bodies, concurrency, per_round, None, mode).await;
+        rounds[usize::from(full)].push(m);
+    }
+    let [stub, full] = rounds.map(|mut r| {
+        r.sort_by_key(|m| m.elapsed);
+        r.swap_remove(r.len() / 2)
+    });
+    println!(
+        "{}",
+        stub.line(&format!(
+            "stub audit entry, {concurrency} tasks, median round"
+        ))
+    );
+    println!(
+        "{}",
+        full.line(&format!(
+            "sealed ingest event, {concurrency} tasks, median round"
+        ))
+    );
+    let added_us = (1.0 / full.rate() - 1.0 / stub.rate()) * 1e6;
+    let http_us = 1e6 / http_rate;
+    println!(
+        "  the audit adds {:+.1}% to the in-process pipeline (median of {ROUNDS} alternating rounds each): \
+         {added_us:.2} us per record, {:.0} us per batch of {RECORDS_PER_BATCH}; {:+.1}% of end-to-end HTTP ingest \
+         ({http_us:.1} us per record)",
+        (stub.rate() / full.rate() - 1.0) * 100.0,
+        added_us * RECORDS_PER_BATCH as f64,
+        added_us / (http_us - added_us) * 100.0
+    );
+    let _ = server.shutdown.send(());
+    server.task.await.expect("server stopped");
 }
 
 /// What the key hierarchy (pseudonyms, key lookup, key derivation, AES-256-GCM) adds to the
@@ -781,7 +866,15 @@ async fn key_hierarchy_overhead(
     let concurrency = std::thread::available_parallelism().map_or(1, |n| n.get());
     let store = FreshStore::new(backend);
     let server = start_server(store.config.clone()).await;
-    let cold = pipeline(&server.state, bodies, concurrency, bodies.len(), None).await;
+    let cold = pipeline(
+        &server.state,
+        bodies,
+        concurrency,
+        bodies.len(),
+        None,
+        AuditMode::Full,
+    )
+    .await;
     println!(
         "{}",
         cold.line(&format!("keys, cold (new subjects), {concurrency} tasks"))
@@ -792,7 +885,15 @@ async fn key_hierarchy_overhead(
         let with_keys = round % 2 == 1;
         let presealed = preseal(&server.state, bodies, per_round).await;
         let presealed = (!with_keys).then_some(presealed);
-        let m = pipeline(&server.state, bodies, concurrency, per_round, presealed).await;
+        let m = pipeline(
+            &server.state,
+            bodies,
+            concurrency,
+            per_round,
+            presealed,
+            AuditMode::Full,
+        )
+        .await;
         rounds[usize::from(with_keys)].push(m);
     }
     // The median round: a WAL checkpoint or index merge can stall any one round several-fold.

@@ -194,6 +194,12 @@ fn document(p: &Policy) -> Vec<Block> {
         ),
         "Every access, allowed or denied, is written to the tenant's tamper-evident audit log."
             .into(),
+        match &p.deployment.audit_retention {
+            Some(r) => format!(
+                "Audit entries are kept for {r} after the month they were written in; then their contents are destroyed and only their hashes remain, so the log can still be verified."
+            ),
+            None => "Audit entries are kept indefinitely.".into(),
+        },
     ];
     if !p.access.mfa_required.is_empty() {
         let roles: Vec<&str> = p.access.mfa_required.iter().map(|r| r.as_str()).collect();
