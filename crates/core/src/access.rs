@@ -104,6 +104,10 @@ pub enum Action {
     RecordEvent,
     CancelDeletion,
     TerminateTenant,
+    ExportSubject,
+    EraseSubject,
+    RectifyRecord,
+    ReadSubjectRequests,
     /// Platform actions, on no tenant.
     ListKeyStatus,
     SealServer,
@@ -115,7 +119,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 26] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
@@ -131,6 +135,10 @@ impl Action {
         Action::RecordEvent,
         Action::CancelDeletion,
         Action::TerminateTenant,
+        Action::ExportSubject,
+        Action::EraseSubject,
+        Action::RectifyRecord,
+        Action::ReadSubjectRequests,
         Action::ListKeyStatus,
         Action::SealServer,
         Action::BackupKeys,
@@ -157,6 +165,10 @@ impl Action {
             Action::RecordEvent => "retention.event",
             Action::CancelDeletion => "deletions.cancel",
             Action::TerminateTenant => "tenants.terminate",
+            Action::ExportSubject => "subjects.export",
+            Action::EraseSubject => "subjects.erase",
+            Action::RectifyRecord => "subjects.rectify",
+            Action::ReadSubjectRequests => "subjects.requests",
             Action::ReadAllRetentionPlans => "retention.plan_all",
             Action::RunSweep => "retention.sweep",
             Action::ReadSystemAudit => "audit.read_system",
@@ -183,6 +195,8 @@ impl Action {
             Action::RecordEvent => &[Role::Admin, Role::Writer],
             Action::CancelDeletion => &[Role::Admin],
             Action::TerminateTenant => &[Role::Operator],
+            Action::ExportSubject | Action::EraseSubject | Action::RectifyRecord => &[Role::Admin],
+            Action::ReadSubjectRequests => &[Role::Admin, Role::Auditor],
             Action::ListKeyStatus
             | Action::SealServer
             | Action::BackupKeys
@@ -206,6 +220,9 @@ impl Action {
                 | Action::RecordEvent
                 | Action::CancelDeletion
                 | Action::TerminateTenant
+                | Action::ExportSubject
+                | Action::EraseSubject
+                | Action::RectifyRecord
                 | Action::RestoreKeys
                 | Action::RunSweep
         )
@@ -338,13 +355,21 @@ mod tests {
                             | ReadDeletions
                             | RecordEvent
                             | CancelDeletion
+                            | ExportSubject
+                            | EraseSubject
+                            | RectifyRecord
+                            | ReadSubjectRequests
                     ) | (
                         Writer,
                         IngestRecords | ReadRecord | ListSubjectRecords | RecordEvent
                     ) | (Reader, ReadRecord | ListSubjectRecords)
                         | (
                             Auditor,
-                            ReadAudit | ListHolds | ReadRetentionPlan | ReadDeletions
+                            ReadAudit
+                                | ListHolds
+                                | ReadRetentionPlan
+                                | ReadDeletions
+                                | ReadSubjectRequests
                         )
                         | (SecurityOfficer, PlaceHold | ReleaseHold | ListHolds)
                         | (

@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod anonymise;
 mod entity;
 mod phone;
 mod pii;

@@ -17,6 +17,7 @@ pub mod records;
 pub mod retention;
 mod routes;
 pub mod seal;
+pub mod subjects;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -118,6 +119,20 @@ pub struct AppState {
     pub retention_applied: std::sync::atomic::AtomicBool,
     /// Whether the audit mirror's last round reached it (see [`mirror`]).
     pub mirror_reachable: std::sync::atomic::AtomicBool,
+    /// The PII scanner anonymisation uses, built on first use.
+    pub scanner: std::sync::OnceLock<Arc<custodian_detect::Scanner>>,
+}
+
+impl AppState {
+    /// The PII and secret scanner (every entity), built once.
+    pub fn scanner(&self) -> Result<Arc<custodian_detect::Scanner>, ServerError> {
+        if let Some(s) = self.scanner.get() {
+            return Ok(s.clone());
+        }
+        let built = custodian_detect::Scanner::new(custodian_detect::ScanConfig::default())
+            .map_err(|e| ServerError::Internal(format!("scanner: {e}")))?;
+        Ok(self.scanner.get_or_init(|| Arc::new(built)).clone())
+    }
 }
 
 /// How to run the server.
@@ -219,6 +234,7 @@ pub async fn build_state(
         destruction: tokio::sync::Mutex::new(()),
         retention_applied: std::sync::atomic::AtomicBool::new(false),
         mirror_reachable: std::sync::atomic::AtomicBool::new(false),
+        scanner: std::sync::OnceLock::new(),
     });
     seal::open_configured_root(&state).await?;
     Ok(state)

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{LineError, Problem};
-use crate::routes::{audit, keys, records, retention, system};
+use crate::routes::{audit, keys, records, retention, subjects, system};
 
 struct BearerAuth;
 
@@ -58,6 +58,11 @@ impl Modify for BearerAuth {
         retention::cancel_scheduled,
         retention::terminate,
         retention::cancel_termination,
+        subjects::export,
+        subjects::erase,
+        subjects::rectify,
+        subjects::list_requests,
+        subjects::get_request,
         keys::tenant_status,
         keys::rotate,
         keys::all_status,
@@ -73,7 +78,7 @@ impl Modify for BearerAuth {
         system::openapi,
         system::problem_type,
     ),
-    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, crate::retention::PlannedBucket, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView)),
+    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, crate::retention::PlannedBucket, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView, subjects::RequestBody, subjects::RequestView, subjects::ErasureView, subjects::RectifyBody, subjects::RectifiedView, subjects::RequestList)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

@@ -11,6 +11,7 @@ pub mod keys;
 mod postgres;
 pub mod retention;
 mod sqlite;
+pub mod subjects;
 
 use std::path::Path;
 
@@ -29,6 +30,7 @@ pub use retention::{
     RetentionStore, ScheduledDeletion, Termination, TerminationCancel,
 };
 pub use sqlite::{SqliteKeyStore, SqliteStore};
+pub use subjects::{ResealedRecord, SubjectRequest, SubjectStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -163,7 +165,7 @@ pub struct TokenRow {
 }
 
 #[async_trait]
-pub trait Store: RetentionStore + Send + Sync + 'static {
+pub trait Store: RetentionStore + SubjectStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

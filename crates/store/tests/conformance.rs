@@ -6,8 +6,9 @@ use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
     AppliedRetention, AuditEntry, AuditLog, BucketCount, CancelOutcome, CertificateRow,
     DeletionState, DeletionTarget, IdempotentResponse, InsertOutcome, PostgresStore, RekeyedRecord,
-    ReleaseOutcome, RetentionEvent, RetentionStore, ScheduledDeletion, SqliteStore, Store,
-    StoredRecord, Termination, TerminationCancel, TokenRow, testing,
+    ReleaseOutcome, ResealedRecord, RetentionEvent, RetentionStore, ScheduledDeletion, SqliteStore,
+    Store, StoredRecord, SubjectRequest, SubjectStore, Termination, TerminationCancel, TokenRow,
+    testing,
 };
 use jiff::Timestamp;
 
@@ -128,6 +129,9 @@ conformance!(
     terminations_are_withdrawn_only_before_their_purge,
     a_large_bucket_is_purged_whole_under_one_certificate,
     audit_heads_list_every_log_system_first,
+    subject_requests_list_newest_first_within_their_tenant,
+    subject_requests_are_answered_once,
+    resealed_records_replace_their_subject_entries,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
@@ -1849,6 +1853,453 @@ async fn audit_heads_list_every_log_system_first(s: &dyn Store) {
             (AuditLog::System, 1),
             (AuditLog::Tenant(acme), 1),
             (AuditLog::Tenant(globex), 2),
+        ]
+    );
+}
+
+/// A request of `tenant`, open, its id the `n`th ULID (so a larger `n` is newer).
+fn subject_request(tenant_id: &str, n: u64, kind: &str, subject: u8) -> SubjectRequest {
+    SubjectRequest {
+        tenant: tenant(tenant_id),
+        id: ulid::Ulid::from_parts(1_750_000_000_000 + n, u128::from(n)).to_string(),
+        kind: kind.into(),
+        subject: [subject; 32],
+        reference: format!("DSR-{n}"),
+        reason: "the subject asked".into(),
+        requested_by: "dpo@acme.example".into(),
+        received_at: ts("2026-02-01T09:30:00.123456Z"),
+        due_at: ts("2026-03-01T09:30:00.123456Z"),
+        status: "open".into(),
+        completed_at: None,
+        outcome: None,
+        certificate_id: None,
+    }
+}
+
+async fn subject_requests_list_newest_first_within_their_tenant(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let r1 = subject_request("acme", 1, "access", 1);
+    let r2 = subject_request("acme", 2, "erasure", 2);
+    let r3 = subject_request("acme", 3, "rectification", 1);
+    // Inserted out of order: listings follow the ids, not the insertion.
+    for r in [&r2, &r3, &r1] {
+        s.insert_subject_request(r, audit()).await.unwrap();
+    }
+    // The other tenant has a request of the same id and subject.
+    let theirs = subject_request("globex", 1, "anonymisation", 1);
+    s.insert_subject_request(&theirs, audit()).await.unwrap();
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(globex.clone()))
+            .await
+            .unwrap(),
+        1
+    );
+
+    assert_eq!(
+        s.subject_request(&acme, &r1.id).await.unwrap(),
+        Some(r1.clone())
+    );
+    assert_eq!(
+        s.subject_request(&globex, &r1.id).await.unwrap(),
+        Some(theirs.clone())
+    );
+    assert_eq!(s.subject_request(&globex, &r2.id).await.unwrap(), None);
+    assert_eq!(
+        s.subject_request(&acme, "01J0000000000000000000000X")
+            .await
+            .unwrap(),
+        None
+    );
+
+    assert_eq!(
+        s.subject_requests(&acme, None, 10).await.unwrap(),
+        vec![r3.clone(), r2.clone(), r1.clone()]
+    );
+    assert_eq!(
+        s.subject_requests(&acme, None, 2).await.unwrap(),
+        vec![r3.clone(), r2.clone()]
+    );
+    assert_eq!(
+        s.subject_requests(&acme, Some(&[1; 32]), 10).await.unwrap(),
+        vec![r3.clone(), r1.clone()]
+    );
+    assert_eq!(
+        s.subject_requests(&acme, Some(&[1; 32]), 1).await.unwrap(),
+        vec![r3]
+    );
+    assert!(
+        s.subject_requests(&acme, Some(&[9; 32]), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.subject_requests(&globex, None, 10).await.unwrap(),
+        vec![theirs.clone()]
+    );
+    assert_eq!(
+        s.subject_requests(&globex, Some(&[1; 32]), 10)
+            .await
+            .unwrap(),
+        vec![theirs]
+    );
+    assert!(
+        s.subject_requests(&tenant("initech"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A request id is used once per tenant; an unknown kind or status is refused. Neither
+    // leaves an audit entry.
+    assert!(s.insert_subject_request(&r2, audit()).await.is_err());
+    let bad_kind = SubjectRequest {
+        kind: "portability".into(),
+        ..subject_request("acme", 4, "access", 1)
+    };
+    assert!(s.insert_subject_request(&bad_kind, audit()).await.is_err());
+    let bad_status = SubjectRequest {
+        status: "pending".into(),
+        ..subject_request("acme", 5, "access", 1)
+    };
+    assert!(
+        s.insert_subject_request(&bad_status, audit())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap(),
+        3
+    );
+    assert_eq!(s.subject_requests(&acme, None, 10).await.unwrap().len(), 3);
+}
+
+async fn subject_requests_are_answered_once(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let erasure = subject_request("acme", 1, "erasure", 1);
+    let access = subject_request("acme", 2, "access", 2);
+    s.insert_subject_request(&erasure, audit()).await.unwrap();
+    s.insert_subject_request(&access, audit()).await.unwrap();
+    let log = AuditLog::Tenant(acme.clone());
+    assert_eq!(s.audit_size(&log).await.unwrap(), 2);
+
+    // Another tenant cannot answer it, even naming its id.
+    let at = ts("2026-02-10T12:00:00.654321Z");
+    assert!(
+        !s.finish_subject_request(&globex, &erasure.id, "refused", "{}", at, None, audit())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(globex.clone()))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.subject_request(&acme, &erasure.id).await.unwrap(),
+        Some(erasure.clone())
+    );
+
+    let outcome = r#"{"destroyed":3,"held":["h1"]}"#;
+    assert!(
+        s.finish_subject_request(
+            &acme,
+            &erasure.id,
+            "partial",
+            outcome,
+            at,
+            Some("cert-1"),
+            audit()
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 3);
+    let answered = SubjectRequest {
+        status: "partial".into(),
+        completed_at: Some(at),
+        outcome: Some(outcome.into()),
+        certificate_id: Some("cert-1".into()),
+        ..erasure.clone()
+    };
+    assert_eq!(
+        s.subject_request(&acme, &erasure.id).await.unwrap(),
+        Some(answered.clone())
+    );
+
+    // The first answer stands: a second one writes nothing and appends nothing.
+    let later = ts("2026-02-11T12:00:00Z");
+    assert!(
+        !s.finish_subject_request(
+            &acme,
+            &erasure.id,
+            "completed",
+            "{}",
+            later,
+            Some("cert-2"),
+            audit()
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 3);
+    assert_eq!(
+        s.subject_request(&acme, &erasure.id).await.unwrap(),
+        Some(answered.clone())
+    );
+
+    // Unknown ids are not answered either.
+    assert!(
+        !s.finish_subject_request(
+            &acme,
+            "01J0000000000000000000000X",
+            "completed",
+            "{}",
+            at,
+            None,
+            audit()
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 3);
+
+    // The other request is still open, and answers without a certificate.
+    assert!(
+        s.finish_subject_request(
+            &acme,
+            &access.id,
+            "completed",
+            "{\"records\":2}",
+            at,
+            None,
+            audit()
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 4);
+    assert_eq!(
+        s.subject_requests(&acme, None, 10).await.unwrap(),
+        vec![
+            SubjectRequest {
+                status: "completed".into(),
+                completed_at: Some(at),
+                outcome: Some("{\"records\":2}".into()),
+                ..access
+            },
+            answered,
+        ]
+    );
+}
+
+fn resealed(n: u64, sealed: u8, subjects: &[u8]) -> ResealedRecord {
+    ResealedRecord {
+        id: record(n, &[]).id,
+        sealed: vec![sealed; 48],
+        key_subjects: subjects.iter().map(|s| [*s; 32]).collect(),
+    }
+}
+
+async fn listed(s: &dyn Store, t: &TenantId, subject: u8) -> Vec<RecordId> {
+    s.list_subject_records(t, &[subject; 32], None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+async fn resealed_records_replace_their_subject_entries(s: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let (anonymised, rectified, bystander) =
+        (record(1, &[1, 2]), record(2, &[1, 2]), record(3, &[1]));
+    let ids = |ns: &[u64]| -> Vec<RecordId> { ns.iter().map(|n| record(*n, &[]).id).collect() };
+    // The other tenant has records of the same ids and subjects.
+    s.insert_records(
+        &globex,
+        vec![record(1, &[1, 2]), record(2, &[1, 2])],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    // Resealed right after the insert: on SQLite their index entries are still staged.
+    s.insert_records(
+        &acme,
+        vec![anonymised.clone(), rectified.clone(), bystander.clone()],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    let log = AuditLog::Tenant(acme.clone());
+    let before = s.audit_size(&log).await.unwrap();
+    let n = s
+        .reseal_records(
+            &acme,
+            vec![
+                resealed(1, 0xaa, &[]),
+                resealed(2, 0xbb, &[1]),
+                // Unknown to the tenant: skipped, not counted, not created.
+                resealed(99, 0xcc, &[1]),
+            ],
+            audit(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(s.audit_size(&log).await.unwrap(), before + 1);
+
+    // Only the ciphertext and the subjects change.
+    assert_eq!(
+        s.get_record(&acme, anonymised.id).await.unwrap(),
+        Some(StoredRecord {
+            sealed: vec![0xaa; 48],
+            key_subjects: vec![],
+            ..anonymised.clone()
+        })
+    );
+    assert_eq!(
+        s.get_record(&acme, rectified.id).await.unwrap(),
+        Some(StoredRecord {
+            sealed: vec![0xbb; 48],
+            key_subjects: vec![[1; 32]],
+            ..rectified.clone()
+        })
+    );
+    assert_eq!(
+        s.get_record(&acme, bystander.id).await.unwrap(),
+        Some(bystander.clone())
+    );
+    assert_eq!(s.get_record(&acme, record(99, &[]).id).await.unwrap(), None);
+    // The anonymised record is under no subject; the rectified one under 1 only, once.
+    assert_eq!(listed(s, &acme, 1).await, ids(&[2, 3]));
+    assert!(listed(s, &acme, 2).await.is_empty());
+
+    // Resealed again, now from the index itself: still exact.
+    assert_eq!(
+        s.reseal_records(
+            &acme,
+            vec![resealed(2, 0xdd, &[1]), resealed(1, 0xee, &[])],
+            audit()
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), before + 2);
+    assert_eq!(listed(s, &acme, 1).await, ids(&[2, 3]));
+    assert!(listed(s, &acme, 2).await.is_empty());
+    let rectified_now = s.get_record(&acme, rectified.id).await.unwrap().unwrap();
+    assert_eq!(rectified_now.sealed, vec![0xdd; 48]);
+    // And once more moved to another subject: the index follows key_subjects exactly.
+    assert_eq!(
+        s.reseal_records(&acme, vec![resealed(2, 0xdd, &[2, 3])], audit())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(listed(s, &acme, 1).await, ids(&[3]));
+    assert_eq!(listed(s, &acme, 2).await, ids(&[2]));
+    assert_eq!(listed(s, &acme, 3).await, ids(&[2]));
+
+    // Nothing of the other tenant's changed.
+    assert_eq!(
+        s.get_record(&globex, record(1, &[]).id).await.unwrap(),
+        Some(record(1, &[1, 2]))
+    );
+    assert_eq!(
+        s.get_record(&globex, record(2, &[]).id).await.unwrap(),
+        Some(record(2, &[1, 2]))
+    );
+    assert_eq!(listed(s, &globex, 1).await, ids(&[1, 2]));
+    assert_eq!(listed(s, &globex, 2).await, ids(&[1, 2]));
+    assert!(listed(s, &globex, 3).await.is_empty());
+    // An empty reseal changes nothing but is still audited.
+    assert_eq!(s.reseal_records(&globex, vec![], audit()).await.unwrap(), 0);
+    assert_eq!(listed(s, &globex, 1).await, ids(&[1, 2]));
+}
+
+/// SQLite stages new subject index entries and merges them later: a reseal leaves exactly the
+/// record's new entries in the merged index whether its old ones were merged or still staged,
+/// and a later merge brings none of the old ones back.
+#[tokio::test]
+async fn sqlite_reseals_leave_the_index_exact_staged_or_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    let acme = tenant("acme");
+    s.insert_records(
+        &acme,
+        vec![record(1, &[1, 2]), record(2, &[1, 2])],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.merge_subject_index().await.unwrap();
+    s.insert_records(
+        &acme,
+        vec![record(3, &[1, 2]), record(4, &[1, 2])],
+        None,
+        audit(),
+    )
+    .await
+    .unwrap();
+    s.insert_records(&tenant("globex"), vec![record(3, &[1, 2])], None, audit())
+        .await
+        .unwrap();
+    // 1 and 3 anonymised, 2 and 4 rectified: one of each merged, one of each staged.
+    let n = s
+        .reseal_records(
+            &acme,
+            vec![
+                resealed(1, 0xaa, &[]),
+                resealed(2, 0xbb, &[1]),
+                resealed(3, 0xaa, &[]),
+                resealed(4, 0xbb, &[1]),
+            ],
+            audit(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+    let ids = |ns: &[u64]| -> Vec<RecordId> { ns.iter().map(|n| record(*n, &[]).id).collect() };
+    assert_eq!(listed(&s, &acme, 1).await, ids(&[2, 4]));
+    assert!(listed(&s, &acme, 2).await.is_empty());
+    s.merge_subject_index().await.unwrap();
+    assert_eq!(listed(&s, &acme, 1).await, ids(&[2, 4]));
+    assert!(listed(&s, &acme, 2).await.is_empty());
+    assert_eq!(listed(&s, &tenant("globex"), 2).await, ids(&[3]));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT tenant_id, subject, record_id FROM record_subjects ORDER BY 1, 2, 3")
+        .unwrap();
+    let entries: Vec<(String, Vec<u8>, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let entry = |t: &str, subject: u8, n: u64| {
+        (
+            t.to_owned(),
+            vec![subject; 32],
+            record(n, &[]).id.to_string(),
+        )
+    };
+    assert_eq!(
+        entries,
+        vec![
+            entry("acme", 1, 2),
+            entry("acme", 1, 4),
+            entry("globex", 1, 3),
+            entry("globex", 2, 3),
         ]
     );
 }

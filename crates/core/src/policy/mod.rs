@@ -27,6 +27,7 @@ pub struct Policy {
     pub data_types: Vec<DataType>,
     pub access: AccessSettings,
     pub telemetry: Telemetry,
+    pub subject_rights: SubjectRights,
     pub tenants: Vec<TenantPolicy>,
     /// Things that are valid but probably not meant; `policy check` prints them.
     pub warnings: Vec<Diagnostic>,
@@ -215,6 +216,27 @@ pub struct AccessSettings {
     pub mfa_required: Vec<Role>,
     pub jit_max: CalDuration,
     pub restricted_approvers: u8,
+}
+
+/// How data-subject requests are answered (`[subject_rights]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectRights {
+    /// How long the operator has to answer a request (`answer_within`, default `1mo`, the
+    /// GDPR's one month).
+    pub answer_within: CalDuration,
+    /// Under a legal hold, erase the records it does not cover and list the held ones
+    /// (`erasure_under_hold = "erase_rest"`), rather than refuse the whole erasure (`"refuse"`,
+    /// the default).
+    pub erase_rest_under_hold: bool,
+}
+
+impl Default for SubjectRights {
+    fn default() -> SubjectRights {
+        SubjectRights {
+            answer_within: "1mo".parse().expect("valid literal"),
+            erase_rest_under_hold: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]

@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue};
 use super::{
     AccessSettings, AuditMirror, ClassInfo, DataType, DeleteMethod, Deployment, Diagnostic,
     Diagnostics, FieldRule, KeySettings, Meta, MetricAllow, Policy, RootKeyConfig, Severity,
-    Telemetry, TenantPolicy, Tier, Transform,
+    SubjectRights, Telemetry, TenantPolicy, Tier, Transform,
 };
 use crate::access::Role;
 use crate::duration::{CalDuration, Unit, VALID_DURATION_FORMS};
@@ -332,6 +332,7 @@ impl<'s> Cx<'s> {
                 "data_types",
                 "access",
                 "telemetry",
+                "subject_rights",
                 "tenants",
             ],
         );
@@ -343,6 +344,7 @@ impl<'s> Cx<'s> {
         let data_types = self.data_types(root);
         let access = self.access(root);
         let telemetry = self.telemetry(root);
+        let subject_rights = self.subject_rights(root);
         let tenants = self.tenants(
             root,
             &tiers,
@@ -358,6 +360,7 @@ impl<'s> Cx<'s> {
             data_types,
             access: access?,
             telemetry,
+            subject_rights: subject_rights?,
             tenants,
             warnings: Vec::new(),
         })
@@ -903,6 +906,40 @@ impl<'s> Cx<'s> {
             }
         }
         ok.then_some(settings)
+    }
+
+    fn subject_rights(&mut self, root: &Table<'_, '_>) -> Option<SubjectRights> {
+        let mut rights = SubjectRights::default();
+        let Some(t) = self.sub_table(root, "subject_rights") else {
+            return Some(rights);
+        };
+        self.check_keys(&t, &["answer_within", "erasure_under_hold"]);
+        let mut ok = true;
+        if let Some(v) = t.get("answer_within") {
+            match self.duration(v, "subject_rights.answer_within") {
+                Some(d) => rights.answer_within = d,
+                None => ok = false,
+            }
+        }
+        if let Some(v) = t.get("erasure_under_hold") {
+            match self
+                .string(v, "subject_rights.erasure_under_hold")
+                .as_deref()
+            {
+                Some("refuse") => rights.erase_rest_under_hold = false,
+                Some("erase_rest") => rights.erase_rest_under_hold = true,
+                Some(other) => {
+                    ok = false;
+                    self.error(
+                        &v.span(),
+                        "subject_rights.erasure_under_hold",
+                        format!("{other:?} is not a choice; write \"refuse\" or \"erase_rest\""),
+                    );
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(rights)
     }
 
     fn telemetry(&mut self, root: &Table<'_, '_>) -> Telemetry {

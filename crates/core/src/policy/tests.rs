@@ -522,3 +522,25 @@ fn an_audit_mirror_names_a_nats_url_and_a_stream() {
         );
     }
 }
+
+#[test]
+fn subject_rights_default_to_one_month_and_refusal_under_hold() {
+    let p = parse(VALID).unwrap();
+    assert_eq!(p.subject_rights, super::SubjectRights::default());
+    assert_eq!(p.subject_rights.answer_within, "1mo".parse().unwrap());
+    assert!(!p.subject_rights.erase_rest_under_hold);
+    let with = |body: &str| format!("{VALID}\n[subject_rights]\n{body}\n");
+    let p = parse(&with(
+        "answer_within = \"30d\"\nerasure_under_hold = \"erase_rest\"",
+    ))
+    .unwrap();
+    assert_eq!(p.subject_rights.answer_within, "30d".parse().unwrap());
+    assert!(p.subject_rights.erase_rest_under_hold);
+    let err = parse(&with("erasure_under_hold = \"maybe\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("subject_rights.erasure_under_hold"), "{err}");
+    assert!(err.contains("erase_rest"), "{err}");
+    assert!(parse(&with("answer_within = \"soon\"")).is_err());
+    assert!(parse(&with("deadline = \"1mo\"")).is_err());
+}

@@ -51,13 +51,13 @@ impl Certificate {
 }
 
 /// Who destroys and why: goes into the certificate and the audit entry.
-pub(super) struct Destruction<'a> {
-    pub(super) performed_by: &'a str,
-    pub(super) reason: String,
+pub(crate) struct Destruction<'a> {
+    pub(crate) performed_by: &'a str,
+    pub(crate) reason: String,
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn issue(
+pub(crate) fn issue(
     state: &AppState,
     tenant: &TenantId,
     scope: &str,
@@ -94,7 +94,7 @@ pub(super) fn issue(
     }
 }
 
-pub(super) fn signed_row(
+pub(crate) fn signed_row(
     state: &AppState,
     certificate: &Certificate,
 ) -> Result<CertificateRow, ServerError> {

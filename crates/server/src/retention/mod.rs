@@ -14,7 +14,7 @@
 //! them. Holds are checked and destructions run under one lock (in the process and,
 //! on PostgreSQL, across nodes), so a hold placed during a sweep waits for it.
 
-mod certificate;
+pub(crate) mod certificate;
 mod clocks;
 mod deletions;
 mod holds;
@@ -593,7 +593,7 @@ fn bucket_key(data_type: &DataTypeName, bucket: &str) -> DataKeyId {
 }
 
 /// The hold ids that cover `record`, if any.
-fn holds_on(holds: &[Hold], record: &StoredRecord) -> Vec<String> {
+pub(crate) fn holds_on(holds: &[Hold], record: &StoredRecord) -> Vec<String> {
     let facts = RecordFacts {
         data_type: &record.data_type,
         event_time: record.event_time,

@@ -17,16 +17,12 @@ use custodian_store::AuditLog;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{admit, admit_platform};
+use super::{admit, admit_platform, invalid};
 use crate::audit::EntryBody;
-use crate::problem::{Kind, Problem};
+use crate::problem::Problem;
 use crate::{AppState, ServerError};
 
 const MAX_ENTRIES: u64 = 1000;
-
-fn invalid(detail: impl Into<String>) -> Problem {
-    Problem::new(Kind::InvalidRequest, detail)
-}
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
     q.map(|Query(t)| t).map_err(|e| invalid(e.body_text()))

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod keys;
 pub(crate) mod records;
 pub(crate) mod retention;
+pub(crate) mod subjects;
 pub(crate) mod system;
 
 use std::sync::Arc;
@@ -47,6 +48,26 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tenants/{tenant}/subjects/{subject}/records",
             get(records::list_subject_records),
+        )
+        .route(
+            "/v1/tenants/{tenant}/subjects/{subject}/export",
+            axum::routing::post(subjects::export),
+        )
+        .route(
+            "/v1/tenants/{tenant}/subjects/{subject}/erase",
+            axum::routing::post(subjects::erase),
+        )
+        .route(
+            "/v1/tenants/{tenant}/subjects/{subject}/records/{id}/rectify",
+            axum::routing::post(subjects::rectify),
+        )
+        .route(
+            "/v1/tenants/{tenant}/subject-requests",
+            get(subjects::list_requests),
+        )
+        .route(
+            "/v1/tenants/{tenant}/subject-requests/{id}",
+            get(subjects::get_request),
         )
         .route(
             "/v1/tenants/{tenant}/audit/checkpoint",
@@ -161,6 +182,19 @@ impl MakeRequestId for UlidRequestId {
 }
 
 /// A request admitted to a tenant: who asked, the tenant's policy, and the actor to audit.
+/// A 400 `invalid-request` saying what was wrong.
+pub(crate) fn invalid(detail: impl Into<String>) -> Problem {
+    Problem::new(Kind::InvalidRequest, detail)
+}
+
+/// A JSON body that did not parse as the route expects.
+pub(crate) fn json_problem(rejection: axum::extract::rejection::JsonRejection) -> Problem {
+    invalid(format!(
+        "the body is not the expected JSON: {}",
+        rejection.body_text()
+    ))
+}
+
 pub(crate) struct Admitted<'a> {
     pub principal: Principal,
     pub tenant: &'a TenantPolicy,

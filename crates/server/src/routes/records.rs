@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use super::admit;
+use super::{admit, invalid};
 use crate::audit::hex;
 use crate::ingest::SealedBody;
 use crate::keys::TenantKeys;
@@ -83,10 +83,6 @@ pub struct PageParams {
     limit: Option<u32>,
     /// The `next` value of the previous page.
     after: Option<String>,
-}
-
-fn invalid(detail: impl Into<String>) -> Problem {
-    Problem::new(Kind::InvalidRequest, detail)
 }
 
 fn body_problem(rejection: BytesRejection) -> Problem {

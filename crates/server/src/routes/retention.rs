@@ -15,24 +15,13 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{admit, admit_platform};
+use super::{admit, admit_platform, invalid, json_problem};
 use crate::audit::hex;
 use crate::problem::{Kind, Problem};
 use crate::retention::{Certificate, PlannedBucket};
 use crate::{AppState, ServerError};
 
 const MAX_TEXT: usize = 1024;
-
-fn invalid(detail: impl Into<String>) -> Problem {
-    Problem::new(Kind::InvalidRequest, detail)
-}
-
-fn json_problem(rejection: JsonRejection) -> Problem {
-    invalid(format!(
-        "the body is not the expected JSON: {}",
-        rejection.body_text()
-    ))
-}
 
 /// What a hold covers, as a client names it. A subject is given in clear and pseudonymised
 /// at once: the server never stores it.

@@ -19,6 +19,7 @@ use crate::{
 
 mod keys;
 mod retention;
+mod subjects;
 
 pub use keys::PostgresKeyStore;
 
@@ -204,6 +205,29 @@ CREATE TABLE applied_retentions (
     applied   BOOLEAN     NOT NULL,
     PRIMARY KEY (tenant_id, data_type)
 );
+"#,
+    r#"
+-- Data-subject requests and the answer given to each; a subject's requests are found by its
+-- pseudonym, newest first.
+CREATE TABLE subject_requests (
+    tenant_id      TEXT        NOT NULL,
+    id             TEXT        NOT NULL,
+    kind           TEXT        NOT NULL
+        CHECK (kind IN ('access', 'erasure', 'rectification', 'anonymisation')),
+    subject        BYTEA       NOT NULL,
+    reference      TEXT        NOT NULL,
+    reason         TEXT        NOT NULL,
+    requested_by   TEXT        NOT NULL,
+    received_at    TIMESTAMPTZ NOT NULL,
+    due_at         TIMESTAMPTZ NOT NULL,
+    status         TEXT        NOT NULL
+        CHECK (status IN ('open', 'completed', 'partial', 'refused')),
+    completed_at   TIMESTAMPTZ,
+    outcome        TEXT,
+    certificate_id TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX subject_requests_by_subject ON subject_requests (tenant_id, subject, id);
 "#,
 ];
 

@@ -9,6 +9,7 @@
 mod group_commit;
 mod keys;
 mod retention;
+mod subjects;
 
 pub use keys::SqliteKeyStore;
 
@@ -211,6 +212,29 @@ CREATE TABLE applied_retentions (
     applied   INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, data_type)
 );
+"#,
+    r#"
+-- Data-subject requests and the answer given to each; a subject's requests are found by its
+-- pseudonym, newest first.
+CREATE TABLE subject_requests (
+    tenant_id       TEXT    NOT NULL,
+    id              TEXT    NOT NULL,
+    kind            TEXT    NOT NULL
+        CHECK (kind IN ('access', 'erasure', 'rectification', 'anonymisation')),
+    subject         BLOB    NOT NULL,
+    reference       TEXT    NOT NULL,
+    reason          TEXT    NOT NULL,
+    requested_by    TEXT    NOT NULL,
+    received_at_us  INTEGER NOT NULL,
+    due_at_us       INTEGER NOT NULL,
+    status          TEXT    NOT NULL
+        CHECK (status IN ('open', 'completed', 'partial', 'refused')),
+    completed_at_us INTEGER,
+    outcome         TEXT,
+    certificate_id  TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX subject_requests_by_subject ON subject_requests (tenant_id, subject, id);
 "#,
 ];
 
@@ -616,16 +640,32 @@ fn delete_record_tx(tx: &Connection, tenant: &str, id: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-/// Moves every staged subject entry into the index, sorted, inside the caller's transaction. Entries of
-/// records deleted meanwhile are dropped. Returns how many entries were merged.
+/// Moves every tenant's staged subject entries into the index, inside the caller's transaction
+/// (the maintenance thread's merge). Returns how many entries were merged.
 fn merge_subject_staging(tx: &Connection) -> Result<usize> {
+    merge_staged_entries(tx, None)
+}
+
+/// Moves the staged subject entries of `tenant` (of every tenant with `None`) into the index,
+/// sorted, inside the caller's transaction; entries of records deleted meanwhile are dropped.
+/// Returns how many entries were merged.
+fn merge_staged_entries(tx: &Connection, tenant: Option<&str>) -> Result<usize> {
     let mut entries: Vec<(String, Vec<u8>, String)> = Vec::new();
     let mut last_seq: Option<i64> = None;
     {
         let mut stmt = tx
-            .prepare_cached("SELECT seq, tenant_id, entries FROM subject_staging ORDER BY seq")
+            .prepare_cached(match tenant {
+                Some(_) => {
+                    "SELECT seq, tenant_id, entries FROM subject_staging WHERE tenant_id = ?1 ORDER BY seq"
+                }
+                None => "SELECT seq, tenant_id, entries FROM subject_staging ORDER BY seq",
+            })
             .map_err(db_err)?;
-        let mut rows = stmt.query([]).map_err(db_err)?;
+        let mut rows = match tenant {
+            Some(t) => stmt.query(params![t]),
+            None => stmt.query([]),
+        }
+        .map_err(db_err)?;
         while let Some(row) = rows.next().map_err(db_err)? {
             last_seq = Some(row.get(0).map_err(db_err)?);
             let tenant: String = row.get(1).map_err(db_err)?;
@@ -657,10 +697,16 @@ fn merge_subject_staging(tx: &Connection) -> Result<usize> {
                 .map_err(db_err)?;
         }
     }
-    tx.execute(
-        "DELETE FROM subject_staging WHERE seq <= ?1",
-        params![last_seq],
-    )
+    match tenant {
+        Some(t) => tx.execute(
+            "DELETE FROM subject_staging WHERE tenant_id = ?1 AND seq <= ?2",
+            params![t, last_seq],
+        ),
+        None => tx.execute(
+            "DELETE FROM subject_staging WHERE seq <= ?1",
+            params![last_seq],
+        ),
+    }
     .map_err(db_err)?;
     Ok(entries.len())
 }
