@@ -73,6 +73,9 @@ pub enum Command {
     /// Tenant lifecycle: termination.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Data-subject rights: export, erasure, rectification, and the request log.
+    #[command(subcommand)]
+    Subject(SubjectCommand),
     /// Scan text, NDJSON or CSV for personal data and secrets, line by line.
     ///
     /// Prints one JSON line per finding (line, entity, byte offsets, score, test flag; never the
@@ -372,6 +375,73 @@ pub struct TenantArgs {
     /// The tenant to act on.
     #[arg(long, env = "CUSTODIAN_TENANT")]
     pub tenant: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SubjectCommand {
+    /// Export everything held about a subject into a tar archive (admin token): one JSON file
+    /// per data type, a schema, and a signed manifest. Check it with `subject verify-export`.
+    Export {
+        #[command(flatten)]
+        target: TenantArgs,
+        /// The subject's id, as records name it.
+        subject: String,
+        /// The request's reference (ticket or case id).
+        #[arg(long)]
+        reference: String,
+        #[arg(long, default_value = "data subject access request")]
+        reason: String,
+        /// Where to write the archive.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an export offline: every file against the manifest, the manifest against its
+    /// signature. Exits 1 naming the first thing that fails.
+    VerifyExport {
+        /// The archive `subject export` wrote.
+        archive: PathBuf,
+        /// The deployment's verifier key (`custodian audit key`).
+        #[arg(long)]
+        key: String,
+    },
+    /// Erase a subject (admin token): their key is destroyed, their records purged (or
+    /// anonymised where the policy keeps the type), under a signed certificate. Refused when a
+    /// legal hold covers any of their records.
+    Erase {
+        #[command(flatten)]
+        target: TenantArgs,
+        subject: String,
+        #[arg(long)]
+        reference: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Replace one of a subject's records with a corrected payload (admin token).
+    Rectify {
+        #[command(flatten)]
+        target: TenantArgs,
+        subject: String,
+        /// The record id.
+        record: String,
+        /// The corrected payload: JSON, or @FILE to read it from a file.
+        #[arg(long)]
+        payload: String,
+        #[arg(long)]
+        reference: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The tenant's data-subject request log, newest first (admin or auditor token).
+    Requests {
+        #[command(flatten)]
+        target: TenantArgs,
+        /// Only this subject's requests.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

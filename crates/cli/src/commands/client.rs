@@ -102,6 +102,50 @@ impl ServerClient {
             .map_err(|e| unreachable(&self.base, e))
     }
 
+    /// Sends a JSON request and streams the answer's body into `out`, a chunk at a time;
+    /// returns the bytes written and the answer's headers.
+    pub async fn download(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+        out: &std::path::Path,
+    ) -> Result<(u64, reqwest::header::HeaderMap), Failure> {
+        use std::io::Write;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, e))?;
+        if !response.status().is_success() {
+            return Err(refused(response, 1).await);
+        }
+        let headers = response.headers().clone();
+        let file = std::fs::File::create(out)
+            .map_err(|e| invalid(format!("cannot create {}: {e}", out.display())))?;
+        let mut file = std::io::BufWriter::new(file);
+        let write_err = |e: std::io::Error| invalid(format!("cannot write {}: {e}", out.display()));
+        let mut written = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            Failure::Internal(anyhow!(
+                "the download from {} broke off after {written} bytes: {e}",
+                self.base
+            ))
+        })? {
+            file.write_all(&chunk).map_err(write_err)?;
+            written += chunk.len() as u64;
+        }
+        file.flush().map_err(write_err)?;
+        Ok((written, headers))
+    }
+
     /// `send` for JSON in and out.
     pub async fn json<T: serde::de::DeserializeOwned>(
         &self,
@@ -115,6 +159,16 @@ impl ServerClient {
             Failure::Internal(anyhow!("the server's answer is not the expected JSON: {e}"))
         })
     }
+}
+
+/// A URL path from segments, each percent-encoded as a path segment needs (a subject id may
+/// hold `/`, `?`, spaces or any other character).
+pub fn path(segments: &[&str]) -> String {
+    let mut url = reqwest::Url::parse("http://localhost/").expect("a fixed, valid URL");
+    if let Ok(mut parts) = url.path_segments_mut() {
+        parts.pop_if_empty().extend(segments);
+    }
+    url.path().to_owned()
 }
 
 pub fn unreachable(server: &str, e: reqwest::Error) -> Failure {

@@ -9,6 +9,7 @@ mod records;
 mod retention;
 mod scan;
 mod serve;
+mod subject;
 mod tenant;
 mod token;
 
@@ -57,6 +58,7 @@ pub fn run(command: Command) -> CmdResult {
                     Command::Retention(cmd) => retention::retention(cmd).await,
                     Command::Deletions(cmd) => retention::deletions(cmd).await,
                     Command::Tenant(cmd) => tenant::run(cmd).await,
+                    Command::Subject(cmd) => subject::run(cmd).await,
                     Command::Policy(_) | Command::Scan { .. } => unreachable!("handled above"),
                 }
             })

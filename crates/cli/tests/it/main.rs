@@ -13,3 +13,4 @@ mod retention;
 mod retention_year;
 mod scan;
 mod seal;
+mod subjects;

@@ -322,3 +322,91 @@ fn header(path: &str, size: u64, now: Timestamp) -> Result<Vec<u8>, ServerError>
 fn padding(size: u64) -> Vec<u8> {
     vec![0; (BLOCK - (size as usize % BLOCK)) % BLOCK]
 }
+
+/// What a verified export holds.
+#[derive(Debug)]
+pub struct VerifiedExport {
+    pub manifest: ExportManifest,
+    /// The records in the data files.
+    pub records: u64,
+}
+
+/// Checks an export offline: every file the manifest lists is present once with its size and
+/// SHA-256, nothing else is in the archive, the manifest parses, and the signed note verifies
+/// with `verifier` and names this manifest's hash, tenant and request. The error says what
+/// failed.
+pub fn verify_export(
+    input: impl std::io::Read,
+    verifier: &custodian_tlog::Verifier,
+) -> Result<VerifiedExport, String> {
+    let mut archive = tar::Archive::new(input);
+    let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let (mut manifest, mut note) = (None, None);
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("the archive is damaged: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("an entry has a bad path: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes)
+            .map_err(|e| format!("{path}: cannot be read ({e}); the archive is truncated"))?;
+        let digest = hex(&custodian_crypto::sha256(&bytes));
+        match path.as_str() {
+            "manifest.json" => manifest = Some(bytes),
+            "manifest.sig" => {
+                note = Some(String::from_utf8(bytes).map_err(|_| "manifest.sig is not text")?)
+            }
+            _ => {
+                if seen
+                    .insert(path.clone(), (bytes.len() as u64, digest))
+                    .is_some()
+                {
+                    return Err(format!("{path} appears twice"));
+                }
+            }
+        }
+    }
+    let manifest_bytes = manifest.ok_or("manifest.json is missing")?;
+    let note = note.ok_or("manifest.sig is missing")?;
+    let manifest: ExportManifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| format!("manifest.json is not a manifest: {e}"))?;
+    if manifest.format != EXPORT_FORMAT {
+        return Err(format!("unknown export format {:?}", manifest.format));
+    }
+    let signed = verifier
+        .open_text(&note)
+        .map_err(|e| format!("manifest.sig does not verify with this key: {e}"))?;
+    let expected =
+        ExportManifest::signed_text(&manifest.tenant, &manifest.request, &manifest_bytes);
+    if signed != expected {
+        return Err(
+            "manifest.sig signs another manifest (its hash, tenant or request differ): manifest.json was changed"
+                .into(),
+        );
+    }
+    let mut records = 0;
+    for file in &manifest.files {
+        let Some((bytes, sha256)) = seen.remove(&file.path) else {
+            return Err(format!(
+                "{} is listed in the manifest but missing",
+                file.path
+            ));
+        };
+        if bytes != file.bytes || sha256 != file.sha256 {
+            return Err(format!(
+                "{} does not match the manifest (SHA-256 {sha256}, expected {}): it was changed",
+                file.path, file.sha256
+            ));
+        }
+        records += file.records.unwrap_or(0);
+    }
+    if let Some(extra) = seen.keys().next() {
+        return Err(format!("{extra} is in the archive but not in the manifest"));
+    }
+    Ok(VerifiedExport { manifest, records })
+}

@@ -12,7 +12,9 @@ mod export;
 mod rectify;
 
 pub use erasure::{ErasureOutcome, HeldRecord, erase};
-pub use export::{EXPORT_FORMAT, ExportFile, ExportManifest, export};
+pub use export::{
+    EXPORT_FORMAT, ExportFile, ExportManifest, VerifiedExport, export, verify_export,
+};
 pub use rectify::{NotRectified, Rectified, rectify};
 
 use custodian_core::audit::Decision;
