@@ -20,6 +20,7 @@ on_both_backends!(
     erasure_stops_at_a_hold_unless_the_policy_erases_the_rest,
     anonymised_types_stay_without_their_subject,
     rectification_rewrites_one_record_and_audits_only_hashes,
+    erasure_waits_out_a_cancel_window,
 );
 
 fn custodian(args: Vec<String>) -> std::process::Output {
@@ -546,4 +547,72 @@ async fn rectification_rewrites_one_record_and_audits_only_hashes(server: TestSe
         .problem(409, "under-hold");
     let unchanged = server.get_record("acme", &admin, &ids[1]).await.ok_json();
     assert_eq!(unchanged["payload"], json!({"ok": true}));
+}
+
+async fn erasure_waits_out_a_cancel_window(server: TestServer) {
+    let admin = server.token("acme", Role::Admin).await;
+    let operator = server.operator_token().await;
+    let t = rfc3339(now() - 1.hour());
+    // Payments have a 7-day cancel window in the default policy.
+    let ids = server
+        .ingest(
+            "acme",
+            &admin,
+            &[
+                record_line("payment", &["gina"], &t, json!({"amount": 5})),
+                record_line("customer_record", &["gina"], &t, json!({})),
+            ]
+            .join("\n"),
+        )
+        .await;
+    let (status, first) = erase(&server, "acme", &admin, "gina").await;
+    assert_eq!(status, 200, "{first}");
+    let deletion = first["scheduled_deletion"].as_str().unwrap().to_owned();
+    assert!(first["due_at"].is_string());
+    assert_eq!(first["request"]["status"], "open");
+    for id in &ids {
+        assert_eq!(server.get_record("acme", &admin, id).await.status, 200);
+    }
+    // Cancelled in its window: nothing erased, the request answered as refused.
+    let cancelled = server
+        .delete(
+            &format!("/v1/tenants/acme/scheduled-deletions/{deletion}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text());
+    let request = first["request"]["id"].as_str().unwrap();
+    let answered = server
+        .get(
+            &format!("/v1/tenants/acme/subject-requests/{request}"),
+            Some(&admin),
+        )
+        .await
+        .ok_json();
+    assert_eq!(answered["status"], "refused");
+    assert_eq!(answered["outcome"]["cancelled"], json!(deletion));
+
+    // Asked again and left alone, the sweeper carries it out once the window ends.
+    let (_, second) = erase(&server, "acme", &admin, "gina").await;
+    let request = second["request"]["id"].as_str().unwrap().to_owned();
+    server
+        .clock
+        .advance(jiff::SignedDuration::from_hours(24 * 8));
+    server
+        .post_json("/v1/system/retention/sweep", &operator, &json!({}))
+        .await
+        .ok_json();
+    for id in &ids {
+        assert_eq!(server.get_record("acme", &admin, id).await.status, 404);
+    }
+    let done = server
+        .get(
+            &format!("/v1/tenants/acme/subject-requests/{request}"),
+            Some(&admin),
+        )
+        .await
+        .ok_json();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["outcome"]["records_erased"], 2);
+    assert!(done["certificate"].is_string());
 }

@@ -187,7 +187,7 @@ pub async fn cancel_deletion(
         .audit
         .event(actor, "deletions.cancel", Some(tenant), Decision::Allow);
     event.objects = vec![id.to_owned()];
-    Ok(state
+    let outcome = state
         .store
         .cancel_deletion(
             tenant,
@@ -196,7 +196,14 @@ pub async fn cancel_deletion(
             state.clock.now(),
             state.audit.entry(&event).await?,
         )
-        .await?)
+        .await?;
+    // A cancelled erasure answers its subject request: nothing was erased.
+    if let CancelOutcome::Cancelled(d) = &outcome
+        && matches!(d.target, DeletionTarget::Subject(_))
+    {
+        crate::subjects::erasure_cancelled(state, actor, d).await?;
+    }
+    Ok(outcome)
 }
 
 /// Carries out a scheduled deletion whose window is over, unless a hold placed meanwhile
@@ -208,8 +215,7 @@ pub(super) async fn carry_out_deletion(
 ) -> Result<Result<Certificate, Vec<String>>, ServerError> {
     let tenant = &deletion.tenant;
     let DeletionTarget::Record(id) = &deletion.target else {
-        // Subject erasure is carried out by the subject-rights service, which schedules it.
-        return Ok(Err(Vec::new()));
+        return crate::subjects::carry_out_scheduled(state, holds, deletion).await;
     };
     let destruction = Destruction {
         performed_by: "retention sweeper (scheduled deletion)",

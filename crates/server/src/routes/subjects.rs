@@ -162,6 +162,12 @@ pub struct ErasureView {
     pub certificate: Option<String>,
     pub records_erased: u64,
     pub records_anonymised: u64,
+    /// Set when a cancel window applies: the scheduled deletion that will carry the erasure
+    /// out at `due_at` (`DELETE /v1/tenants/{tenant}/scheduled-deletions/{id}` cancels it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_deletion: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<Timestamp>,
     /// Records a hold keeps (only with `erasure_under_hold = "erase_rest"`).
     #[schema(value_type = Vec<Object>)]
     pub held: Vec<HeldRecord>,
@@ -176,7 +182,9 @@ pub struct ErasureView {
 /// Records of data types the policy keeps for aggregate use (`delete = "anonymize"`) are
 /// anonymised instead. Refused with 409 `under-hold` when a legal hold covers any of the
 /// subject's records (unless the policy says `erasure_under_hold = "erase_rest"`). Idempotent:
-/// a second erasure answers with the first one's certificate.
+/// a second erasure answers with the first one's certificate. When a data type of the
+/// subject's records has a `cancel_window`, the erasure is scheduled (`scheduled_deletion`,
+/// `due_at`) and the request stays open until the sweeper carries it out.
 #[utoipa::path(
     post,
     path = "/v1/tenants/{tenant}/subjects/{subject}/erase",
@@ -219,7 +227,19 @@ pub async fn erase(
             certificate: Some(certificate.id),
             records_erased: erased,
             records_anonymised: anonymised,
+            scheduled_deletion: None,
+            due_at: None,
             held,
+            already_erased: false,
+        })),
+        ErasureOutcome::Scheduled { deletion } => Ok(Json(ErasureView {
+            request: view(logged, now),
+            certificate: None,
+            records_erased: 0,
+            records_anonymised: 0,
+            scheduled_deletion: Some(deletion.id),
+            due_at: Some(deletion.due_at),
+            held: Vec::new(),
             already_erased: false,
         })),
         ErasureOutcome::AlreadyErased { certificate } => Ok(Json(ErasureView {
@@ -227,6 +247,8 @@ pub async fn erase(
             certificate,
             records_erased: 0,
             records_anonymised: 0,
+            scheduled_deletion: None,
+            due_at: None,
             held: Vec::new(),
             already_erased: true,
         })),

@@ -11,7 +11,10 @@ use custodian_core::hold::Hold;
 use custodian_core::ids::{RecordId, TenantId};
 use custodian_core::policy::DeleteMethod;
 use custodian_crypto::DataKeyId;
-use custodian_store::{ResealedRecord, ShredScope, StoredRecord, SubjectRequest};
+use custodian_store::{
+    DeletionState, DeletionTarget, ResealedRecord, ScheduledDeletion, ShredScope, StoredRecord,
+    SubjectRequest,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -35,6 +38,9 @@ pub enum ErasureOutcome {
     AlreadyErased { certificate: Option<String> },
     /// Holds cover some of the subject's records and the policy refuses partial erasure.
     Refused { holds: Vec<String>, records: u64 },
+    /// A data type of the subject's records has a cancel window: the erasure is carried out
+    /// by the sweeper once it ends, unless the scheduled deletion is cancelled first.
+    Scheduled { deletion: ScheduledDeletion },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -97,10 +103,7 @@ pub async fn erase(
     holds.retain(Hold::is_active);
     let sorted = sort_records(state, tenant, &pseudonym, &holds).await?;
     if !sorted.held.is_empty() && !state.policy.subject_rights.erase_rest_under_hold {
-        let mut ids: Vec<String> = sorted.held.iter().flat_map(|(_, h)| h.clone()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let records = sorted.held.len() as u64;
+        let (ids, records) = refusal(&sorted);
         let outcome = json!({"refused": "legal hold", "holds": ids, "held_records": records});
         let answered = answer(state, actor, &request, "refused", &outcome, None).await?;
         return Ok((
@@ -111,7 +114,145 @@ pub async fn erase(
             },
         ));
     }
+    if let Some(due_at) = sorted.cancel_window_end(state, state.clock.now()) {
+        let deletion = schedule(state, actor, &request, due_at).await?;
+        return Ok((request, ErasureOutcome::Scheduled { deletion }));
+    }
+    carry_out(state, actor, &request, None, sorted).await
+}
 
+/// The sweeper's side of a scheduled erasure whose cancel window ended: carried out now, or
+/// `Err` with the ids of the holds that keep it waiting.
+pub(crate) async fn carry_out_scheduled(
+    state: &AppState,
+    holds: &[Hold],
+    deletion: &ScheduledDeletion,
+) -> Result<Result<Certificate, Vec<String>>, ServerError> {
+    let DeletionTarget::Subject(pseudonym) = &deletion.target else {
+        return Err(ServerError::Internal(format!(
+            "deletion {} is not a subject erasure",
+            deletion.id
+        )));
+    };
+    let tenant = &deletion.tenant;
+    let request = state
+        .store
+        .subject_request(tenant, &request_id(&deletion.id))
+        .await?
+        .ok_or_else(|| {
+            ServerError::Internal(format!(
+                "scheduled erasure {} has no subject request",
+                deletion.id
+            ))
+        })?;
+    let sorted = sort_records(state, tenant, pseudonym, holds).await?;
+    if !sorted.held.is_empty() && !state.policy.subject_rights.erase_rest_under_hold {
+        return Ok(Err(refusal(&sorted).0));
+    }
+    let actor = Actor {
+        id: "retention sweeper (scheduled erasure)".into(),
+        request_id: None,
+    };
+    match carry_out(state, &actor, &request, Some(&deletion.id), sorted).await? {
+        (_, ErasureOutcome::Erased { certificate, .. }) => Ok(Ok(*certificate)),
+        (_, other) => Err(ServerError::Internal(format!(
+            "scheduled erasure {} ended as {other:?}",
+            deletion.id
+        ))),
+    }
+}
+
+/// Answers the request of a scheduled erasure that was cancelled in its window.
+pub(crate) async fn erasure_cancelled(
+    state: &AppState,
+    actor: &Actor,
+    deletion: &ScheduledDeletion,
+) -> Result<(), ServerError> {
+    if let Some(request) = state
+        .store
+        .subject_request(&deletion.tenant, &request_id(&deletion.id))
+        .await?
+    {
+        let outcome = json!({"cancelled": deletion.id, "cancelled_by": actor.id});
+        answer(state, actor, &request, "refused", &outcome, None).await?;
+    }
+    Ok(())
+}
+
+/// The scheduled deletion of an erasure request is named after it (ULIDs are case-blind).
+fn deletion_id(request: &str) -> String {
+    format!("sdl_{}", request.to_lowercase())
+}
+
+/// The request a scheduled erasure carries out.
+pub(crate) fn request_id(deletion: &str) -> String {
+    deletion
+        .strip_prefix("sdl_")
+        .unwrap_or(deletion)
+        .to_uppercase()
+}
+
+/// The distinct holds that keep records, and how many records they keep.
+fn refusal(sorted: &Sorted) -> (Vec<String>, u64) {
+    let mut ids: Vec<String> = sorted.held.iter().flat_map(|(_, h)| h.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    (ids, sorted.held.len() as u64)
+}
+
+async fn schedule(
+    state: &AppState,
+    actor: &Actor,
+    request: &SubjectRequest,
+    due_at: jiff::Timestamp,
+) -> Result<ScheduledDeletion, ServerError> {
+    let now = state.clock.now();
+    let deletion = ScheduledDeletion {
+        id: deletion_id(&request.id),
+        tenant: request.tenant.clone(),
+        target: DeletionTarget::Subject(request.subject),
+        reason: format!(
+            "subject erasure request {} (reference {}): {}",
+            request.id, request.reference, request.reason
+        ),
+        requested_by: actor.id.clone(),
+        requested_at: now,
+        due_at,
+        state: DeletionState::Scheduled,
+    };
+    let mut event = state.audit.event(
+        actor,
+        "deletions.schedule",
+        Some(&request.tenant),
+        custodian_core::audit::Decision::Allow,
+    );
+    event.subjects = vec![hex(&request.subject)];
+    event.objects = vec![deletion.id.clone(), request.id.clone()];
+    event.reason = Some(format!(
+        "{}; carried out at {due_at} unless cancelled",
+        deletion.reason
+    ));
+    state
+        .store
+        .schedule_deletion(&deletion, state.audit.entry(&event).await?)
+        .await?;
+    Ok(deletion)
+}
+
+/// Erases what `sorted` says, under the destruction lock the caller holds: reseals what
+/// stays, destroys the subject key, checks it is gone, purges the rest under a certificate,
+/// and answers the request.
+async fn carry_out(
+    state: &AppState,
+    actor: &Actor,
+    request: &SubjectRequest,
+    deletion: Option<&str>,
+    sorted: Sorted,
+) -> Result<(SubjectRequest, ErasureOutcome), ServerError> {
+    let tenant = &request.tenant;
+    let pseudonym = request.subject;
+    let subject_key = DataKeyId::Subject(pseudonym).encode();
+    let scope = format!("subject/{}", hex(&pseudonym));
     // Records that stay are sealed anew without the subject's key before it is destroyed.
     let mut resealed = Vec::new();
     for record in &sorted.anonymise {
@@ -204,7 +345,13 @@ pub async fn erase(
     let row = certificate::signed_row(state, &certificate)?;
     state
         .store
-        .complete_deletion(tenant, None, &erased, row, state.audit.entry(&event).await?)
+        .complete_deletion(
+            tenant,
+            deletion,
+            &erased,
+            row,
+            state.audit.entry(&event).await?,
+        )
         .await?;
 
     let held: Vec<HeldRecord> = sorted
@@ -229,7 +376,7 @@ pub async fn erase(
     let answered = answer(
         state,
         actor,
-        &request,
+        request,
         status,
         &outcome,
         Some(&certificate.id),
@@ -244,6 +391,20 @@ pub async fn erase(
             held,
         },
     ))
+}
+
+impl Sorted {
+    /// When the longest cancel window among the subject's records' data types ends, counted
+    /// from `now`; `None` when none of them has one.
+    fn cancel_window_end(&self, state: &AppState, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.erase
+            .iter()
+            .chain(&self.anonymise)
+            .chain(self.held.iter().map(|(r, _)| r))
+            .filter_map(|r| state.policy.data_type(r.data_type.as_str())?.cancel_window)
+            .filter_map(|w| w.after(now))
+            .max()
+    }
 }
 
 /// Walks the subject's records once, sorting each by what erasure does with it.

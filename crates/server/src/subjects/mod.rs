@@ -12,6 +12,7 @@ mod export;
 mod rectify;
 
 pub use erasure::{ErasureOutcome, HeldRecord, erase};
+pub(crate) use erasure::{carry_out_scheduled, erasure_cancelled};
 pub use export::{
     EXPORT_FORMAT, ExportFile, ExportManifest, VerifiedExport, export, verify_export,
 };
