@@ -669,6 +669,11 @@ async fn erasures(node: &Node) {
             } => panic!("erased {count}, anonymised {anonymised} or held some of {n}"),
             ErasureOutcome::AlreadyErased { .. } => panic!("{subject} was already erased"),
             ErasureOutcome::Refused { .. } => panic!("erasure of {subject} refused"),
+            ErasureOutcome::Scheduled { .. } => {
+                panic!(
+                    "erasure of {subject} scheduled: the bench's data types have no cancel window"
+                )
+            }
         }
         // Untimed: the key is gone and so are the rows.
         match node
