@@ -527,6 +527,7 @@ async fn pipeline(
                                         &custodian_server::ingest::SealedBody {
                                             subjects: line.subjects,
                                             payload: line.payload,
+                                            findings: Vec::new(),
                                         },
                                     )
                                     .expect("serialise");

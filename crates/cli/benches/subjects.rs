@@ -7,6 +7,8 @@
 //!   a hundredth as many subjects (default 10,000,000 on SQLite and 2,000,000 on PostgreSQL,
 //!   whose load is slower: see below);
 //! - `CUSTODIAN_BENCH_SUBJECT_LOOKUPS`: timed subject lookups (default 2,000);
+//! - `CUSTODIAN_BENCH_SUBJECT_LOOKUP_SECS`: the most the lookups may take (default 120 s): when
+//!   lookups are slow, fewer are made, and the report says how many;
 //! - `CUSTODIAN_BENCH_ONLY=sqlite|postgres`: run one backend only;
 //! - `CUSTODIAN_TEST_DATABASE_URL`: the PostgreSQL server (default the local one).
 //!
@@ -56,6 +58,8 @@ const RECORDS_PER_SUBJECT: usize = 100;
 const DEFAULT_RECORDS_SQLITE: usize = 10_000_000;
 const DEFAULT_RECORDS_POSTGRES: usize = 2_000_000;
 const DEFAULT_LOOKUPS: usize = 2000;
+/// The most the lookups may take, in seconds.
+const DEFAULT_LOOKUP_SECS: usize = 120;
 const LOOKUP_LIMIT: u32 = 100;
 const EXPORT_RECORDS: usize = 1000;
 const EXPORT_RUNS: usize = 5;
@@ -500,13 +504,22 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Lookups of random subjects of the large set, one at a time.
-async fn lookups(node: &Node, subjects: usize, lookups: usize) {
+/// Lookups of random subjects of the large set, one at a time, for at most `budget`.
+async fn lookups(node: &Node, subjects: usize, lookups: usize, budget: Duration) {
     let tenant = tenant();
     let mut rng = Rng(0xda94_2042_e4dd_58b5);
     let mut times = Vec::with_capacity(lookups);
     let mut found = 0usize;
+    let started = Instant::now();
     for _ in 0..lookups {
+        if started.elapsed() > budget {
+            println!(
+                "  (lookups stopped after {} of {lookups}: the {} s budget is spent; CUSTODIAN_BENCH_SUBJECT_LOOKUP_SECS)",
+                times.len(),
+                budget.as_secs()
+            );
+            break;
+        }
         let pseudonym = node.keys.pseudonym(&bulk_subject(rng.below(subjects)));
         let started = Instant::now();
         let page = node
@@ -525,6 +538,7 @@ async fn lookups(node: &Node, subjects: usize, lookups: usize) {
     }
     times.sort();
     let p99 = quantile(&times, 0.99);
+    let lookups = times.len();
     println!(
         "{} subject lookup (list_subject_records, first page of up to {LOOKUP_LIMIT}), {lookups} random subjects of {subjects}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms; {:.1} records per lookup; target p99 < 10 ms: {}",
         node.backend.name(),
@@ -746,13 +760,13 @@ async fn erasures(node: &Node) {
     );
 }
 
-async fn bench_backend(backend: Backend, records: usize, lookup_count: usize) {
+async fn bench_backend(backend: Backend, records: usize, lookup_count: usize, budget: Duration) {
     let node = Node::fresh(backend).await;
     let plan = Plan::new(records);
     let subjects = plan.subjects;
     load(&node, plan, records).await;
     node.settle().await;
-    lookups(&node, subjects, lookup_count).await;
+    lookups(&node, subjects, lookup_count, budget).await;
     exports(&node).await;
     erasures(&node).await;
     node.close().await;
@@ -762,6 +776,9 @@ fn main() {
     // `cargo bench` passes `--bench`; with harness = false there is nothing else to parse.
     let records = env("CUSTODIAN_BENCH_SUBJECT_RECORDS");
     let lookup_count = env("CUSTODIAN_BENCH_SUBJECT_LOOKUPS").unwrap_or(DEFAULT_LOOKUPS);
+    let budget = Duration::from_secs(
+        env("CUSTODIAN_BENCH_SUBJECT_LOOKUP_SECS").unwrap_or(DEFAULT_LOOKUP_SECS) as u64,
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let special = EXPORT_RECORDS + ERASURE_SIZES.iter().sum::<usize>();
     let set = |backend_default: usize| match records {
@@ -787,6 +804,7 @@ fn main() {
                 Backend::Sqlite,
                 records.unwrap_or(DEFAULT_RECORDS_SQLITE),
                 lookup_count,
+                budget,
             )
             .await;
         }
@@ -800,6 +818,7 @@ fn main() {
                     Backend::Postgres,
                     records.unwrap_or(DEFAULT_RECORDS_POSTGRES),
                     lookup_count,
+                    budget,
                 )
                 .await;
             } else {

@@ -108,6 +108,7 @@ pub enum Action {
     EraseSubject,
     RectifyRecord,
     ReadSubjectRequests,
+    Detokenize,
     /// Platform actions, on no tenant.
     ListKeyStatus,
     SealServer,
@@ -119,7 +120,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 27] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
@@ -139,6 +140,7 @@ impl Action {
         Action::EraseSubject,
         Action::RectifyRecord,
         Action::ReadSubjectRequests,
+        Action::Detokenize,
         Action::ListKeyStatus,
         Action::SealServer,
         Action::BackupKeys,
@@ -169,6 +171,7 @@ impl Action {
             Action::EraseSubject => "subjects.erase",
             Action::RectifyRecord => "subjects.rectify",
             Action::ReadSubjectRequests => "subjects.requests",
+            Action::Detokenize => "tokens.detokenize",
             Action::ReadAllRetentionPlans => "retention.plan_all",
             Action::RunSweep => "retention.sweep",
             Action::ReadSystemAudit => "audit.read_system",
@@ -197,6 +200,7 @@ impl Action {
             Action::TerminateTenant => &[Role::Operator],
             Action::ExportSubject | Action::EraseSubject | Action::RectifyRecord => &[Role::Admin],
             Action::ReadSubjectRequests => &[Role::Admin, Role::Auditor],
+            Action::Detokenize => &[Role::Admin, Role::SecurityOfficer],
             Action::ListKeyStatus
             | Action::SealServer
             | Action::BackupKeys
@@ -359,6 +363,7 @@ mod tests {
                             | EraseSubject
                             | RectifyRecord
                             | ReadSubjectRequests
+                            | Detokenize
                     ) | (
                         Writer,
                         IngestRecords | ReadRecord | ListSubjectRecords | RecordEvent
@@ -371,7 +376,10 @@ mod tests {
                                 | ReadDeletions
                                 | ReadSubjectRequests
                         )
-                        | (SecurityOfficer, PlaceHold | ReleaseHold | ListHolds)
+                        | (
+                            SecurityOfficer,
+                            PlaceHold | ReleaseHold | ListHolds | Detokenize
+                        )
                         | (
                             Operator,
                             ReadKeyStatus

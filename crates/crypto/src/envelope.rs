@@ -147,8 +147,14 @@ impl Kek {
 }
 
 /// A tenant's subject-index key: HMAC pseudonyms of subject ids, for the index, the audit log
-/// and subject-key ids. It never rotates, so pseudonyms stay stable for the tenant's life.
-pub struct IndexKey(hmac::Key);
+/// and subject-key ids. It never rotates, so pseudonyms stay stable for the tenant's life. It
+/// is also the HKDF key the tenant's de-identification keys are expanded from (one per
+/// transform), so field pseudonyms and tokens are stable within the tenant, unlinkable across
+/// tenants, and gone with the tenant's keys.
+pub struct IndexKey {
+    mac: hmac::Key,
+    prk: aws_lc_rs::hkdf::Prk,
+}
 
 impl fmt::Debug for IndexKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -158,12 +164,32 @@ impl fmt::Debug for IndexKey {
 
 impl IndexKey {
     pub fn new(key: &Zeroizing<[u8; 32]>) -> IndexKey {
-        IndexKey(hmac::Key::new(hmac::HMAC_SHA256, key.as_ref()))
+        IndexKey {
+            mac: hmac::Key::new(hmac::HMAC_SHA256, key.as_ref()),
+            prk: aws_lc_rs::hkdf::Prk::new_less_safe(aws_lc_rs::hkdf::HKDF_SHA256, key.as_ref()),
+        }
+    }
+
+    /// A `len`-byte key for one purpose (HKDF-Expand, RFC 5869, with `purpose` as info).
+    pub fn derive(&self, purpose: &str, len: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        struct Len(usize);
+        impl aws_lc_rs::hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                self.0
+            }
+        }
+        let mut out = Zeroizing::new(vec![0u8; len]);
+        let info = [b"custodian/derived/v1/".as_slice(), purpose.as_bytes()];
+        self.prk
+            .expand(&info, Len(len))
+            .and_then(|okm| okm.fill(&mut out))
+            .map_err(|_| CryptoError::Malformed("derived key length out of range"))?;
+        Ok(out)
     }
 
     /// Stable within the tenant, unlinkable across tenants.
     pub fn pseudonym(&self, subject: &str) -> [u8; 32] {
-        let tag = hmac::sign(&self.0, subject.as_bytes());
+        let tag = hmac::sign(&self.mac, subject.as_bytes());
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
@@ -481,6 +507,21 @@ mod tests {
         assert_eq!(one.pseudonym("alice"), one.pseudonym("alice"));
         assert_ne!(one.pseudonym("alice"), two.pseudonym("alice"));
         assert_ne!(one.pseudonym("alice"), one.pseudonym("bob"));
+    }
+
+    #[test]
+    fn derived_keys_are_per_purpose_per_tenant_and_stable() {
+        let one = IndexKey::new(&Zeroizing::new([1; 32]));
+        let two = IndexKey::new(&Zeroizing::new([2; 32]));
+        let tok = one.derive("tokenize", 64).unwrap();
+        assert_eq!(tok.len(), 64);
+        assert_eq!(tok, one.derive("tokenize", 64).unwrap());
+        assert_ne!(tok, two.derive("tokenize", 64).unwrap());
+        assert_ne!(one.derive("fpe", 32).unwrap()[..], tok[..32]);
+        // Nothing of the derived keys is the index key or its pseudonyms.
+        assert_ne!(one.derive("x", 32).unwrap()[..], [1; 32]);
+        assert_ne!(one.derive("alice", 32).unwrap()[..], one.pseudonym("alice"));
+        assert!(one.derive("huge", 255 * 32 + 1).is_err());
     }
 
     #[test]

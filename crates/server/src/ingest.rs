@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::ServerError;
+use crate::deidentify::{Deidentified, StoredFinding, TransformKeys, deidentify};
 use crate::keys::{DataKeys, TenantKeys};
 use crate::problem::LineError;
 
@@ -36,16 +37,21 @@ struct Line<'a> {
     payload: &'a RawValue,
 }
 
-/// What is encrypted: the subjects (so they never rest in clear) and the payload as sent.
+/// What is encrypted: the subjects (so they never rest in clear), the payload as sent after
+/// the policy's de-identification, and what detection found in it.
 #[derive(serde::Serialize, Deserialize)]
 pub struct SealedBody<'a> {
     pub subjects: Vec<String>,
     #[serde(borrow)]
     pub payload: &'a RawValue,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<StoredFinding>,
 }
 
 /// One line that passed validation: what it is, when it expires, and its body as sent.
 pub struct ValidLine<'a> {
+    /// Its line number in the batch (from 1).
+    pub line: usize,
     pub data_type: DataTypeName,
     pub class: Class,
     pub event_time: Timestamp,
@@ -148,6 +154,7 @@ fn validate_line<'a>(
         (_, None) => None,
     };
     Ok(ValidLine {
+        line: 0,
         data_type: data_type.name.clone(),
         class: data_type.class,
         event_time,
@@ -173,7 +180,7 @@ pub fn validate_batch<'a>(
             continue;
         }
         match validate_line(policy, tenant, now, text) {
-            Ok(v) if errors.is_empty() => valid.push(v),
+            Ok(v) if errors.is_empty() => valid.push(ValidLine { line: i + 1, ..v }),
             Ok(_) => {}
             Err(reason) => errors.push(LineError {
                 line: i + 1,
@@ -230,19 +237,43 @@ pub fn prepare_batch(
         Ok(lines) => lines,
         Err(errors) => return Ok(Err(errors)),
     };
-    let planned: Vec<(ValidLine<'_>, String, Vec<[u8; 32]>)> = lines
-        .into_iter()
-        .map(|line| {
-            let bucket = line.expiry.bucket(now);
-            let mut pseudonyms: Vec<[u8; 32]> =
-                line.subjects.iter().map(|s| keys.pseudonym(s)).collect();
-            pseudonyms.sort_unstable();
-            pseudonyms.dedup();
-            (line, bucket, pseudonyms)
-        })
-        .collect();
+    // De-identification may still refuse lines: it runs before any key is asked for.
+    let transform_keys = TransformKeys::of(keys)?;
+    let mut errors = Vec::new();
+    let mut planned: Vec<(ValidLine<'_>, Deidentified, String, Vec<[u8; 32]>)> =
+        Vec::with_capacity(lines.len());
+    for line in lines {
+        let Some(data_type) = policy.data_type(line.data_type.as_str()) else {
+            return Err(ServerError::Internal("validated type vanished".into()));
+        };
+        let action = policy.class_info(line.class).and_then(|c| c.pii);
+        match deidentify(
+            &transform_keys,
+            &tenant.id,
+            data_type,
+            action,
+            &line.subjects,
+            line.payload,
+        ) {
+            Ok(d) => {
+                let bucket = line.expiry.bucket(now);
+                let mut pseudonyms: Vec<[u8; 32]> =
+                    line.subjects.iter().map(|s| keys.pseudonym(s)).collect();
+                pseudonyms.sort_unstable();
+                pseudonyms.dedup();
+                planned.push((line, d, bucket, pseudonyms));
+            }
+            Err(reason) => errors.push(LineError {
+                line: line.line,
+                reason,
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
     let mut wanted = std::collections::BTreeSet::new();
-    for (line, bucket, pseudonyms) in &planned {
+    for (line, _, bucket, pseudonyms) in &planned {
         wanted.insert(DataKeyId::Bucket {
             data_type: line.data_type.clone(),
             bucket: bucket.clone(),
@@ -261,7 +292,7 @@ pub fn prepare_batch(
     let mut records = Vec::with_capacity(planned.len());
     let mut ids = Vec::with_capacity(planned.len());
     let mut plaintext = Vec::new();
-    for (line, bucket, pseudonyms) in planned {
+    for (line, deidentified, bucket, pseudonyms) in planned {
         let random = u128::from_be_bytes(custodian_crypto::random_bytes::<16>()?);
         let id = RecordId::from_ulid(ulid::Ulid::from_parts(ms, random));
         plaintext.clear();
@@ -269,7 +300,8 @@ pub fn prepare_batch(
             &mut plaintext,
             &SealedBody {
                 subjects: line.subjects.clone(),
-                payload: line.payload,
+                payload: deidentified.payload.as_deref().unwrap_or(line.payload),
+                findings: deidentified.findings,
             },
         )
         .map_err(|e| ServerError::Internal(e.to_string()))?;

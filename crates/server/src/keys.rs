@@ -53,6 +53,15 @@ impl TenantKeys {
         self.index.pseudonym(subject)
     }
 
+    /// A key for one purpose, expanded from the index key (de-identification transforms).
+    pub fn derive(
+        &self,
+        purpose: &str,
+        len: usize,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ServerError> {
+        Ok(self.index.derive(purpose, len)?)
+    }
+
     pub fn current_kek_version(&self) -> u32 {
         self.current.version()
     }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 mod backup;
 pub mod clock;
+pub mod deidentify;
 pub mod ingest;
 pub mod keys;
 mod metrics;
@@ -119,20 +120,6 @@ pub struct AppState {
     pub retention_applied: std::sync::atomic::AtomicBool,
     /// Whether the audit mirror's last round reached it (see [`mirror`]).
     pub mirror_reachable: std::sync::atomic::AtomicBool,
-    /// The PII scanner anonymisation uses, built on first use.
-    pub scanner: std::sync::OnceLock<Arc<custodian_detect::Scanner>>,
-}
-
-impl AppState {
-    /// The PII and secret scanner (every entity), built once.
-    pub fn scanner(&self) -> Result<Arc<custodian_detect::Scanner>, ServerError> {
-        if let Some(s) = self.scanner.get() {
-            return Ok(s.clone());
-        }
-        let built = custodian_detect::Scanner::new(custodian_detect::ScanConfig::default())
-            .map_err(|e| ServerError::Internal(format!("scanner: {e}")))?;
-        Ok(self.scanner.get_or_init(|| Arc::new(built)).clone())
-    }
 }
 
 /// How to run the server.
@@ -187,21 +174,6 @@ pub fn load_dev_root_key(data_dir: &std::path::Path) -> Result<SoftwareRootKey, 
     Ok(key)
 }
 
-/// Field de-identification rules are part of the policy language but not applied at ingest
-/// yet; say so at every start rather than let an operator believe they are enforced.
-fn warn_unenforced_field_rules(policy: &Policy) {
-    for data_type in &policy.data_types {
-        for rule in &data_type.fields {
-            tracing::warn!(
-                data_type = %data_type.name,
-                field = %rule.field,
-                transform = %rule.transform,
-                "field rule NOT ENFORCED by this version: the field is stored (encrypted) as sent"
-            );
-        }
-    }
-}
-
 /// Opens the store and keys and builds the application state.
 pub async fn build_state(
     policy: Policy,
@@ -211,7 +183,6 @@ pub async fn build_state(
 ) -> Result<Arc<AppState>, ServerError> {
     // Install the metrics recorder before the first request, so no count is lost.
     metrics::handle();
-    warn_unenforced_field_rules(&policy);
     let store: Arc<dyn Store> = Arc::from(custodian_store::open(store_config).await?);
     let key_store: Arc<dyn custodian_store::KeyStore> =
         Arc::from(custodian_store::open_key_store(store_config).await?);
@@ -234,7 +205,6 @@ pub async fn build_state(
         destruction: tokio::sync::Mutex::new(()),
         retention_applied: std::sync::atomic::AtomicBool::new(false),
         mirror_reachable: std::sync::atomic::AtomicBool::new(false),
-        scanner: std::sync::OnceLock::new(),
     });
     seal::open_configured_root(&state).await?;
     Ok(state)

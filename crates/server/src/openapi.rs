@@ -58,6 +58,7 @@ impl Modify for BearerAuth {
         retention::cancel_scheduled,
         retention::terminate,
         retention::cancel_termination,
+        records::detokenize,
         subjects::export,
         subjects::erase,
         subjects::rectify,
@@ -78,7 +79,7 @@ impl Modify for BearerAuth {
         system::openapi,
         system::problem_type,
     ),
-    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, crate::retention::PlannedBucket, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView, subjects::RequestBody, subjects::RequestView, subjects::ErasureView, subjects::RectifyBody, subjects::RectifiedView, subjects::RequestList)),
+    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, crate::retention::PlannedBucket, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView, subjects::RequestBody, subjects::RequestView, subjects::ErasureView, subjects::RectifyBody, subjects::RectifiedView, subjects::RequestList, records::DetokenizeRequest, records::DetokenizeView, crate::deidentify::StoredFinding)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

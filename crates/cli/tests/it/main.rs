@@ -7,6 +7,7 @@ mod api;
 mod at_rest;
 mod audit;
 mod cli;
+mod deidentify;
 mod isolation;
 mod keys;
 mod retention;

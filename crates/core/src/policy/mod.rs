@@ -102,6 +102,30 @@ pub struct ClassInfo {
     pub examples: Option<String>,
     pub storage: Option<String>,
     pub access: Option<String>,
+    /// What ingest does when it finds personal data or secrets in the free text of a record
+    /// of this class (`pii`); `None`: free text is not scanned.
+    pub pii: Option<PiiAction>,
+}
+
+/// What ingest does with personal data or secrets found in free text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PiiAction {
+    /// Keep the text; store the findings (entity, field, offsets) with the record.
+    Flag,
+    /// Replace each finding with `<ENTITY>` before the record is sealed; store the findings.
+    Redact,
+    /// Refuse the record (422 naming the field and the entity, never the value).
+    Reject,
+}
+
+impl PiiAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PiiAction::Flag => "flag",
+            PiiAction::Redact => "redact",
+            PiiAction::Reject => "reject",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

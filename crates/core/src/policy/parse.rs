@@ -11,8 +11,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     AccessSettings, AuditMirror, ClassInfo, DataType, DeleteMethod, Deployment, Diagnostic,
-    Diagnostics, FieldRule, KeySettings, Meta, MetricAllow, Policy, RootKeyConfig, Severity,
-    SubjectRights, Telemetry, TenantPolicy, Tier, Transform,
+    Diagnostics, FieldRule, KeySettings, Meta, MetricAllow, PiiAction, Policy, RootKeyConfig,
+    Severity, SubjectRights, Telemetry, TenantPolicy, Tier, Transform,
 };
 use crate::access::Role;
 use crate::duration::{CalDuration, Unit, VALID_DURATION_FORMS};
@@ -566,13 +566,33 @@ impl<'s> Cx<'s> {
             let Some(c) = self.table(v, path) else {
                 continue;
             };
-            self.check_keys(&c, &["description", "examples", "storage", "access"]);
+            self.check_keys(&c, &["description", "examples", "storage", "access", "pii"]);
+            let pii = match c.get("pii") {
+                None => None,
+                Some(v) => match self.string(v, &c.key_path("pii")).as_deref() {
+                    Some("flag") => Some(PiiAction::Flag),
+                    Some("redact") => Some(PiiAction::Redact),
+                    Some("reject") => Some(PiiAction::Reject),
+                    Some(other) => {
+                        self.error(
+                            &v.span(),
+                            &c.key_path("pii"),
+                            format!(
+                                "{other:?} is not an action; write \"flag\", \"redact\" or \"reject\""
+                            ),
+                        );
+                        None
+                    }
+                    None => None,
+                },
+            };
             out.push(ClassInfo {
                 class,
                 description: self.opt_string(&c, "description"),
                 examples: self.opt_string(&c, "examples"),
                 storage: self.opt_string(&c, "storage"),
                 access: self.opt_string(&c, "access"),
+                pii,
             });
         }
         out.sort_by_key(|c| c.class);

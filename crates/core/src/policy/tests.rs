@@ -544,3 +544,22 @@ fn subject_rights_default_to_one_month_and_refusal_under_hold() {
     assert!(parse(&with("answer_within = \"soon\"")).is_err());
     assert!(parse(&with("deadline = \"1mo\"")).is_err());
 }
+
+#[test]
+fn a_class_says_what_ingest_does_with_pii_in_free_text() {
+    let p = parse(VALID).unwrap();
+    assert!(p.classes.iter().all(|c| c.pii.is_none()));
+    let with = |value: &str| {
+        VALID.replacen(
+            "[classes.restricted]\n",
+            &format!("[classes.restricted]\npii = {value}\n"),
+            1,
+        )
+    };
+    let p = parse(&with("\"reject\"")).unwrap();
+    let restricted = p.class_info(crate::ids::Class::Restricted).unwrap();
+    assert_eq!(restricted.pii, Some(super::PiiAction::Reject));
+    let err = parse(&with("\"shred\"")).unwrap_err().to_string();
+    assert!(err.contains("classes.restricted.pii"), "{err}");
+    assert!(err.contains("\"flag\", \"redact\" or \"reject\""), "{err}");
+}

@@ -50,6 +50,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(records::list_subject_records),
         )
         .route(
+            "/v1/tenants/{tenant}/detokenize",
+            axum::routing::post(records::detokenize),
+        )
+        .route(
             "/v1/tenants/{tenant}/subjects/{subject}/export",
             axum::routing::post(subjects::export),
         )

@@ -65,6 +65,9 @@ pub struct RecordView {
     pub key_bucket: String,
     #[schema(value_type = Object)]
     pub payload: Box<RawValue>,
+    /// What detection found in the payload's free text at ingest (never the values).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::deidentify::StoredFinding>,
 }
 
 /// One page of a subject's records.
@@ -324,6 +327,7 @@ async fn view(
         retention,
         key_bucket: record.key_bucket,
         payload: body.payload.to_owned(),
+        findings: body.findings,
     })
 }
 
@@ -549,4 +553,90 @@ pub async fn delete_record(
             format!("no record {id} in tenant {tenant}"),
         )),
     }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DetokenizeRequest {
+    /// The data type and field whose rule made the token: a token opens only there.
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub field: String,
+    pub token: String,
+    /// Why the value is needed; kept in the audit log.
+    pub reason: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DetokenizeView {
+    pub value: String,
+}
+
+/// Turn a token back into its value
+///
+/// For principals with the detokenize permission (admin, security-officer). Every call is
+/// audited with the data type, field and reason (never the value or the token).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/detokenize",
+    params(("tenant" = String, Path)),
+    request_body = DetokenizeRequest,
+    responses(
+        (status = 200, body = DetokenizeView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn detokenize(
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<DetokenizeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<DetokenizeView>, Problem> {
+    let admitted = admit(&state, &headers, &tenant, Action::Detokenize).await?;
+    let Json(request) = body.map_err(super::json_problem)?;
+    if request.reason.trim().is_empty() || request.reason.len() > 1024 {
+        return Err(invalid("reason must be 1 to 1024 bytes and not blank"));
+    }
+    let tokenized = state.policy.data_type(&request.data_type).is_some_and(|t| {
+        t.fields.iter().any(|r| {
+            r.field == request.field && r.transform == custodian_core::policy::Transform::Tokenize
+        })
+    });
+    if !tokenized {
+        return Err(invalid(format!(
+            "data type {:?} has no tokenize rule on field {:?}",
+            request.data_type, request.field
+        )));
+    }
+    let tenant_keys = state
+        .keys
+        .tenant(&admitted.tenant.id)
+        .await
+        .map_err(ServerError::into_problem)?;
+    let keys =
+        crate::deidentify::TransformKeys::of(&tenant_keys).map_err(ServerError::into_problem)?;
+    let value = keys
+        .detokenize(
+            &admitted.tenant.id,
+            &request.data_type,
+            &request.field,
+            &request.token,
+        )
+        .map_err(|e| invalid(format!("the token does not open here: {e}")))?;
+    let mut event = state.audit.event(
+        &admitted.actor,
+        Action::Detokenize.as_str(),
+        Some(&admitted.tenant.id),
+        Decision::Allow,
+    );
+    event.objects = vec![format!("{}.{}", request.data_type, request.field)];
+    event.reason = Some(request.reason);
+    state
+        .audit
+        .record(&AuditLog::Tenant(admitted.tenant.id.clone()), &event)
+        .await
+        .map_err(ServerError::into_problem)?;
+    Ok(Json(DetokenizeView { value }))
 }

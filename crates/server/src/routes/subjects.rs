@@ -334,6 +334,7 @@ pub async fn rectify(
             Kind::RecordNotFound,
             format!("no record {id} of this subject in tenant {tenant}"),
         )),
+        Err(NotRectified::Refused(reason)) => Err(invalid(reason)),
         Err(NotRectified::Held(logged, holds)) => Err(Problem::new(
             Kind::UnderHold,
             format!(

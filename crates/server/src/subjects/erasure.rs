@@ -455,9 +455,8 @@ async fn anonymised(
         .data_type(record.data_type.as_str())
         .map(|t| t.fields.iter().map(|f| f.field.clone()).collect())
         .unwrap_or_default();
-    let scanner = state.scanner()?;
     custodian_detect::anonymise::Anonymiser {
-        scanner: &scanner,
+        scanner: crate::deidentify::scanner()?,
         identifying_fields: &identifying,
         subjects: &body.subjects,
     }

@@ -29,6 +29,8 @@ pub enum NotRectified {
     NotFound,
     /// Holds cover the record (their ids); the refusal is logged with the request.
     Held(Box<SubjectRequest>, Vec<String>),
+    /// The corrected payload is refused by the data type's de-identification policy (why).
+    Refused(String),
 }
 
 /// Replaces the payload of `record` of `subject` with `payload`, logging the request.
@@ -64,12 +66,36 @@ pub async fn rectify(
     let plaintext = crate::records::open(state, tenant, &stored).await?;
     let body: SealedBody<'_> = serde_json::from_slice(&plaintext)
         .map_err(|e| ServerError::Internal(format!("sealed body: {e}")))?;
+    // The correction goes through the same field rules and free-text policy as ingest.
+    let data_type = state
+        .policy
+        .data_type(stored.data_type.as_str())
+        .ok_or_else(|| ServerError::Internal("stored type not in the policy".into()))?;
+    let action = state.policy.class_info(stored.class).and_then(|c| c.pii);
+    let keys = crate::deidentify::TransformKeys::of(&*state.keys.tenant(tenant).await?)?;
+    let deidentified = match crate::deidentify::deidentify(
+        &keys,
+        tenant,
+        data_type,
+        action,
+        &body.subjects,
+        payload,
+    ) {
+        Ok(d) => d,
+        Err(reason) => {
+            let outcome = json!({"refused": reason, "record": record.to_string()});
+            answer(state, actor, &request, "refused", &outcome, None).await?;
+            return Ok(Err(NotRectified::Refused(reason)));
+        }
+    };
+    let payload = deidentified.payload.as_deref().unwrap_or(payload);
     let before = hex(&custodian_crypto::sha256(body.payload.get().as_bytes()));
     let after = hex(&custodian_crypto::sha256(payload.get().as_bytes()));
     let corrected = zeroize::Zeroizing::new(
         serde_json::to_vec(&SealedBody {
             subjects: body.subjects,
             payload,
+            findings: deidentified.findings,
         })
         .map_err(|e| ServerError::Internal(e.to_string()))?,
     );
