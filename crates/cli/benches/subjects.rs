@@ -64,6 +64,8 @@ const LOOKUP_LIMIT: u32 = 100;
 const EXPORT_RECORDS: usize = 1000;
 const EXPORT_RUNS: usize = 5;
 const ERASURE_SIZES: [usize; 4] = [10, 100, 1000, 10_000];
+/// Records of the subject erased first, untimed but for the report.
+const WARMUP_RECORDS: usize = 10;
 /// Lone shreds of a subject key, timed apart from any erasure.
 const SHRED_RUNS: usize = 5;
 /// Event times lie over this many days back from now.
@@ -103,6 +105,11 @@ fn export_subject() -> String {
 
 fn erasure_subject(records: usize) -> String {
     format!("subject-erase-{records}")
+}
+
+/// Erased first, so no measured erasure pays for the first use of anything.
+fn warmup_subject() -> String {
+    "subject-erase-warmup".to_owned()
 }
 
 /// xorshift64*: varied content without a `rand` dependency.
@@ -198,6 +205,7 @@ impl Plan {
         for n in ERASURE_SIZES {
             special.extend((0..n).map(|_| (erasure_subject(n), DataType::AppLog)));
         }
+        special.extend((0..WARMUP_RECORDS).map(|_| (warmup_subject(), DataType::AppLog)));
         let mut rng = Rng(0x853c_49e6_748f_ea9b);
         for i in (1..special.len()).rev() {
             special.swap(i, rng.below(i + 1));
@@ -416,6 +424,7 @@ async fn load(node: &Node, plan: Plan, records: usize) {
     let mut names: Vec<String> = (0..plan.subjects).map(bulk_subject).collect();
     names.push(export_subject());
     names.extend(ERASURE_SIZES.iter().map(|n| erasure_subject(*n)));
+    names.push(warmup_subject());
     let subjects: Vec<DataKeyId> = names
         .iter()
         .map(|s| DataKeyId::Subject(node.keys.pseudonym(s)))
@@ -646,87 +655,93 @@ struct Erased {
     before_shred: Duration,
 }
 
-/// Erasure of each measured subject, smallest first.
-async fn erasures(node: &Node) {
+/// Erases `subject`, who has `n` records, and checks the outcome; returns the time taken and
+/// the time until the shred of the subject key began.
+async fn erase_one(node: &Node, subject: &str, n: usize) -> Erased {
     let tenant = tenant();
+    let pseudonym = node.keys.pseudonym(subject);
+    let started_at = now();
+    let started = Instant::now();
+    let (_request, outcome) = custodian_server::subjects::erase(
+        &node.state,
+        &actor(),
+        &tenant,
+        subject,
+        &Asked {
+            kind: "erasure",
+            reference: "BENCH-2",
+            reason: "bench",
+        },
+    )
+    .await
+    .expect("erase");
+    let total = started.elapsed();
+    match outcome {
+        ErasureOutcome::Erased {
+            erased: count,
+            anonymised: 0,
+            held,
+            ..
+        } if held.is_empty() => assert_eq!(count, n as u64, "every record erased"),
+        ErasureOutcome::Erased {
+            erased: count,
+            anonymised,
+            ..
+        } => panic!("erased {count}, anonymised {anonymised} or held some of {n}"),
+        ErasureOutcome::AlreadyErased { .. } => panic!("{subject} was already erased"),
+        ErasureOutcome::Refused { .. } => panic!("erasure of {subject} refused"),
+    }
+    // Untimed: the key is gone and so are the rows.
+    match node
+        .state
+        .keys
+        .data_keys(&tenant, &[DataKeyId::Subject(pseudonym)], false, "")
+        .await
+    {
+        Err(ServerError::KeyDestroyed { .. }) => {}
+        Ok(_) => panic!("the key of {subject} still unwraps after its erasure"),
+        Err(e) => panic!("the key of {subject}: {e}"),
+    }
+    let left = node
+        .state
+        .store
+        .list_subject_records(&tenant, &pseudonym, None, 10)
+        .await
+        .expect("list_subject_records");
+    assert!(left.is_empty(), "records of {subject} left after erasure");
+    let key = DataKeyId::Subject(pseudonym).encode();
+    let log = node
+        .state
+        .keys
+        .store()
+        .snapshot()
+        .await
+        .expect("key store")
+        .shred_log;
+    let at = log
+        .iter()
+        .find(|e| e.tenant == tenant && e.id == key)
+        .expect("the subject key in the shred log")
+        .at;
+    Erased {
+        records: n,
+        total,
+        before_shred: at.duration_since(started_at).unsigned_abs(),
+    }
+}
+
+/// Erasure of each measured subject, smallest first, after a warm-up erasure.
+async fn erasures(node: &Node) {
+    let warmup = erase_one(node, &warmup_subject(), WARMUP_RECORDS).await;
+    println!(
+        "{} first erasure since start (warm-up, {WARMUP_RECORDS} records, not compared): {:.1} ms, shred began after {:.1} ms",
+        node.backend.name(),
+        ms(warmup.total),
+        ms(warmup.before_shred)
+    );
     let mut erased = Vec::new();
     for n in ERASURE_SIZES {
-        let subject = erasure_subject(n);
-        let pseudonym = node.keys.pseudonym(&subject);
-        let started_at = now();
-        let started = Instant::now();
-        let (_request, outcome) = custodian_server::subjects::erase(
-            &node.state,
-            &actor(),
-            &tenant,
-            &subject,
-            &Asked {
-                kind: "erasure",
-                reference: "BENCH-2",
-                reason: "bench",
-            },
-        )
-        .await
-        .expect("erase");
-        let total = started.elapsed();
-        match outcome {
-            ErasureOutcome::Erased {
-                erased: count,
-                anonymised: 0,
-                held,
-                ..
-            } if held.is_empty() => assert_eq!(count, n as u64, "every record erased"),
-            ErasureOutcome::Erased {
-                erased: count,
-                anonymised,
-                ..
-            } => panic!("erased {count}, anonymised {anonymised} or held some of {n}"),
-            ErasureOutcome::AlreadyErased { .. } => panic!("{subject} was already erased"),
-            ErasureOutcome::Refused { .. } => panic!("erasure of {subject} refused"),
-            ErasureOutcome::Scheduled { .. } => {
-                panic!(
-                    "erasure of {subject} scheduled: the bench's data types have no cancel window"
-                )
-            }
-        }
-        // Untimed: the key is gone and so are the rows.
-        match node
-            .state
-            .keys
-            .data_keys(&tenant, &[DataKeyId::Subject(pseudonym)], false, "")
-            .await
-        {
-            Err(ServerError::KeyDestroyed { .. }) => {}
-            Ok(_) => panic!("the key of {subject} still unwraps after its erasure"),
-            Err(e) => panic!("the key of {subject}: {e}"),
-        }
-        let left = node
-            .state
-            .store
-            .list_subject_records(&tenant, &pseudonym, None, 10)
-            .await
-            .expect("list_subject_records");
-        assert!(left.is_empty(), "records of {subject} left after erasure");
-        let key = DataKeyId::Subject(pseudonym).encode();
-        let log = node
-            .state
-            .keys
-            .store()
-            .snapshot()
-            .await
-            .expect("key store")
-            .shred_log;
-        let at = log
-            .iter()
-            .find(|e| e.tenant == tenant && e.id == key)
-            .expect("the subject key in the shred log")
-            .at;
-        let before_shred = at.duration_since(started_at).unsigned_abs();
-        erased.push(Erased {
-            records: n,
-            total,
-            before_shred,
-        });
+        erased.push(erase_one(node, &erasure_subject(n), n).await);
     }
     let shred = lone_shreds(node).await;
     for e in &erased {
@@ -780,7 +795,7 @@ fn main() {
         env("CUSTODIAN_BENCH_SUBJECT_LOOKUP_SECS").unwrap_or(DEFAULT_LOOKUP_SECS) as u64,
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let special = EXPORT_RECORDS + ERASURE_SIZES.iter().sum::<usize>();
+    let special = EXPORT_RECORDS + ERASURE_SIZES.iter().sum::<usize>() + WARMUP_RECORDS;
     let set = |backend_default: usize| match records {
         Some(n) => format!("{n} records (CUSTODIAN_BENCH_SUBJECT_RECORDS)"),
         None => format!("{backend_default} records (the default)"),

@@ -89,6 +89,19 @@ pub enum Command {
         /// Write the input with findings redacted instead of the findings.
         #[arg(long)]
         redact: bool,
+        /// De-identify record lines (`{"type", "subjects", "payload", ...}`, as `records put`
+        /// takes them) with this policy's field rules and its classes' free-text actions, and
+        /// write them out: for sharing data with the identifiers transformed.
+        #[arg(long, value_name = "POLICY", conflicts_with = "redact")]
+        transform: Option<PathBuf>,
+        /// The tenant tokens and format-preserving ciphertexts are bound to (--transform).
+        #[arg(long, requires = "transform", default_value = "offline")]
+        tenant: String,
+        /// A file holding the 32-byte secret (64 hex digits) keyed transforms expand their keys
+        /// from, so pseudonyms and tokens stay the same across runs. Without it, a fresh secret
+        /// is used and forgotten: pseudonyms join within the run only, tokens open never.
+        #[arg(long, requires = "transform", env = "CUSTODIAN_TRANSFORM_KEY_FILE")]
+        key_file: Option<PathBuf>,
     },
 }
 

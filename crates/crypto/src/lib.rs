@@ -100,7 +100,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// 64 hex digits to 32 bytes.
-pub(crate) fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+pub fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     let bytes = s.as_bytes();
     if bytes.len() != 64 {
         return None;

@@ -486,12 +486,7 @@ fn main() {
                 .filter(|s| s.score >= f64::from(ScanConfig::default().min_score))
                 .cloned()
                 .collect();
-            score_record(
-                &r.spans,
-                &confident,
-                &presidio_entities,
-                &mut theirs_at_min,
-            );
+            score_record(&r.spans, &confident, &presidio_entities, &mut theirs_at_min);
         }
         if r.category.starts_with("NEG") {
             let n = negatives.entry(r.category.as_str()).or_default();
@@ -517,7 +512,9 @@ fn main() {
         label_count.values().sum::<usize>()
     );
     println!("machine: {cores} cores; each tool runs on one thread, one call per record");
-    println!("custodian: {config_text}; findings flagged test ({test_flagged}) count as not reported");
+    println!(
+        "custodian: {config_text}; findings flagged test ({test_flagged}) count as not reported"
+    );
     if let Some(p) = &presidio {
         let versions: Vec<String> = p.versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("presidio: {}; {}", versions.join(", "), p.config);

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use custodian_core::ids::TenantId;
 use custodian_core::policy::{DataType, PiiAction, Transform};
+use custodian_crypto::IndexKey;
 use custodian_detect::transform::{self, Generalization, MaskOptions, SecretKey};
 use custodian_detect::{ScanConfig, Scanner};
 use serde::{Deserialize, Serialize};
@@ -45,11 +46,16 @@ pub struct TransformKeys {
 
 impl TransformKeys {
     pub fn of(keys: &TenantKeys) -> Result<TransformKeys, ServerError> {
+        TransformKeys::from_index_key(keys.index_key())
+    }
+
+    /// The keys an index key expands to (offline de-identification brings its own).
+    pub fn from_index_key(index: &IndexKey) -> Result<TransformKeys, ServerError> {
         Ok(TransformKeys {
-            pseudonym: keys.derive("transform/pseudonymize", 32)?.into(),
-            token: keys.derive("transform/tokenize", 64)?.into(),
-            fpe: keys.derive("transform/fpe", 32)?.into(),
-            date_shift: keys.derive("transform/date_shift", 32)?.into(),
+            pseudonym: index.derive("transform/pseudonymize", 32)?.into(),
+            token: index.derive("transform/tokenize", 64)?.into(),
+            fpe: index.derive("transform/fpe", 32)?.into(),
+            date_shift: index.derive("transform/date_shift", 32)?.into(),
         })
     }
 

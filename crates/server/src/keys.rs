@@ -53,13 +53,9 @@ impl TenantKeys {
         self.index.pseudonym(subject)
     }
 
-    /// A key for one purpose, expanded from the index key (de-identification transforms).
-    pub fn derive(
-        &self,
-        purpose: &str,
-        len: usize,
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ServerError> {
-        Ok(self.index.derive(purpose, len)?)
+    /// The index key, which de-identification keys are expanded from.
+    pub fn index_key(&self) -> &IndexKey {
+        &self.index
     }
 
     pub fn current_kek_version(&self) -> u32 {

@@ -40,7 +40,19 @@ pub fn init_logging(format: LogFormat) {
 pub fn run(command: Command) -> CmdResult {
     match command {
         Command::Policy(cmd) => policy::run(cmd),
-        Command::Scan { file, redact } => scan::run(&file, redact),
+        Command::Scan {
+            file,
+            redact,
+            transform: None,
+            ..
+        } => scan::run(&file, redact),
+        Command::Scan {
+            file,
+            transform: Some(policy),
+            tenant,
+            key_file,
+            ..
+        } => scan::transform(&file, &policy, &tenant, key_file.as_deref()),
         other => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -82,3 +82,62 @@ fn a_missing_file_is_a_clear_error() {
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot open /nonexistent/file.txt"), "{err}");
 }
+
+#[test]
+fn transform_de_identifies_record_lines_as_ingest_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "{}\n[classes.internal]\npii = \"redact\"\n\n[data_types.profile]\nclass = \"internal\"\nretention = \"tier\"\n\n[data_types.profile.fields]\nemail = \"pseudonymize\"\ncard = \"tokenize\"\naccount = \"fpe\"\n",
+            crate::harness::default_policy_text()
+        ),
+    )
+    .unwrap();
+    let key = dir.path().join("transform.key");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+    let input = concat!(
+        r#"{"type":"profile","subjects":["s1"],"event_time":"2026-01-01T00:00:00Z","payload":{"email":"lu@corp.io","card":"4539578763621486","note":"reach me at +1 415 555 2671"}}"#,
+        "\n\n",
+        r#"{"type":"nope","payload":{}}"#,
+        "\n",
+        r#"{"type":"profile","payload":{"account":"12"}}"#,
+        "\n"
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--transform", policy.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        scan(&args, input.as_bytes())
+    };
+    let (code, out, err) = run(&["--key-file", key.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "two lines are refused: {err}");
+    assert!(err.contains("line 3: unknown data type \"nope\""), "{err}");
+    assert!(
+        err.contains("line 4: field account: format-preserving encryption cannot apply"),
+        "{err}"
+    );
+    assert!(!err.contains("\"12\""), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let payload = &lines[0]["payload"];
+    assert_eq!(
+        lines[0]["event_time"], "2026-01-01T00:00:00Z",
+        "other fields kept"
+    );
+    assert!(payload["card"].as_str().unwrap().starts_with("tok_"));
+    assert_ne!(payload["email"], "lu@corp.io");
+    assert_eq!(payload["note"], "reach me at <PHONE_NUMBER>");
+    assert_eq!(lines[0]["findings"][0]["entity"], "PHONE_NUMBER");
+    assert!(!out.contains("4539578763621486") && !out.contains("lu@corp.io"));
+    // The same key file gives the same pseudonyms and tokens; no key file, other ones.
+    let (_, again, _) = run(&["--key-file", key.to_str().unwrap()]);
+    assert_eq!(again, out);
+    let (_, fresh, err) = run(&[]);
+    assert!(err.contains("no --key-file"), "{err}");
+    let fresh: serde_json::Value = serde_json::from_str(fresh.lines().next().unwrap()).unwrap();
+    assert_ne!(fresh["payload"]["email"], payload["email"]);
+}
