@@ -256,7 +256,8 @@ async fn http_ingest(
     }
 }
 
-/// Validate + seal (`prepare_batch`) on `threads` threads, in-process, no I/O.
+/// Validate + seal (`prepare_batch`) on `threads` threads, in-process, no I/O, under the
+/// server's policy.
 fn seal_only(
     state: &AppState,
     runtime: &tokio::runtime::Handle,
@@ -264,8 +265,20 @@ fn seal_only(
     threads: usize,
     batches: usize,
 ) -> Measured {
+    seal_under(&state.policy, state, runtime, bodies, threads, batches)
+}
+
+/// [`seal_only`] under `policy` (same tenants and data types as the server's).
+fn seal_under(
+    policy: &Policy,
+    state: &AppState,
+    runtime: &tokio::runtime::Handle,
+    bodies: &[&'static [u8]],
+    threads: usize,
+    batches: usize,
+) -> Measured {
     let tenant = TenantId::new(TENANT).expect("tenant id");
-    let tenant_policy = state.policy.tenant(&tenant).expect("tenant in policy");
+    let tenant_policy = policy.tenant(&tenant).expect("tenant in policy");
     let tenant_keys = runtime
         .block_on(state.keys.tenant(&tenant))
         .expect("tenant keys");
@@ -287,7 +300,7 @@ fn seal_only(
                         runtime.block_on(state.keys.data_keys(&tenant, ids, true, ""))
                     };
                     let sealed = custodian_server::ingest::prepare_batch(
-                        &state.policy,
+                        policy,
                         tenant_policy,
                         &tenant_keys,
                         resolve,
@@ -457,6 +470,53 @@ enum AuditMode {
     Full,
     /// A fixed two-byte entry in clear: the store still appends an entry, nothing else.
     Stub,
+}
+
+/// What scanning free text at ingest adds to the CPU stage: `prepare_batch` with no class
+/// asking for detection, against the same with `pii = "flag"` and `pii = "redact"` on every
+/// class the bench's records have, in alternating rounds on one thread; medians. The records
+/// are ~1 KiB of words with one documentation email address in a third of them.
+fn detection_overhead(
+    state: &AppState,
+    runtime: &tokio::runtime::Handle,
+    bodies: &[&'static [u8]],
+    batches: usize,
+) -> Vec<String> {
+    const ROUNDS: usize = 7;
+    let with = |action: &str| {
+        let text = format!(
+            "{POLICY}\n[classes.internal]\npii = \"{action}\"\n\n[classes.confidential]\npii = \"{action}\"\n"
+        );
+        Policy::parse("detect.toml", &text).expect("policy with detection")
+    };
+    let policies = [state.policy.as_ref().clone(), with("flag"), with("redact")];
+    let per_round = (batches / 4).max(1);
+    let mut rounds: [Vec<Measured>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        for (i, policy) in policies.iter().enumerate() {
+            rounds[i].push(seal_under(policy, state, runtime, bodies, 1, per_round));
+        }
+    }
+    let [off, flag, redact] = rounds.map(|mut r| {
+        r.sort_by_key(|m| m.elapsed);
+        r.swap_remove(r.len() / 2)
+    });
+    let us = |m: &Measured| 1e6 / m.rate();
+    vec![
+        off.line("no detection (median round)"),
+        flag.line("pii = \"flag\" (median round)"),
+        redact.line("pii = \"redact\" (median round)"),
+        format!(
+            "  detection adds {:.2} us per record with flag ({:+.1}%), {:.2} us with redact ({:+.1}%), to validate + seal; scan rate {:.0} MB/s of record text",
+            us(&flag) - us(&off),
+            (off.rate() / flag.rate() - 1.0) * 100.0,
+            us(&redact) - us(&off),
+            (off.rate() / redact.rate() - 1.0) * 100.0,
+            flag.bytes as f64
+                / 1e6
+                / (flag.elapsed.as_secs_f64() - off.elapsed.as_secs_f64()).max(1e-9),
+        ),
+    ]
 }
 
 /// The ingest pipeline in-process, as the handler runs it minus HTTP: the CPU stage on the
@@ -961,11 +1021,12 @@ fn main() {
         let state = baseline.state.clone();
         let bodies_ref = bodies.clone();
         let handle = tokio::runtime::Handle::current();
-        let (one, all) = tokio::task::spawn_blocking(move || {
+        let (one, all, detection) = tokio::task::spawn_blocking(move || {
             seal_only(&state, &handle, &bodies_ref, 1, WARMUP_BATCHES);
             let one = seal_only(&state, &handle, &bodies_ref, 1, batches);
             let all = seal_only(&state, &handle, &bodies_ref, cores, batches);
-            (one, all)
+            let detection = detection_overhead(&state, &handle, &bodies_ref, batches);
+            (one, all, detection)
         })
         .await
         .expect("seal baseline");
@@ -977,6 +1038,10 @@ fn main() {
         println!("{}", one.line("1 thread"));
         println!("{}", all.line(&format!("{cores} threads")));
         let seal_rate = all.rate();
+        println!("\ndetection at ingest (free-text scan of every record), in-process, 1 thread");
+        for line in detection {
+            println!("{line}");
+        }
 
         let only = std::env::var("CUSTODIAN_BENCH_ONLY").unwrap_or_default();
         let mut summary = Vec::new();
