@@ -232,7 +232,7 @@ async fn record_json(
         .tenant(tenant)
         .zip(state.policy.data_type(record.data_type.as_str()))
         .map(|(t, d)| state.policy.effective_retention(t, d).to_string());
-    let item = json!({
+    let mut item = json!({
         "id": record.id.to_string(),
         "type": record.data_type.as_str(),
         "class": Class::as_str(record.class),
@@ -243,6 +243,9 @@ async fn record_json(
         "retention": retention,
         "payload": body.payload,
     });
+    if !body.findings.is_empty() {
+        item["findings"] = json!(body.findings);
+    }
     serde_json::to_vec(&item).map_err(|e| ServerError::Internal(e.to_string()))
 }
 
@@ -282,7 +285,8 @@ fn schema(state: &AppState, tenant: &TenantId, files: &[ExportFile]) -> serde_js
                 "ingest_time": {"type": "string", "format": "date-time"},
                 "expires_at": {"type": ["string", "null"], "format": "date-time", "description": "when retention ends; null while it waits for an event or is kept until deleted"},
                 "retention": {"type": ["string", "null"], "description": "the retention rule that applies"},
-                "payload": {"description": "the record as sent, with fields de-identified at ingest as stored"}
+                "payload": {"description": "the record as sent, with fields de-identified at ingest as stored"},
+                "findings": {"type": "array", "description": "personal data or secrets detection found in the payload's free text at ingest: field, entity, byte offsets (never values)"}
             }
         },
         "x-custodian-data-types": types,
