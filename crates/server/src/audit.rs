@@ -570,7 +570,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Lower-case hex, the form pseudonyms take in audit events.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 fn tlog_error(e: custodian_tlog::Error) -> ServerError {
@@ -578,5 +584,14 @@ fn tlog_error(e: custodian_tlog::Error) -> ServerError {
     match e {
         E::IndexOutOfRange { .. } | E::InvalidRange { .. } => ServerError::Invalid(e.to_string()),
         other => ServerError::Internal(format!("audit log: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_is_lower_case_two_digits_per_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(super::hex(&[]), "");
     }
 }
