@@ -595,6 +595,11 @@ async fn erasure_waits_out_a_cancel_window(server: TestServer) {
     // Asked again and left alone, the sweeper carries it out once the window ends.
     let (_, second) = erase(&server, "acme", &admin, "gina").await;
     let request = second["request"]["id"].as_str().unwrap().to_owned();
+    // Asked once more meanwhile: answered by the erasure already waiting.
+    let (_, third) = erase(&server, "acme", &admin, "gina").await;
+    assert_eq!(third["scheduled_deletion"], second["scheduled_deletion"]);
+    assert_eq!(third["request"]["status"], "completed");
+    assert_eq!(third["request"]["outcome"]["answered_by"], json!(request));
     server
         .clock
         .advance(jiff::SignedDuration::from_hours(24 * 8));

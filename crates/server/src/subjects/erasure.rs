@@ -115,6 +115,26 @@ pub async fn erase(
         ));
     }
     if let Some(due_at) = sorted.cancel_window_end(state, state.clock.now()) {
+        // Asked again while an erasure of the subject waits out its window: that one will
+        // answer for both, so this request is answered now, pointing at it.
+        let pending = state
+            .store
+            .scheduled_deletions(tenant)
+            .await?
+            .into_iter()
+            .find(|d| {
+                d.state == DeletionState::Scheduled
+                    && d.target == DeletionTarget::Subject(pseudonym)
+            });
+        if let Some(deletion) = pending {
+            let outcome = json!({
+                "scheduled": deletion.id,
+                "due_at": deletion.due_at,
+                "answered_by": request_id(&deletion.id),
+            });
+            let answered = answer(state, actor, &request, "completed", &outcome, None).await?;
+            return Ok((answered, ErasureOutcome::Scheduled { deletion }));
+        }
         let deletion = schedule(state, actor, &request, due_at).await?;
         return Ok((request, ErasureOutcome::Scheduled { deletion }));
     }
