@@ -14,11 +14,15 @@ documented test values, numbers failing Luhn/IBAN checksums, invalid SSNs, place
 
 Every labelled value is valid by the rules of its kind (Luhn and issuer prefix for cards, mod-97
 for IBANs, libphonenumber's `is_valid_number` for phone numbers, SSA rules for SSNs) and is not
-a value reserved for documentation or testing: those appear only as hard negatives.
+a value reserved for documentation or testing: those appear only as hard negatives. Phone
+numbers are judged by python-phonenumbers, the library Presidio's phone recognizer is built on,
+so Presidio finds nearly all of them by construction; custodian reads the same libphonenumber
+metadata through the Rust `phonenumber` crate, whose release may be older.
 
 The output is a pure function of `--seed`, `--records` and the pinned package versions
-(requirements.txt): one `random.Random` drives every choice and each Faker instance is seeded
-from it.
+(requirements.txt): one `random.Random` drives every choice, each Faker instance is seeded
+from the seed, dates come from fixed bounds, and the script re-runs itself with PYTHONHASHSEED=0
+because some Faker providers pick from sets.
 """
 
 from __future__ import annotations
@@ -93,52 +97,81 @@ def email() -> str:
             return v
 
 
+# Numbers reserved for fiction: NANP 555-0100..0199 and Ofcom's drama ranges (national
+# significant number prefixes). Faker's en_GB provider only writes drama numbers, so British
+# numbers are made here instead.
+OFCOM_DRAMA = (
+    "1134960", "1144960", "1154960", "1164960", "1174960", "1184960", "1214960", "1314960",
+    "1414960", "1514960", "1614960", "1914980", "2079460", "2896496", "2920180", "1632960",
+    "7700900", "8081570", "9098790", "3069990",
+)
+
+
 def _fictional(n: phonenumbers.PhoneNumber) -> bool:
     nsn = phonenumbers.national_significant_number(n)
     if n.country_code == 1:
         return nsn[3:6] == "555" and nsn[6:8] == "01"
     if n.country_code == 44:
-        # Ofcom's drama ranges.
-        return any(nsn.startswith(p) for p in ("2079460", "1134960", "1614960", "7700900"))
+        return nsn.startswith(OFCOM_DRAMA)
     return False
 
 
 PHONE_NATIONAL = ["US", "GB", "DE"]
-PHONE_INTL_ONLY = {"fr_FR": "FR", "nl_NL": "NL", "es_ES": "ES", "it_IT": "IT"}
+PHONE_INTL_ONLY = ["FR", "NL", "ES", "IT", "CH", "AT", "IE", "AU", "CA"]
+PHONE_TYPES = [phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE]
+F = phonenumbers.PhoneNumberFormat
+
+
+def random_number(region: str) -> phonenumbers.PhoneNumber:
+    """A valid, non-fictional number of `region`: libphonenumber's example number of a random
+    type with all but its first zero to two digits replaced at random."""
+    while True:
+        ex = phonenumbers.example_number_for_type(region, rng.choice(PHONE_TYPES))
+        if ex is None:
+            continue
+        nsn = phonenumbers.national_significant_number(ex)
+        keep = rng.randrange(0, 3)
+        digits = nsn[:keep] + rand_str(string.digits, len(nsn) - keep)
+        n = phonenumbers.parse(f"+{ex.country_code}{digits}")
+        if phonenumbers.is_valid_number(n) and not _fictional(n):
+            return n
+
+
+def faker_number(region: str) -> str | None:
+    """A number as Faker writes it for the US or Germany, if libphonenumber finds it valid."""
+    raw = fake({"US": "en_US", "DE": "de_DE"}[region]).phone_number()
+    if "x" in raw.lower():
+        return None
+    try:
+        n = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return raw if phonenumbers.is_valid_number(n) and not _fictional(n) else None
 
 
 def phone() -> str:
-    """A valid number from a region custodian and Presidio are both configured for, written as
-    Faker writes it or in one of libphonenumber's formats, or a number of another country written
-    internationally."""
-    while True:
-        if rng.random() < 0.2:
-            locale = rng.choice(list(PHONE_INTL_ONLY))
-            region = PHONE_INTL_ONLY[locale]
-        else:
-            region = rng.choice(PHONE_NATIONAL)
-            locale = {"US": "en_US", "GB": "en_GB", "DE": "de_DE"}[region]
-        raw = fake(locale).phone_number()
-        if "x" in raw.lower() or "ext" in raw.lower():
-            continue
-        try:
-            n = phonenumbers.parse(raw, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if not phonenumbers.is_valid_number(n) or _fictional(n):
-            continue
-        style = rng.randrange(4)
-        if region not in PHONE_NATIONAL:
-            style = rng.choice([1, 2])
-        if style == 0 and raw.count("(") <= 1:
-            v = raw
-        elif style == 1:
-            v = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-        elif style == 2:
-            v = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.E164)
-        else:
-            v = phonenumbers.format_number(n, phonenumbers.PhoneNumberFormat.NATIONAL)
-        return v
+    """A valid number of a region custodian and Presidio are both configured for, in one of the
+    ways people write them, or a number of another country written internationally."""
+    if rng.random() < 0.2:
+        n = random_number(rng.choice(PHONE_INTL_ONLY))
+        return phonenumbers.format_number(n, rng.choice([F.INTERNATIONAL, F.E164]))
+    region = rng.choice(PHONE_NATIONAL)
+    if region != "GB" and rng.random() < 0.3:
+        raw = faker_number(region)
+        if raw is not None:
+            return raw
+    n = random_number(region)
+    national = phonenumbers.format_number(n, F.NATIONAL)
+    intl = phonenumbers.format_number(n, F.INTERNATIONAL)
+    variants = [national, national, intl, phonenumbers.format_number(n, F.E164)]
+    nsn = phonenumbers.national_significant_number(n)
+    if region == "US":
+        variants += [f"{nsn[:3]}-{nsn[3:6]}-{nsn[6:]}", f"{nsn[:3]}.{nsn[3:6]}.{nsn[6:]}",
+                     f"+1 {nsn[:3]}-{nsn[3:6]}-{nsn[6:]}", nsn]
+    else:
+        # "+44 (0)20 7946 0958": the trunk prefix in parentheses, as often written.
+        variants += [intl.replace(" ", " (0)", 1), national.replace(" ", "", 1)]
+    return rng.choice(variants)
 
 
 TEST_CARDS = {
@@ -177,15 +210,35 @@ CARD_TYPES = ["visa16", "visa16", "visa16", "visa13", "visa19", "mastercard", "m
               "amex", "discover", "jcb16", "diners"]
 
 
+def issuer_ok(d: str) -> bool:
+    """The networks' published IIN ranges and lengths (Faker's JCB numbers start with any 35)."""
+    n, p2, p3, p4, p6 = len(d), int(d[:2]), int(d[:3]), int(d[:4]), int(d[:6])
+    if d[0] == "4":
+        return n in (13, 16, 19)
+    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720:
+        return n == 16
+    if p2 in (34, 37):
+        return n == 15
+    if p4 == 6011 or 644 <= p3 <= 649 or p2 == 65 or 622126 <= p6 <= 622925:
+        return 16 <= n <= 19
+    if 3528 <= p4 <= 3589:
+        return 16 <= n <= 19
+    if 300 <= p3 <= 305 or p4 == 3095 or p2 in (36, 38, 39):
+        return 14 <= n <= 19
+    return False
+
+
 def card_digits() -> str:
     while True:
         v = fake().credit_card_number(rng.choice(CARD_TYPES))
-        if v not in TEST_CARDS and luhn_ok(v):
+        if v not in TEST_CARDS and luhn_ok(v) and issuer_ok(v):
             return v
 
 
 def credit_card() -> str:
-    return group_card(card_digits())
+    d = card_digits()
+    # 13-digit numbers have no settled grouping: written ungrouped.
+    return d if len(d) == 13 else group_card(d)
 
 
 IBAN_LOCALES = ["de_DE", "en_GB", "fr_FR", "nl_NL", "es_ES", "it_IT"]
@@ -358,6 +411,11 @@ def private_key(escaped: bool = False) -> str:
     body = pem_body(rng.randrange(3, 12))
     lines = [f"-----BEGIN {kind}PRIVATE KEY-----", *body, f"-----END {kind}PRIVATE KEY-----"]
     return ("\\n" if escaped else "\n").join(lines)
+
+
+def service_account_email() -> str:
+    f = fake()
+    return f"{f.user_name()}@{f.word()}-{rng.randrange(10**5, 10**6)}.iam.gserviceaccount.com"
 
 
 def private_key_escaped() -> str:
@@ -564,7 +622,8 @@ def sha() -> str:
 def bad_luhn_card() -> str:
     d = card_digits()
     last = (int(d[-1]) + rng.randrange(1, 10)) % 10
-    return group_card(d[:-1] + str(last))
+    d = d[:-1] + str(last)
+    return d if len(d) == 13 else group_card(d)
 
 
 def bad_iban() -> str:
@@ -678,6 +737,7 @@ def tracking() -> str:
 # Upper-case placeholders are labelled with the entity; lower-case ones are unlabelled fillers.
 LABELLED: dict[str, tuple[str, Callable[[], str]]] = {
     "EMAIL": ("EMAIL_ADDRESS", email),
+    "SA_EMAIL": ("EMAIL_ADDRESS", service_account_email),
     "PHONE": ("PHONE_NUMBER", phone),
     "CARD": ("CREDIT_CARD", credit_card),
     "IBAN": ("IBAN_CODE", iban),
@@ -836,7 +896,7 @@ GROUPS: list[tuple[str, int, list[str]]] = [
     ("PRIVATE_KEY", 120, [
         "key.pem:\n[[PEM]]\n",
         "Here is the deploy key:\n[[PEM]]",
-        '{"type": "service_account", "private_key": "[[PEM_ESCAPED]]\\n", "client_email": "[[word]]@[[word]]-[[custid]].iam.gserviceaccount.com"}',
+        '{"type": "service_account", "private_key": "[[PEM_ESCAPED]]\\n", "client_email": "[[SA_EMAIL]]"}',
     ]),
     ("GENERIC_SECRET", 300, [
         "password=[[PW]]",

@@ -675,11 +675,17 @@ fn main() {
         for name in worse {
             println!("  {name}:");
             for (tool, log) in [("custodian", &our_errors), ("presidio", &their_errors)] {
-                for (i, span, kind) in log.get(name).into_iter().flatten().take(6) {
-                    println!(
-                        "    {tool:<9} {kind:<14} {}",
-                        snippet(&records[*i].text, span, 40)
-                    );
+                let list = log.get(name).map_or(&[][..], Vec::as_slice);
+                for wanted in ["miss", "false positive"] {
+                    let of_kind: Vec<_> = list.iter().filter(|(_, _, k)| *k == wanted).collect();
+                    // Spread over the list: neighbours tend to come from one template.
+                    let step = of_kind.len().div_ceil(4).max(1);
+                    for (i, span, kind) in of_kind.into_iter().step_by(step) {
+                        println!(
+                            "    {tool:<9} {kind:<14} {}",
+                            snippet(&records[*i].text, span, 40)
+                        );
+                    }
                 }
             }
         }
