@@ -331,6 +331,30 @@ pub enum TokenCommand {
         #[arg(long)]
         expires_in: Option<String>,
     },
+    /// List API tokens: id, tenant, role, creation, expiry, last use and revocation. Never the
+    /// secret, nor its hash.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only this tenant's tokens.
+        #[arg(long, conflicts_with = "platform")]
+        tenant: Option<String>,
+        /// Only the platform's tokens (operator tokens).
+        #[arg(long)]
+        platform: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token: every request with it is refused from now on. Audited in the
+    /// tenant's log (the system log for operator tokens). Revoking a token again changes
+    /// nothing.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The token id (the 16 hex digits after `cst_`, as `token list` shows it).
+        id: String,
+    },
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]

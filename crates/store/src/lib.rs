@@ -233,6 +233,22 @@ pub trait Store: RetentionStore + SubjectStore + Send + Sync + 'static {
     async fn find_token(&self, id: &str) -> Result<Option<TokenRow>>;
 
     async fn touch_token(&self, id: &str, at: Timestamp) -> Result<()>;
+
+    /// Every token, or one tenant's (the platform's with [`TenantId::platform`]), ordered by
+    /// tenant then id. Revoked and expired tokens are included.
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<TokenRow>>;
+
+    /// Revokes a token at `at` and appends `audit` to `log`, in one transaction. Returns the
+    /// row as it now stands: `None` when there is no such token; a token already revoked is
+    /// returned unchanged (its first `revoked_at` kept) and nothing is appended, so a revocation
+    /// is audited once however often it is repeated.
+    async fn revoke_token(
+        &self,
+        id: &str,
+        at: Timestamp,
+        log: &AuditLog,
+        audit: AuditEntry,
+    ) -> Result<Option<TokenRow>>;
 }
 
 /// Where the data lives: the embedded SQLite default or a PostgreSQL server.

@@ -111,6 +111,8 @@ conformance!(
     subject_listing_pages_in_id_order,
     delete_removes_record_and_index,
     tokens_are_found_and_touched,
+    tokens_are_listed_by_tenant_then_id,
+    tokens_are_revoked_and_audited_once,
     ping_answers,
     audit_log_appends_and_proves,
     audit_tree_is_built_from_the_given_leaves_not_the_bodies,
@@ -303,6 +305,146 @@ async fn tokens_are_found_and_touched(s: &dyn Store) {
         s.audit_size(&log).await.unwrap(),
         1,
         "nothing appended for a refused token"
+    );
+}
+
+fn token_row(id: &str, tenant: TenantId, role: &str, hash: u8) -> TokenRow {
+    TokenRow {
+        id: id.into(),
+        tenant,
+        role: role.into(),
+        secret_hash: [hash; 32],
+        created_at: ts("2025-01-01T00:00:00Z"),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+/// The log a token's issuance and revocation are audited in.
+fn token_log(token: &TokenRow) -> AuditLog {
+    if token.tenant.is_platform() {
+        AuditLog::System
+    } else {
+        AuditLog::Tenant(token.tenant.clone())
+    }
+}
+
+async fn tokens_are_listed_by_tenant_then_id(s: &dyn Store) {
+    assert!(s.tokens(None).await.unwrap().is_empty());
+    // Inserted out of order, so the listing's order is the store's doing.
+    let globex = token_row("tok_g1", tenant("globex"), "reader", 1);
+    let acme_b = TokenRow {
+        expires_at: Some(ts("2026-01-01T00:00:00Z")),
+        ..token_row("tok_b", tenant("acme"), "writer", 2)
+    };
+    let operator = token_row("tok_op", TenantId::platform(), "operator", 3);
+    let acme_a = token_row("tok_a", tenant("acme"), "admin", 4);
+    for t in [&globex, &acme_b, &operator, &acme_a] {
+        s.insert_token(t.clone(), &token_log(t), audit())
+            .await
+            .unwrap();
+    }
+    s.touch_token("tok_b", ts("2025-03-01T00:00:00Z"))
+        .await
+        .unwrap();
+    let acme_b = TokenRow {
+        last_used_at: Some(ts("2025-03-01T00:00:00Z")),
+        ..acme_b
+    };
+
+    // The platform's `_platform` sorts before every tenant id (which starts with a letter or
+    // digit); rows come back whole, hash and times included.
+    assert_eq!(
+        s.tokens(None).await.unwrap(),
+        vec![
+            operator.clone(),
+            acme_a.clone(),
+            acme_b.clone(),
+            globex.clone()
+        ]
+    );
+    assert_eq!(
+        s.tokens(Some(&tenant("acme"))).await.unwrap(),
+        vec![acme_a, acme_b]
+    );
+    assert_eq!(
+        s.tokens(Some(&tenant("globex"))).await.unwrap(),
+        vec![globex]
+    );
+    assert_eq!(
+        s.tokens(Some(&TenantId::platform())).await.unwrap(),
+        vec![operator]
+    );
+    assert!(
+        s.tokens(Some(&tenant("initech"))).await.unwrap().is_empty(),
+        "a tenant without tokens lists none"
+    );
+}
+
+async fn tokens_are_revoked_and_audited_once(s: &dyn Store) {
+    let acme = token_row("tok_a", tenant("acme"), "writer", 1);
+    let other = token_row("tok_b", tenant("acme"), "reader", 2);
+    let operator = token_row("tok_op", TenantId::platform(), "operator", 3);
+    for t in [&acme, &other, &operator] {
+        s.insert_token(t.clone(), &token_log(t), audit())
+            .await
+            .unwrap();
+    }
+    let log = token_log(&acme);
+    assert_eq!(s.audit_size(&log).await.unwrap(), 2, "two issuances");
+
+    let first = ts("2025-02-01T00:00:00Z");
+    let revoked = TokenRow {
+        revoked_at: Some(first),
+        ..acme.clone()
+    };
+    assert_eq!(
+        s.revoke_token("tok_a", first, &log, audit()).await.unwrap(),
+        Some(revoked.clone())
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 3, "audited with it");
+    assert_eq!(s.find_token("tok_a").await.unwrap(), Some(revoked.clone()));
+    assert_eq!(
+        s.find_token("tok_b").await.unwrap(),
+        Some(other),
+        "only the named token is revoked"
+    );
+
+    // Again, later: the first revocation stands and nothing is appended.
+    let again = s
+        .revoke_token("tok_a", ts("2025-03-01T00:00:00Z"), &log, audit())
+        .await
+        .unwrap();
+    assert_eq!(again, Some(revoked.clone()), "unchanged");
+    assert_eq!(s.audit_size(&log).await.unwrap(), 3, "not audited again");
+    assert_eq!(s.find_token("tok_a").await.unwrap(), Some(revoked));
+
+    // A platform token is audited in the system log.
+    let system_before = s.audit_size(&AuditLog::System).await.unwrap();
+    let out = s
+        .revoke_token("tok_op", first, &AuditLog::System, audit())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.revoked_at, Some(first));
+    assert_eq!(
+        s.audit_size(&AuditLog::System).await.unwrap(),
+        system_before + 1
+    );
+
+    // An unknown id: no row, nothing written.
+    assert_eq!(
+        s.revoke_token("tok_nope", first, &log, audit())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.audit_size(&log).await.unwrap(), 3, "nothing appended");
+    assert_eq!(
+        s.find_token("tok_nope").await.unwrap(),
+        None,
+        "nothing created"
     );
 }
 

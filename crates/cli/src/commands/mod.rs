@@ -152,6 +152,16 @@ pub async fn open_state(
     .map_err(server_failure)
 }
 
+/// Opens the data store alone, for commands that only read it: no key store, no root key (so
+/// no HSM PIN, and a sealed deployment answers too).
+pub async fn open_store(
+    args: &crate::args::StoreArgs,
+) -> Result<Box<dyn custodian_store::Store>, Failure> {
+    custodian_store::open(&offline_config(args).store_config())
+        .await
+        .map_err(|e| server_failure(e.into()))
+}
+
 /// Maps a server start-up error to its exit code.
 pub fn server_failure(e: ServerError) -> Failure {
     match e {

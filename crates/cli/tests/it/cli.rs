@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use custodian_core::access::Role;
+use custodian_core::ids::TenantId;
 use jiff::ToSpan;
 use serde_json::{Value, json};
 
@@ -789,4 +790,233 @@ async fn retention_commands_place_holds_plan_sweep_and_prove_deletions() {
             &record_line("app_log", &["c"], &now, json!({})),
         )
         .await;
+}
+
+/// `custodian token create|list|revoke` on an in-process server's data directory: the CLI and
+/// the server share its SQLite file, so a revocation by the CLI holds at the server's next
+/// request.
+// Multi-threaded: the in-process server must keep serving while a CLI child blocks a thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_list_and_revoke_on_a_running_server() {
+    let server = TestServer::sqlite().await;
+    let data_dir = path(server.data_dir());
+    let store_args = ["--data-dir", data_dir.as_str()];
+    let create = async |extra: &[&str]| {
+        let run = custodian_async(&[&["token", "create"], &store_args[..], extra].concat()).await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+        let token = run.stdout.trim().to_owned();
+        // `cst_<16 hex id>_<64 hex secret>`.
+        let id = token[4..20].to_owned();
+        let secret = token[21..].to_owned();
+        assert_eq!(token, format!("cst_{id}_{secret}"));
+        (token, id, secret)
+    };
+    let writer = create(&["--tenant", "acme", "--role", "writer"]).await;
+    let reader = create(&[
+        "--tenant",
+        "acme",
+        "--role",
+        "reader",
+        "--expires-in",
+        "30d",
+    ])
+    .await;
+    let operator = create(&["--role", "operator"]).await;
+    let all = [&writer, &reader, &operator];
+    // Neither a token, nor its secret, nor the secret's stored hash may appear in a listing.
+    let assert_no_secrets = |run: &Run| {
+        let output = format!("{}{}", run.stdout, run.stderr);
+        for (token, _, secret) in all {
+            let hash: String = custodian_crypto::sha256(secret.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert!(!output.contains(token.as_str()), "token printed: {run:?}");
+            assert!(!output.contains(secret.as_str()), "secret printed: {run:?}");
+            assert!(!output.contains(&hash), "secret hash printed: {run:?}");
+        }
+    };
+    let list = async |extra: &[&str]| {
+        let run = custodian_async(&[&["token", "list"], &store_args[..], extra].concat()).await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+        assert_no_secrets(&run);
+        run
+    };
+    let list_json = async |extra: &[&str]| -> Vec<Value> {
+        let run = list(&[&["--json"], extra].concat()).await;
+        let rows: Value = serde_json::from_str(&run.stdout).expect("JSON listing");
+        rows.as_array().expect("an array").clone()
+    };
+
+    // The table: one line per token under a header, the platform's first.
+    let table = list(&[]).await;
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{table:?}");
+    for column in [
+        "ID",
+        "TENANT",
+        "ROLE",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+        "REVOKED",
+    ] {
+        assert!(lines[0].contains(column), "{table:?}");
+    }
+    assert!(lines[1].starts_with(&operator.1), "{table:?}");
+    assert!(lines[1].contains("(platform)") && lines[1].contains("operator"));
+    let acme_ids = sorted(vec![writer.1.clone(), reader.1.clone()]);
+    for (line, id) in lines[2..].iter().zip(&acme_ids) {
+        assert!(line.starts_with(id.as_str()), "{table:?}");
+        assert!(line.contains("acme"), "{table:?}");
+    }
+
+    // JSON: every field but the hash; one tenant's tokens in id order; the platform's alone.
+    let acme = list_json(&["--tenant", "acme"]).await;
+    let ids: Vec<&str> = acme.iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, acme_ids);
+    for t in &acme {
+        let keys: Vec<&str> = t.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            sorted(keys),
+            [
+                "created_at",
+                "expires_at",
+                "id",
+                "last_used_at",
+                "platform",
+                "revoked_at",
+                "role",
+                "tenant"
+            ]
+        );
+        assert_eq!(t["tenant"], "acme");
+        assert_eq!(t["revoked_at"], Value::Null);
+        if t["id"] == writer.1.as_str() {
+            assert_eq!(t["role"], "writer");
+            assert_eq!(t["expires_at"], Value::Null);
+        } else {
+            assert_eq!(t["role"], "reader");
+            let expires: jiff::Timestamp = t["expires_at"].as_str().unwrap().parse().unwrap();
+            assert!(expires > now() + (29 * 24).hours() && expires < now() + (31 * 24).hours());
+        }
+    }
+    let platform = list_json(&["--platform"]).await;
+    assert_eq!(platform.len(), 1);
+    assert_eq!(platform[0]["id"], operator.1.as_str());
+    assert_eq!(platform[0]["tenant"], Value::Null);
+    assert_eq!(platform[0]["platform"], true);
+    assert!(list_json(&["--tenant", "globex"]).await.is_empty());
+
+    // All three tokens work.
+    let read = format!("/v1/tenants/acme/records/{ABSENT_ID}");
+    for (token, ..) in [&writer, &reader] {
+        server
+            .get(&read, Some(token))
+            .await
+            .problem(404, "record-not-found");
+    }
+    server
+        .get("/v1/system/keys", Some(&operator.0))
+        .await
+        .ok_json();
+
+    // Revoking the writer token: said so, audited once in acme's log, refused at once.
+    let acme_log = custodian_store::AuditLog::Tenant(TenantId::new("acme").unwrap());
+    let audited = server.state.store.audit_size(&acme_log).await.unwrap();
+    let revoke = async |id: &str| {
+        custodian_async(&[&["token", "revoke", id], &store_args[..]].concat()).await
+    };
+    let run = revoke(&writer.1).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "token {} (tenant acme, role writer) revoked at",
+            writer.1
+        )),
+        "{run:?}"
+    );
+    let size = server.state.store.audit_size(&acme_log).await.unwrap();
+    assert_eq!(size, audited + 1, "one entry for the revocation");
+    let problem = server
+        .get(&read, Some(&writer.0))
+        .await
+        .problem(401, "unauthorized");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("revoked"),
+        "{problem}"
+    );
+    server
+        .get(&read, Some(&reader.0))
+        .await
+        .problem(404, "record-not-found");
+    server
+        .get("/v1/system/keys", Some(&operator.0))
+        .await
+        .ok_json();
+    let events = server.audit_bodies(&acme_log, audited, size).await;
+    let event: Value = serde_json::from_slice(&events[0]).unwrap();
+    assert_eq!(event["action"], "tokens.revoke");
+    assert_eq!(event["subsystem"], "cli");
+    assert_eq!(event["tenant"], "acme");
+    assert_eq!(event["decision"], "allow");
+    assert_eq!(event["reason"], "role writer");
+    assert_eq!(event["objects"], json!([format!("token:{}", writer.1)]));
+    assert!(
+        event["actor"].as_str().unwrap().starts_with("cli:"),
+        "{event}"
+    );
+
+    // The listing shows it revoked, and the others in use.
+    let acme = list_json(&["--tenant", "acme"]).await;
+    for t in &acme {
+        if t["id"] == writer.1.as_str() {
+            let revoked: jiff::Timestamp = t["revoked_at"].as_str().unwrap().parse().unwrap();
+            let audited_at: jiff::Timestamp = event["time"].as_str().unwrap().parse().unwrap();
+            assert_eq!(
+                revoked, audited_at,
+                "the event carries the revocation's time"
+            );
+        } else {
+            assert_eq!(t["revoked_at"], Value::Null);
+            assert!(t["last_used_at"].is_string(), "{t}");
+        }
+    }
+    let table = list(&["--tenant", "acme"]).await;
+    let revoked_line = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(writer.1.as_str()))
+        .expect("the revoked token is still listed");
+    assert!(
+        !revoked_line.trim_end().ends_with(" -"),
+        "revocation time shown: {table:?}"
+    );
+
+    // Again: nothing changes, nothing is audited, and that is not an error.
+    let audited = server.state.store.audit_size(&acme_log).await.unwrap();
+    let run = revoke(&writer.1).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stderr.contains("was already revoked"), "{run:?}");
+    assert_eq!(
+        server.state.store.audit_size(&acme_log).await.unwrap(),
+        audited
+    );
+    assert_eq!(list_json(&["--tenant", "acme"]).await, acme);
+
+    // An unknown id, and a whole token given for an id (never echoed), are invalid input.
+    let run = revoke("0123456789abcdef").await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains("no token with id \"0123456789abcdef\""),
+        "{run:?}"
+    );
+    let run = revoke(&reader.0).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("not the token"), "{run:?}");
+    assert!(!run.stderr.contains(&reader.2), "{run:?}");
+    server
+        .get(&read, Some(&reader.0))
+        .await
+        .problem(404, "record-not-found");
 }

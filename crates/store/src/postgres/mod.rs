@@ -269,6 +269,22 @@ fn record_from_row(row: &Row) -> Result<StoredRecord> {
     })
 }
 
+const TOKEN_COLUMNS: &str =
+    "id, tenant_id, role, secret_hash, created_at, expires_at, revoked_at, last_used_at";
+
+fn token_from_row(row: &Row) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: row.get(0),
+        tenant: crate::parse_tenant(row.get(1))?,
+        role: row.get(2),
+        secret_hash: crate::hash32(row.get(3), "token hash")?,
+        created_at: row.get(4),
+        expires_at: row.get(5),
+        revoked_at: row.get(6),
+        last_used_at: row.get(7),
+    })
+}
+
 fn idempotent_from_row(key: &str, row: &Row) -> Result<IdempotentResponse> {
     Ok(IdempotentResponse {
         key: key.to_owned(),
@@ -814,24 +830,18 @@ impl Store for PostgresStore {
     async fn find_token(&self, id: &str) -> Result<Option<TokenRow>> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "SELECT tenant_id, role, secret_hash, created_at, expires_at, revoked_at, last_used_at FROM api_tokens WHERE id = $1",
-            )
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
+            ))
             .await
             .map_err(db_err)?;
-        let Some(row) = client.query_opt(&stmt, &[&id]).await.map_err(db_err)? else {
-            return Ok(None);
-        };
-        Ok(Some(TokenRow {
-            id: id.to_owned(),
-            tenant: crate::parse_tenant(row.get(0))?,
-            role: row.get(1),
-            secret_hash: crate::hash32(row.get(2), "token hash")?,
-            created_at: row.get(3),
-            expires_at: row.get(4),
-            revoked_at: row.get(5),
-            last_used_at: row.get(6),
-        }))
+        client
+            .query_opt(&stmt, &[&id])
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
     }
 
     async fn touch_token(&self, id: &str, at: Timestamp) -> Result<()> {
@@ -844,5 +854,57 @@ impl Store for PostgresStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<TokenRow>> {
+        // Byte order, as SQLite sorts: under a language collation `_platform` would sort by
+        // `platform`, among the tenants, and the backends would list in different orders.
+        self.select(
+            &format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_tokens
+                 WHERE $1::TEXT IS NULL OR tenant_id = $1
+                 ORDER BY tenant_id COLLATE \"C\", id COLLATE \"C\""
+            ),
+            &[&tenant.map(TenantId::as_str)],
+            token_from_row,
+        )
+        .await
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &str,
+        at: Timestamp,
+        log: &AuditLog,
+        audit: AuditEntry,
+    ) -> Result<Option<TokenRow>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // `revoked_at IS NULL` keeps the first revocation's time and makes a repeat change
+        // nothing, so only the revocation that took effect is audited. A concurrent revocation
+        // holds the row lock until it commits; this UPDATE then re-reads the row and matches
+        // nothing.
+        let revoked = tx
+            .execute(
+                "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &at],
+            )
+            .await
+            .map_err(db_err)?;
+        if revoked == 1 {
+            append_audit_tx(&tx, log.key(), &[audit]).await?;
+        }
+        let row = tx
+            .query_opt(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(row)
     }
 }

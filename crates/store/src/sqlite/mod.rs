@@ -491,6 +491,58 @@ impl RawRecord {
     }
 }
 
+const TOKEN_COLUMNS: &str = "id, tenant_id, role, secret_hash, created_at_us, expires_at_us, revoked_at_us, last_used_at_us";
+
+fn read_token(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawToken> {
+    Ok(RawToken {
+        id: row.get(0)?,
+        tenant: row.get(1)?,
+        role: row.get(2)?,
+        secret_hash: row.get(3)?,
+        created_at_us: row.get(4)?,
+        expires_at_us: row.get(5)?,
+        revoked_at_us: row.get(6)?,
+        last_used_at_us: row.get(7)?,
+    })
+}
+
+struct RawToken {
+    id: String,
+    tenant: String,
+    role: String,
+    secret_hash: Vec<u8>,
+    created_at_us: i64,
+    expires_at_us: Option<i64>,
+    revoked_at_us: Option<i64>,
+    last_used_at_us: Option<i64>,
+}
+
+impl RawToken {
+    fn into_token(self) -> Result<TokenRow> {
+        Ok(TokenRow {
+            id: self.id,
+            tenant: crate::parse_tenant(self.tenant)?,
+            role: self.role,
+            secret_hash: crate::hash32(self.secret_hash, "token hash")?,
+            created_at: from_us(self.created_at_us)?,
+            expires_at: opt_from_us(self.expires_at_us)?,
+            revoked_at: opt_from_us(self.revoked_at_us)?,
+            last_used_at: opt_from_us(self.last_used_at_us)?,
+        })
+    }
+}
+
+/// One token by id, on the caller's connection (inside its transaction when it writes).
+fn token_by_id(conn: &Connection, id: &str) -> Result<Option<TokenRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"
+    ))
+    .and_then(|mut s| s.query_row(params![id], read_token).optional())
+    .map_err(db_err)?
+    .map(RawToken::into_token)
+    .transpose()
+}
+
 impl Db {
     /// Opens (creating if needed) the database at `path` and applies `migrations`. With
     /// `background_checkpoints`, the caller checkpoints the WAL itself (see [`checkpoint`]).
@@ -1085,41 +1137,7 @@ impl Store for SqliteStore {
 
     async fn find_token(&self, id: &str) -> Result<Option<TokenRow>> {
         let id = id.to_owned();
-        self.read(move |c| {
-            let row = c
-                .prepare_cached(
-                    "SELECT tenant_id, role, secret_hash, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_tokens WHERE id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![id], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Vec<u8>>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, Option<i64>>(4)?,
-                            r.get::<_, Option<i64>>(5)?,
-                            r.get::<_, Option<i64>>(6)?,
-                        ))
-                    })
-                    .optional()
-                })
-                .map_err(db_err)?;
-            let Some((tenant, role, hash, created, expires, revoked, used)) = row else {
-                return Ok(None);
-            };
-            Ok(Some(TokenRow {
-                id,
-                tenant: crate::parse_tenant(tenant)?,
-                role,
-                secret_hash: crate::hash32(hash, "token hash")?,
-                created_at: from_us(created)?,
-                expires_at: opt_from_us(expires)?,
-                revoked_at: opt_from_us(revoked)?,
-                last_used_at: opt_from_us(used)?,
-            }))
-        })
-        .await
+        self.read(move |c| token_by_id(c, &id)).await
     }
 
     async fn touch_token(&self, id: &str, at: Timestamp) -> Result<()> {
@@ -1131,6 +1149,51 @@ impl Store for SqliteStore {
             )
             .map_err(db_err)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn tokens(&self, tenant: Option<&TenantId>) -> Result<Vec<TokenRow>> {
+        let tenant = tenant.map(|t| t.as_str().to_owned());
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens
+                     WHERE ?1 IS NULL OR tenant_id = ?1
+                     ORDER BY tenant_id, id"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![tenant], read_token)
+                .map_err(db_err)?;
+            rows.map(|r| r.map_err(db_err).and_then(RawToken::into_token))
+                .collect()
+        })
+        .await
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &str,
+        at: Timestamp,
+        log: &AuditLog,
+        audit: AuditEntry,
+    ) -> Result<Option<TokenRow>> {
+        let id = id.to_owned();
+        let log = log.key().to_owned();
+        self.write(move |c| {
+            // `revoked_at_us IS NULL` keeps the first revocation's time and makes a repeat
+            // change nothing, so only the revocation that took effect is audited.
+            let revoked = c
+                .execute(
+                    "UPDATE api_tokens SET revoked_at_us = ?2 WHERE id = ?1 AND revoked_at_us IS NULL",
+                    params![id, us(at)],
+                )
+                .map_err(db_err)?;
+            if revoked == 1 {
+                append_audit_tx(c, &log, &[audit])?;
+            }
+            token_by_id(c, &id)
         })
         .await
     }
