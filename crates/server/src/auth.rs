@@ -4,6 +4,10 @@
 //! A token reads `cst_<id>_<secret>`: 16 hex digits of id, by which the row is found, and 64 hex
 //! digits (256 bits) of secret, whose SHA-256 is compared in constant time with the stored hash.
 //! A fast hash suffices because the secret is random, not a password.
+//!
+//! A bearer that is not an API token but has the shape of a JWT is an OIDC access token: it is
+//! checked by [`crate::oidc::OidcVerifier`] against the policy's `[access.oidc]` providers and
+//! becomes a principal `oidc:<provider>:<sub>` (see [`oidc_principal`] for its role and MFA).
 
 use custodian_core::access::{Principal, Role};
 use custodian_core::clock::Clock;
@@ -13,8 +17,8 @@ use jiff::Timestamp;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::ServerError;
 use crate::problem::{Kind, Problem};
+use crate::{AppState, ServerError};
 
 const PREFIX: &str = "cst_";
 /// `last_used_at` is written at most this often per token, to keep reads off the write path.
@@ -101,12 +105,9 @@ fn parse_token(token: &str) -> Option<(&str, &str)> {
     (is_hex(id, 16) && is_hex(secret, 64)).then_some((id, secret))
 }
 
-/// Authenticates an `Authorization` header value.
-pub async fn authenticate(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    header: Option<&str>,
-) -> Result<Principal, Problem> {
+/// Authenticates an `Authorization` header value: an API token (`cst_…`) or, when the policy
+/// trusts OIDC providers, a JWT access token from one of them.
+pub async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principal, Problem> {
     let header = header.ok_or_else(|| {
         unauthorized(
             "send `Authorization: Bearer <token>`; create a token with `custodian token create`",
@@ -118,8 +119,67 @@ pub async fn authenticate(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or_else(|| unauthorized("the Authorization header must use the Bearer scheme"))?;
-    let (id, secret) = parse_token(token)
-        .ok_or_else(|| unauthorized("the bearer token is not a custodian token (cst_…)"))?;
+    if !token.starts_with(PREFIX) && crate::oidc::looks_like_jwt(token) {
+        return oidc_principal(state, token).await;
+    }
+    api_token_principal(state.store.as_ref(), state.clock.as_ref(), token).await
+}
+
+/// An OIDC caller: `oidc:<provider>:<sub>`, in the tenant its token names, acting in the
+/// first role of its roles claim that custodian knows (unknown names are skipped; a provider
+/// that sends several should send the intended one first).
+///
+/// A role that the policy's `access.mfa_required` lists is granted only when the token shows
+/// multi-factor authentication (`amr`/`acr`, as the provider's `mfa_amr`/`mfa_acr` say);
+/// otherwise the request is refused with `mfa-required`, naming the principal, and audited as
+/// every refused credential is.
+async fn oidc_principal(state: &AppState, token: &str) -> Result<Principal, Problem> {
+    let Some(verifier) = &state.oidc else {
+        return Err(unauthorized(
+            "the bearer token is a JWT, but the policy trusts no OIDC provider ([access.oidc]); send a custodian token (cst_…)",
+        ));
+    };
+    let identity = verifier.verify(token).await.map_err(|e| match e {
+        crate::oidc::OidcError::Internal(_) => ServerError::Internal(e.to_string()).into_problem(),
+        // The verifier logs the failed fetch itself, once per attempt.
+        e if e.is_unavailable() => Problem::new(Kind::IdentityProviderUnavailable, e.to_string()),
+        e if e.is_authorisation() => Problem::new(Kind::Forbidden, e.to_string()),
+        e => unauthorized(&e.to_string()),
+    })?;
+    let id = identity.principal_id();
+    let Some(&role) = identity.roles.first() else {
+        return Err(
+            ServerError::Internal(format!("{id} was verified without a role")).into_problem(),
+        );
+    };
+    if state.policy.access.mfa_required.contains(&role) && !identity.mfa {
+        return Err(Problem::new(
+            Kind::MfaRequired,
+            format!(
+                "{id} acts as {role}, a role the policy's access.mfa_required lists, and its token does not show multi-factor authentication; sign in with a second factor and send the new token"
+            ),
+        ));
+    }
+    Ok(Principal {
+        id,
+        tenant: identity.tenant,
+        role,
+    })
+}
+
+/// An API token's principal.
+///
+/// API tokens are exempt from `access.mfa_required`: they are not sign-ins but credentials
+/// that operators with access to the store issue offline (`custodian token create`), each
+/// audited as it is created, so no second factor is there to show.
+async fn api_token_principal(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    token: &str,
+) -> Result<Principal, Problem> {
+    let (id, secret) = parse_token(token).ok_or_else(|| {
+        unauthorized("the bearer token is not a custodian token (cst_…) nor a JWT access token")
+    })?;
     let row = store
         .find_token(id)
         .await

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod keys;
 mod metrics;
 pub mod mirror;
+pub mod oidc;
 mod openapi;
 pub mod problem;
 pub mod records;
@@ -120,6 +121,8 @@ pub struct AppState {
     pub retention_applied: std::sync::atomic::AtomicBool,
     /// Whether the audit mirror's last round reached it (see [`mirror`]).
     pub mirror_reachable: std::sync::atomic::AtomicBool,
+    /// Verifies OIDC bearer tokens; `None` when the policy lists no `[access.oidc]` provider.
+    pub oidc: Option<oidc::OidcVerifier>,
 }
 
 /// How to run the server.
@@ -193,6 +196,12 @@ pub async fn build_state(
         clock.clone(),
         policy.deployment.region.clone(),
     );
+    let oidc = if policy.access.oidc.is_empty() {
+        None
+    } else {
+        let http = oidc::http_client().map_err(|e| ServerError::Config(e.to_string()))?;
+        Some(oidc::OidcVerifier::new(policy.access.oidc.clone(), http).with_clock(clock.clone()))
+    };
     let state = Arc::new(AppState {
         policy: Arc::new(policy),
         audit,
@@ -205,6 +214,7 @@ pub async fn build_state(
         destruction: tokio::sync::Mutex::new(()),
         retention_applied: std::sync::atomic::AtomicBool::new(false),
         mirror_reachable: std::sync::atomic::AtomicBool::new(false),
+        oidc,
     });
     seal::open_configured_root(&state).await?;
     Ok(state)

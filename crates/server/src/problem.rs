@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 pub enum Kind {
     Unauthorized,
     Forbidden,
+    MfaRequired,
     UnknownTenant,
     RecordNotFound,
     NotFound,
@@ -38,13 +39,15 @@ pub enum Kind {
     InvalidBackup,
     IntegrityFailure,
     StorageUnavailable,
+    IdentityProviderUnavailable,
     Internal,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 28] = [
+    pub const ALL: [Kind; 30] = [
         Kind::Unauthorized,
         Kind::Forbidden,
+        Kind::MfaRequired,
         Kind::UnknownTenant,
         Kind::RecordNotFound,
         Kind::NotFound,
@@ -70,13 +73,14 @@ impl Kind {
         Kind::InvalidBackup,
         Kind::IntegrityFailure,
         Kind::StorageUnavailable,
+        Kind::IdentityProviderUnavailable,
         Kind::Internal,
     ];
 
     pub fn status(self) -> StatusCode {
         match self {
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
-            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::Forbidden | Kind::MfaRequired => StatusCode::FORBIDDEN,
             Kind::UnknownTenant | Kind::RecordNotFound | Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::InvalidRequest => StatusCode::BAD_REQUEST,
@@ -97,7 +101,9 @@ impl Kind {
             Kind::Sealed | Kind::AuditMirrorUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::KeyDestroyed => StatusCode::GONE,
-            Kind::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::StorageUnavailable | Kind::IdentityProviderUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Kind::Internal | Kind::IntegrityFailure => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +112,7 @@ impl Kind {
         match self {
             Kind::Unauthorized => "unauthorized",
             Kind::Forbidden => "forbidden",
+            Kind::MfaRequired => "mfa-required",
             Kind::UnknownTenant => "unknown-tenant",
             Kind::RecordNotFound => "record-not-found",
             Kind::NotFound => "not-found",
@@ -131,6 +138,7 @@ impl Kind {
             Kind::InvalidBackup => "invalid-backup",
             Kind::IntegrityFailure => "integrity-failure",
             Kind::StorageUnavailable => "storage-unavailable",
+            Kind::IdentityProviderUnavailable => "identity-provider-unavailable",
             Kind::Internal => "internal",
         }
     }
@@ -139,6 +147,7 @@ impl Kind {
         match self {
             Kind::Unauthorized => "Authentication required",
             Kind::Forbidden => "Not allowed",
+            Kind::MfaRequired => "Multi-factor authentication required",
             Kind::UnknownTenant => "Unknown tenant",
             Kind::RecordNotFound => "Record not found",
             Kind::NotFound => "No such endpoint",
@@ -164,6 +173,7 @@ impl Kind {
             Kind::InvalidBackup => "Invalid key-store backup",
             Kind::IntegrityFailure => "Stored data failed its integrity check",
             Kind::StorageUnavailable => "Storage unavailable",
+            Kind::IdentityProviderUnavailable => "Identity provider unavailable",
             Kind::Internal => "Internal error",
         }
     }
@@ -172,10 +182,13 @@ impl Kind {
     pub fn description(self) -> &'static str {
         match self {
             Kind::Unauthorized => {
-                "The request has no valid credential. Send `Authorization: Bearer <token>` with a token from `custodian token create`; expired and revoked tokens are refused."
+                "The request has no valid credential. Send `Authorization: Bearer <token>` with a token from `custodian token create`, or a JWT access token from an OpenID Connect provider the policy lists under [access.oidc]; expired and revoked tokens, and tokens with the wrong issuer, audience, algorithm or signature, are refused. The detail says which check failed."
             }
             Kind::Forbidden => {
                 "The credential is valid but may not perform this action on this tenant: it belongs to another tenant or its role lacks the permission."
+            }
+            Kind::MfaRequired => {
+                "The token's role is one the policy's access.mfa_required lists, and the OIDC token does not show multi-factor authentication (no amr value or acr the provider's mfa_amr / mfa_acr accept). Sign in at the identity provider with a second factor and use the new token. API tokens are exempt: operators issue them offline."
             }
             Kind::UnknownTenant => "The tenant in the path is not defined in the policy.",
             Kind::RecordNotFound => {
@@ -243,6 +256,9 @@ impl Kind {
             }
             Kind::StorageUnavailable => {
                 "The database cannot be reached. Nothing was stored; retry later."
+            }
+            Kind::IdentityProviderUnavailable => {
+                "The OIDC token could not be checked because its provider's signing keys could not be fetched (discovery or JWKS failed). The token may be fine; nothing was done. Retry later."
             }
             Kind::Internal => {
                 "An unexpected error occurred. Nothing was half-stored; the request id identifies the failure in the server log."

@@ -10,6 +10,7 @@ mod cli;
 mod deidentify;
 mod isolation;
 mod keys;
+mod oidc;
 mod retention;
 mod retention_year;
 mod scan;

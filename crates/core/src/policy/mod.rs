@@ -240,6 +240,115 @@ pub struct AccessSettings {
     pub mfa_required: Vec<Role>,
     pub jit_max: CalDuration,
     pub restricted_approvers: u8,
+    /// OpenID Connect providers whose JWT access tokens authenticate callers, besides API
+    /// tokens (`[access.oidc.<name>]`), in file order.
+    pub oidc: Vec<OidcIssuer>,
+}
+
+impl AccessSettings {
+    /// The configured provider whose `issuer` is exactly `iss`.
+    pub fn oidc_issuer(&self, iss: &str) -> Option<&OidcIssuer> {
+        self.oidc.iter().find(|o| o.issuer == iss)
+    }
+}
+
+/// One OpenID Connect provider trusted to vouch for callers (`[access.oidc.<name>]`).
+///
+/// Its tokens name the caller's tenant and roles in claims; the provider is trusted with
+/// both, as an operator issuing an API token is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcIssuer {
+    /// The table's name: principals read `oidc:<name>:<sub>`.
+    pub name: String,
+    /// The exact `iss` of its tokens, and where `/.well-known/openid-configuration` is found.
+    pub issuer: String,
+    /// The `aud` its tokens must carry for this deployment.
+    pub audience: String,
+    /// Signature algorithms accepted (public-key only: never `none`, never HMAC).
+    pub algorithms: Vec<JwsAlgorithm>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 60, at most 300).
+    pub leeway_secs: u64,
+    /// The claim naming the caller's tenant (default `custodian_tenant`).
+    pub tenant_claim: String,
+    /// The claim listing the caller's roles (default `custodian_roles`).
+    pub roles_claim: String,
+    /// `amr` values that show multi-factor authentication (default mfa, otp, hwk, swk).
+    pub mfa_amr: Vec<String>,
+    /// `acr` values that show multi-factor authentication (default none).
+    pub mfa_acr: Vec<String>,
+}
+
+impl OidcIssuer {
+    pub const DEFAULT_ALGORITHMS: [JwsAlgorithm; 3] = [
+        JwsAlgorithm::RS256,
+        JwsAlgorithm::ES256,
+        JwsAlgorithm::EdDSA,
+    ];
+    pub const DEFAULT_LEEWAY_SECS: u64 = 60;
+    pub const MAX_LEEWAY_SECS: u64 = 300;
+    pub const DEFAULT_TENANT_CLAIM: &'static str = "custodian_tenant";
+    pub const DEFAULT_ROLES_CLAIM: &'static str = "custodian_roles";
+    pub const DEFAULT_MFA_AMR: [&'static str; 4] = ["mfa", "otp", "hwk", "swk"];
+}
+
+/// A JWS signature algorithm a policy may allow for OIDC tokens: public-key algorithms only,
+/// so that nothing the provider publishes can be used to forge a token.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JwsAlgorithm {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl JwsAlgorithm {
+    pub const ALL: [JwsAlgorithm; 9] = [
+        JwsAlgorithm::RS256,
+        JwsAlgorithm::RS384,
+        JwsAlgorithm::RS512,
+        JwsAlgorithm::PS256,
+        JwsAlgorithm::PS384,
+        JwsAlgorithm::PS512,
+        JwsAlgorithm::ES256,
+        JwsAlgorithm::ES384,
+        JwsAlgorithm::EdDSA,
+    ];
+
+    /// The `alg` header value (RFC 7518).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwsAlgorithm::RS256 => "RS256",
+            JwsAlgorithm::RS384 => "RS384",
+            JwsAlgorithm::RS512 => "RS512",
+            JwsAlgorithm::PS256 => "PS256",
+            JwsAlgorithm::PS384 => "PS384",
+            JwsAlgorithm::PS512 => "PS512",
+            JwsAlgorithm::ES256 => "ES256",
+            JwsAlgorithm::ES384 => "ES384",
+            JwsAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    /// Exact, case-sensitive, as `alg` is.
+    pub fn parse(s: &str) -> Option<JwsAlgorithm> {
+        JwsAlgorithm::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    pub fn valid_names() -> String {
+        JwsAlgorithm::ALL.map(JwsAlgorithm::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for JwsAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How data-subject requests are answered (`[subject_rights]`).

@@ -11,8 +11,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     AccessSettings, AuditMirror, ClassInfo, DataType, DeleteMethod, Deployment, Diagnostic,
-    Diagnostics, FieldRule, KeySettings, Meta, MetricAllow, PiiAction, Policy, RootKeyConfig,
-    Severity, SubjectRights, Telemetry, TenantPolicy, Tier, Transform,
+    Diagnostics, FieldRule, JwsAlgorithm, KeySettings, Meta, MetricAllow, OidcIssuer, PiiAction,
+    Policy, RootKeyConfig, Severity, SubjectRights, Telemetry, TenantPolicy, Tier, Transform,
 };
 use crate::access::Role;
 use crate::duration::{CalDuration, Unit, VALID_DURATION_FORMS};
@@ -867,12 +867,22 @@ impl<'s> Cx<'s> {
             mfa_required: Vec::new(),
             jit_max: "24h".parse().expect("valid literal"),
             restricted_approvers: 2,
+            oidc: Vec::new(),
         };
         let Some(t) = self.sub_table(root, "access") else {
             return Some(settings);
         };
-        self.check_keys(&t, &["mfa_required", "jit_max", "restricted_approvers"]);
+        self.check_keys(
+            &t,
+            &["mfa_required", "jit_max", "restricted_approvers", "oidc"],
+        );
         let mut ok = true;
+        if let Some(oidc) = self.sub_table(&t, "oidc") {
+            match self.oidc_issuers(&oidc) {
+                Some(issuers) => settings.oidc = issuers,
+                None => ok = false,
+            }
+        }
         if let Some(v) = t.get("mfa_required") {
             for (name, span) in self
                 .string_array(v, "access.mfa_required")
@@ -926,6 +936,249 @@ impl<'s> Cx<'s> {
             }
         }
         ok.then_some(settings)
+    }
+
+    /// `[access.oidc.<name>]` tables, each checked in full; `None` when any is invalid.
+    fn oidc_issuers(&mut self, t: &Table<'_, '_>) -> Option<Vec<OidcIssuer>> {
+        let mut out: Vec<OidcIssuer> = Vec::new();
+        let mut seen: Vec<(String, String)> = Vec::new();
+        let mut ok = true;
+        for (name, span, v) in t.iter() {
+            let path = t.key_path(name);
+            let Some(table) = self.table(v, path.clone()) else {
+                ok = false;
+                continue;
+            };
+            // The name becomes part of principal ids (`oidc:<name>:<sub>`), which are split
+            // on `:` when read: keep it to a plain identifier.
+            let plain = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !plain {
+                ok = false;
+                self.error(
+                    &span,
+                    &path,
+                    format!("{name:?} is not a valid provider name; use letters, digits, - or _ (at most 64)"),
+                );
+            }
+            // Checked on the text as written, so a twin is reported even when either table
+            // has other errors.
+            if let Some(v) = table.get("issuer")
+                && let DeValue::String(url) = v.get_ref()
+            {
+                if let Some((other, _)) = seen.iter().find(|(_, u)| u == url.as_ref()) {
+                    ok = false;
+                    self.error(
+                        &v.span(),
+                        &table.key_path("issuer"),
+                        format!(
+                            "issuer {url:?} is already configured as [access.oidc.{other}]; a token is matched to its provider by `iss`, so each issuer appears once"
+                        ),
+                    );
+                } else {
+                    seen.push((name.to_owned(), url.to_string()));
+                }
+            }
+            match self.oidc_issuer(name, &table) {
+                Some(issuer) => out.push(issuer),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn oidc_issuer(&mut self, name: &str, t: &Table<'_, '_>) -> Option<OidcIssuer> {
+        self.check_keys(
+            t,
+            &[
+                "issuer",
+                "audience",
+                "algorithms",
+                "leeway",
+                "tenant_claim",
+                "roles_claim",
+                "mfa_amr",
+                "mfa_acr",
+            ],
+        );
+        let issuer = match self.req_string(t, "issuer") {
+            Some((url, span)) => match check_issuer_url(&url) {
+                Ok(()) => Some(url),
+                Err(why) => {
+                    self.error(&span, &t.key_path("issuer"), format!("{url:?} {why}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let audience = match self.req_string(t, "audience") {
+            Some((aud, span)) if aud.trim().is_empty() => {
+                self.error(&span, &t.key_path("audience"), "must not be empty");
+                None
+            }
+            other => other.map(|(aud, _)| aud),
+        };
+        let algorithms = match t.get("algorithms") {
+            None => Some(OidcIssuer::DEFAULT_ALGORITHMS.to_vec()),
+            Some(v) => self.jws_algorithms(v, &t.key_path("algorithms")),
+        };
+        let leeway_secs = match t.get("leeway") {
+            None => Some(OidcIssuer::DEFAULT_LEEWAY_SECS),
+            Some(v) => self.leeway(v, &t.key_path("leeway")),
+        };
+        let claim = |cx: &mut Self, key: &str, default: &str| match t.get(key) {
+            None => Some(default.to_owned()),
+            Some(v) => {
+                let path = t.key_path(key);
+                let s = cx.string(v, &path)?;
+                if s.is_empty() {
+                    cx.error(&v.span(), &path, "must name a claim; it is empty");
+                    return None;
+                }
+                Some(s)
+            }
+        };
+        let tenant_claim = claim(self, "tenant_claim", OidcIssuer::DEFAULT_TENANT_CLAIM);
+        let roles_claim = claim(self, "roles_claim", OidcIssuer::DEFAULT_ROLES_CLAIM);
+        let values = |cx: &mut Self, key: &str, default: &[&str]| match t.get(key) {
+            None => Some(default.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()),
+            Some(v) => {
+                let path = t.key_path(key);
+                let items = cx.string_array(v, &path)?;
+                let mut out = Vec::new();
+                for (i, (s, span)) in items.into_iter().enumerate() {
+                    if s.is_empty() {
+                        cx.error(&span, &format!("{path}[{i}]"), "must not be empty");
+                        return None;
+                    }
+                    out.push(s);
+                }
+                Some(out)
+            }
+        };
+        let mfa_amr = values(self, "mfa_amr", &OidcIssuer::DEFAULT_MFA_AMR);
+        let mfa_acr = values(self, "mfa_acr", &[]);
+        if let (Some(amr), Some(acr)) = (&mfa_amr, &mfa_acr)
+            && amr.is_empty()
+            && acr.is_empty()
+        {
+            let span = t.get("mfa_amr").map_or(t.span.clone(), |v| v.span());
+            self.warn(
+                &span,
+                &t.key_path("mfa_amr"),
+                "no amr or acr value shows MFA: this provider's callers never get the roles in access.mfa_required",
+            );
+        }
+        // Every field was checked above, so one table reports all its errors at once.
+        let (
+            Some(issuer),
+            Some(audience),
+            Some(algorithms),
+            Some(leeway_secs),
+            Some(tenant_claim),
+            Some(roles_claim),
+            Some(mfa_amr),
+            Some(mfa_acr),
+        ) = (
+            issuer,
+            audience,
+            algorithms,
+            leeway_secs,
+            tenant_claim,
+            roles_claim,
+            mfa_amr,
+            mfa_acr,
+        )
+        else {
+            return None;
+        };
+        Some(OidcIssuer {
+            name: name.to_owned(),
+            issuer,
+            audience,
+            algorithms,
+            leeway_secs,
+            tenant_claim,
+            roles_claim,
+            mfa_amr,
+            mfa_acr,
+        })
+    }
+
+    fn jws_algorithms(&mut self, v: &Value<'_>, path: &str) -> Option<Vec<JwsAlgorithm>> {
+        let items = self.string_array(v, path)?;
+        if items.is_empty() {
+            self.error(
+                &v.span(),
+                path,
+                format!(
+                    "allows no algorithm, so no token could verify; list some of: {}",
+                    JwsAlgorithm::valid_names()
+                ),
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, (name, span)) in items.into_iter().enumerate() {
+            let item = format!("{path}[{i}]");
+            if let Some(alg) = JwsAlgorithm::parse(&name) {
+                if !out.contains(&alg) {
+                    out.push(alg);
+                }
+                continue;
+            }
+            ok = false;
+            let why = if name.eq_ignore_ascii_case("none") {
+                "\"none\" means an unsigned token that anyone can forge; it is never accepted"
+                    .to_owned()
+            } else if name.to_ascii_uppercase().starts_with("HS") {
+                format!(
+                    "{name:?} is an HMAC algorithm: its key is a secret shared with the provider, and a verifier that accepts it can be fooled by a token keyed with the provider's public key; allow only public-key algorithms ({})",
+                    JwsAlgorithm::valid_names()
+                )
+            } else {
+                format!(
+                    "unknown algorithm {name:?}; valid (case-sensitive): {}",
+                    JwsAlgorithm::valid_names()
+                )
+            };
+            self.error(&span, &item, why);
+        }
+        ok.then_some(out)
+    }
+
+    /// A leeway: whole seconds or minutes (`30s`, `2m`, `0s`), at most five minutes.
+    fn leeway(&mut self, v: &Value<'_>, path: &str) -> Option<u64> {
+        let s = self.string(v, path)?;
+        let max = OidcIssuer::MAX_LEEWAY_SECS;
+        match parse_seconds(&s) {
+            Some(secs) if secs <= max => Some(secs),
+            Some(_) => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!(
+                        "{s:?} is more clock skew than the {}m a token's times may be stretched by",
+                        max / 60
+                    ),
+                );
+                None
+            }
+            None => {
+                self.error(
+                    &v.span(),
+                    path,
+                    format!(
+                        "{s:?} is not a valid leeway; write whole seconds or minutes, e.g. \"30s\", \"2m\" or \"0s\""
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn subject_rights(&mut self, root: &Table<'_, '_>) -> Option<SubjectRights> {
@@ -1141,6 +1394,59 @@ impl<'s> Cx<'s> {
         }
         out
     }
+}
+
+/// Why an issuer URL is refused, if it is: tokens and keys must come over TLS, except from a
+/// provider on this machine (development and tests).
+fn check_issuer_url(url: &str) -> Result<(), &'static str> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("is not a URL: it contains spaces or control characters");
+    }
+    if url.contains(['?', '#']) {
+        return Err("must not have a query or fragment (OpenID Connect Discovery §3)");
+    }
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("https://") {
+        (rest, true)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (rest, false)
+    } else {
+        return Err("is not an https:// URL");
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("must not carry credentials");
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if !tls && !matches!(host, "127.0.0.1" | "localhost" | "::1") {
+        return Err(
+            "must use https://; plain http:// is allowed only for a provider on this machine (127.0.0.1, localhost or [::1])",
+        );
+    }
+    Ok(())
+}
+
+/// `30s`, `2m`, `0s`, `0` as seconds.
+fn parse_seconds(s: &str) -> Option<u64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let (digits, scale) = if let Some(d) = s.strip_suffix('s') {
+        (d, 1)
+    } else if let Some(d) = s.strip_suffix('m') {
+        (d, 60)
+    } else {
+        return None;
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// Names declared under a top-level section, valid or not.

@@ -563,3 +563,287 @@ fn a_class_says_what_ingest_does_with_pii_in_free_text() {
     assert!(err.contains("classes.restricted.pii"), "{err}");
     assert!(err.contains("\"flag\", \"redact\" or \"reject\""), "{err}");
 }
+
+fn with_oidc(tables: &str) -> String {
+    VALID.replace(
+        "restricted_approvers = 2\n",
+        &format!("restricted_approvers = 2\n\n{tables}\n"),
+    )
+}
+
+#[test]
+fn oidc_providers_take_defaults_and_keep_file_order() {
+    assert!(parse(VALID).unwrap().access.oidc.is_empty());
+    let p = parse(&with_oidc(
+        r#"[access.oidc.corp]
+issuer = "https://login.example.com/tenant-1/"
+audience = "custodian-prod"
+
+[access.oidc.local]
+issuer = "http://127.0.0.1:8080"
+audience = "urn:custodian"
+algorithms = ["ES256", "PS256", "ES256"]
+leeway = "2m"
+tenant_claim = "org"
+roles_claim = "groups"
+mfa_amr = ["hwk"]
+mfa_acr = ["urn:example:loa:3"]"#,
+    ))
+    .unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let [corp, local] = p.access.oidc.as_slice() else {
+        panic!("two providers: {:?}", p.access.oidc)
+    };
+    assert_eq!(
+        *corp,
+        OidcIssuer {
+            name: "corp".into(),
+            issuer: "https://login.example.com/tenant-1/".into(),
+            audience: "custodian-prod".into(),
+            algorithms: vec![
+                JwsAlgorithm::RS256,
+                JwsAlgorithm::ES256,
+                JwsAlgorithm::EdDSA
+            ],
+            leeway_secs: 60,
+            tenant_claim: "custodian_tenant".into(),
+            roles_claim: "custodian_roles".into(),
+            mfa_amr: vec!["mfa".into(), "otp".into(), "hwk".into(), "swk".into()],
+            mfa_acr: vec![],
+        }
+    );
+    assert_eq!(
+        local.algorithms,
+        vec![JwsAlgorithm::ES256, JwsAlgorithm::PS256]
+    );
+    assert_eq!(local.leeway_secs, 120);
+    assert_eq!(local.tenant_claim, "org");
+    assert_eq!(local.roles_claim, "groups");
+    assert_eq!(local.mfa_amr, vec!["hwk".to_owned()]);
+    assert_eq!(local.mfa_acr, vec!["urn:example:loa:3".to_owned()]);
+    assert_eq!(
+        p.access
+            .oidc_issuer("http://127.0.0.1:8080")
+            .map(|o| o.name.as_str()),
+        Some("local")
+    );
+    assert!(p.access.oidc_issuer("http://127.0.0.1:8080/").is_none());
+    // The other [access] keys are untouched by the new tables.
+    assert_eq!(p.access.mfa_required.len(), 3);
+    assert_eq!(p.access.restricted_approvers, 2);
+}
+
+#[test]
+fn oidc_algorithms_refuse_none_and_hmac() {
+    let with_algs = |algs: &str| {
+        with_oidc(&format!(
+            "[access.oidc.idp]\nissuer = \"https://idp.example\"\naudience = \"a\"\nalgorithms = {algs}"
+        ))
+    };
+    let errs = errors(&with_algs(
+        r#"["RS256", "none", "HS256", "hs512", "rs256", "ES512"]"#,
+    ));
+    let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines.len(), 5, "{}", lines.join("\n"));
+    assert!(
+        lines[0].contains("access.oidc.idp.algorithms[1]: \"none\" means an unsigned token"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("algorithms[2]: \"HS256\" is an HMAC algorithm"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("algorithms[3]: \"hs512\" is an HMAC algorithm"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("algorithms[4]: unknown algorithm \"rs256\""),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        lines[4].contains("algorithms[5]: unknown algorithm \"ES512\""),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        lines[4].contains("valid (case-sensitive): RS256"),
+        "{}",
+        lines[4]
+    );
+    let empty = errors(&with_algs("[]"));
+    assert!(
+        empty[0].message.starts_with("allows no algorithm"),
+        "{empty:?}"
+    );
+    let wrong_type = errors(&with_algs("\"RS256\""));
+    assert_eq!(
+        wrong_type[0].message,
+        "expected an array of strings, found a string"
+    );
+}
+
+#[test]
+fn oidc_tables_report_every_problem_with_its_line_and_key() {
+    let text = with_oidc(
+        r#"[access.oidc.corp]
+issuer = "http://idp.example.com"
+audience = ""
+leeway = "10m"
+tenant_claim = ""
+mfa_amr = "mfa"
+colour = "blue"
+
+[access.oidc."bad name"]
+issuer = "ftp://idp"
+audience = "x"
+
+[access.oidc.nolee]
+audience = "x"
+leeway = "1h"
+
+[access.oidc.twin]
+issuer = "http://localhost:9000"
+audience = "x"
+leeway = "soon"
+
+[access.oidc.twin2]
+issuer = "http://localhost:9000"
+audience = "x""#,
+    );
+    let errs = errors(&text);
+    let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    let line_of = |needle: &str| {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("{needle} not in the text"))
+    };
+    let expect = [
+        format!(
+            "policy.toml:{}:1: error: access.oidc.corp.colour: unknown key; valid keys here are: issuer, audience, algorithms, leeway, tenant_claim, roles_claim, mfa_amr, mfa_acr",
+            line_of("colour")
+        ),
+        format!(
+            "policy.toml:{}:10: error: access.oidc.corp.issuer: \"http://idp.example.com\" must use https://",
+            line_of("http://idp.example.com")
+        ),
+        format!(
+            "policy.toml:{}:12: error: access.oidc.corp.audience: must not be empty",
+            line_of("audience = \"\"")
+        ),
+        format!(
+            "policy.toml:{}:10: error: access.oidc.corp.leeway: \"10m\" is more clock skew than the 5m",
+            line_of("\"10m\"")
+        ),
+        format!(
+            "policy.toml:{}:16: error: access.oidc.corp.tenant_claim: must name a claim",
+            line_of("tenant_claim = \"\"")
+        ),
+        format!(
+            "policy.toml:{}:11: error: access.oidc.corp.mfa_amr: expected an array of strings, found a string",
+            line_of("mfa_amr = \"mfa\"")
+        ),
+        format!(
+            "policy.toml:{}:14: error: access.oidc.\"bad name\": \"bad name\" is not a valid provider name",
+            line_of("\"bad name\"")
+        ),
+        "error: access.oidc.\"bad name\".issuer: \"ftp://idp\" is not an https:// URL".to_owned(),
+        "error: access.oidc.nolee.issuer: missing required key `issuer` in [access.oidc.nolee]"
+            .to_owned(),
+        "error: access.oidc.nolee.leeway: \"1h\" is not a valid leeway; write whole seconds or minutes"
+            .to_owned(),
+        "error: access.oidc.twin.leeway: \"soon\" is not a valid leeway".to_owned(),
+        "error: access.oidc.twin2.issuer: issuer \"http://localhost:9000\" is already configured as [access.oidc.twin]"
+            .to_owned(),
+    ];
+    for e in &expect {
+        assert!(
+            lines.iter().any(|l| l.contains(e.as_str())),
+            "missing {e:?} in\n{}",
+            lines.join("\n")
+        );
+    }
+    assert_eq!(lines.len(), expect.len(), "{}", lines.join("\n"));
+}
+
+#[test]
+fn oidc_issuer_urls_need_tls_except_on_loopback() {
+    let with_issuer = |url: &str| {
+        with_oidc(&format!(
+            "[access.oidc.idp]\nissuer = {url:?}\naudience = \"a\""
+        ))
+    };
+    for ok in [
+        "https://idp.example",
+        "https://idp.example:8443/realms/x",
+        "http://127.0.0.1:4000",
+        "http://localhost",
+        "http://[::1]:9000/",
+    ] {
+        assert!(parse(&with_issuer(ok)).is_ok(), "{ok}");
+    }
+    for (bad, says) in [
+        ("idp.example", "is not an https:// URL"),
+        ("http://10.0.0.1", "must use https://"),
+        ("http://127.0.0.1.evil.example", "must use https://"),
+        ("https://", "has no host"),
+        ("https://user:pw@idp.example", "must not carry credentials"),
+        ("https://idp.example/?x=1", "query or fragment"),
+        ("https://idp example", "contains spaces"),
+    ] {
+        let errs = errors(&with_issuer(bad));
+        assert!(
+            errs.iter().any(|e| e.message.contains(says)),
+            "{bad}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn oidc_leeway_is_seconds_or_minutes_up_to_five_minutes() {
+    let with_leeway = |leeway: &str| {
+        with_oidc(&format!(
+            "[access.oidc.idp]\nissuer = \"https://idp.example\"\naudience = \"a\"\nleeway = {leeway}"
+        ))
+    };
+    for (text, secs) in [
+        ("\"0s\"", 0),
+        ("\"0\"", 0),
+        ("\"45s\"", 45),
+        ("\"5m\"", 300),
+        ("\"300s\"", 300),
+    ] {
+        assert_eq!(
+            parse(&with_leeway(text)).unwrap().access.oidc[0].leeway_secs,
+            secs,
+            "{text}"
+        );
+    }
+    for bad in [
+        "\"301s\"", "\"6m\"", "\"1h\"", "\"-1s\"", "\"s\"", "\"1.5m\"", "60",
+    ] {
+        assert!(parse(&with_leeway(bad)).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn an_oidc_provider_that_can_never_show_mfa_is_a_warning() {
+    let p = parse(&with_oidc(
+        "[access.oidc.idp]\nissuer = \"https://idp.example\"\naudience = \"a\"\nmfa_amr = []",
+    ))
+    .unwrap();
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    assert_eq!(p.warnings[0].key, "access.oidc.idp.mfa_amr");
+    let unknown = errors(&with_oidc("[access]\noidc = 3"));
+    assert!(!unknown.is_empty());
+    let not_a_table = errors(&with_oidc("[access.oidc]\nidp = \"https://idp.example\""));
+    assert_eq!(
+        not_a_table[0].to_string().split(": ").nth(2),
+        Some("access.oidc.idp")
+    );
+}

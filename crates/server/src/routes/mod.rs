@@ -309,14 +309,13 @@ async fn decide(
         }
     };
     let anonymous = anonymous(headers);
-    let principal =
-        match crate::auth::authenticate(state.store.as_ref(), state.clock.as_ref(), header).await {
-            Ok(p) => p,
-            Err(problem) => {
-                deny(&anonymous, problem.detail.clone()).await;
-                return Err(problem);
-            }
-        };
+    let principal = match crate::auth::authenticate(state, header).await {
+        Ok(p) => p,
+        Err(problem) => {
+            deny(&anonymous, problem.detail.clone()).await;
+            return Err(problem);
+        }
+    };
     let actor = Actor {
         id: principal.id.clone(),
         request_id: anonymous.request_id,
