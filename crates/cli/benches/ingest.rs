@@ -472,6 +472,12 @@ enum AuditMode {
     Stub,
 }
 
+/// The median round: a WAL checkpoint or index merge can stall any one round several-fold.
+fn median(mut rounds: Vec<Measured>) -> Measured {
+    rounds.sort_by_key(|m| m.elapsed);
+    rounds.swap_remove(rounds.len() / 2)
+}
+
 /// What scanning free text at ingest adds to the CPU stage: `prepare_batch` with no class
 /// asking for detection, against the same with `pii = "flag"` and `pii = "redact"` on every
 /// class the bench's records have, in alternating rounds on one thread; medians. The records
@@ -497,10 +503,7 @@ fn detection_overhead(
             rounds[i].push(seal_under(policy, state, runtime, bodies, 1, per_round));
         }
     }
-    let [off, flag, redact] = rounds.map(|mut r| {
-        r.sort_by_key(|m| m.elapsed);
-        r.swap_remove(r.len() / 2)
-    });
+    let [off, flag, redact] = rounds.map(median);
     let us = |m: &Measured| 1e6 / m.rate();
     vec![
         off.line("no detection (median round)"),
@@ -879,10 +882,7 @@ async fn audit_overhead(
         let m = pipeline(&server.state, bodies, concurrency, per_round, None, mode).await;
         rounds[usize::from(full)].push(m);
     }
-    let [stub, full] = rounds.map(|mut r| {
-        r.sort_by_key(|m| m.elapsed);
-        r.swap_remove(r.len() / 2)
-    });
+    let [stub, full] = rounds.map(median);
     println!(
         "{}",
         stub.line(&format!(
@@ -957,11 +957,7 @@ async fn key_hierarchy_overhead(
         .await;
         rounds[usize::from(with_keys)].push(m);
     }
-    // The median round: a WAL checkpoint or index merge can stall any one round several-fold.
-    let [without, with] = rounds.map(|mut r| {
-        r.sort_by_key(|m| m.elapsed);
-        r.swap_remove(r.len() / 2)
-    });
+    let [without, with] = rounds.map(median);
     println!(
         "{}",
         without.line(&format!(
