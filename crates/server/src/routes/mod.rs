@@ -191,6 +191,19 @@ pub(crate) fn invalid(detail: impl Into<String>) -> Problem {
     Problem::new(Kind::InvalidRequest, detail)
 }
 
+const MAX_TEXT: usize = 1024;
+
+/// A free-text field a caller must give (a reason, a case or request reference), trimmed.
+pub(crate) fn required_text(name: &str, value: String) -> Result<String, Problem> {
+    let value = value.trim().to_owned();
+    if value.is_empty() || value.len() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "{name} must be 1 to {MAX_TEXT} bytes of text without control characters"
+        )));
+    }
+    Ok(value)
+}
+
 /// A JSON body that did not parse as the route expects.
 pub(crate) fn json_problem(rejection: axum::extract::rejection::JsonRejection) -> Problem {
     invalid(format!(

@@ -596,9 +596,7 @@ pub async fn detokenize(
 ) -> Result<Json<DetokenizeView>, Problem> {
     let admitted = admit(&state, &headers, &tenant, Action::Detokenize).await?;
     let Json(request) = body.map_err(super::json_problem)?;
-    if request.reason.trim().is_empty() || request.reason.len() > 1024 {
-        return Err(invalid("reason must be 1 to 1024 bytes and not blank"));
-    }
+    let reason = super::required_text("reason", request.reason)?;
     let tokenized = state.policy.data_type(&request.data_type).is_some_and(|t| {
         t.fields.iter().any(|r| {
             r.field == request.field && r.transform == custodian_core::policy::Transform::Tokenize
@@ -632,7 +630,7 @@ pub async fn detokenize(
         Decision::Allow,
     );
     event.objects = vec![format!("{}.{}", request.data_type, request.field)];
-    event.reason = Some(request.reason);
+    event.reason = Some(reason);
     state
         .audit
         .record(&AuditLog::Tenant(admitted.tenant.id.clone()), &event)

@@ -15,13 +15,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{admit, admit_platform, invalid, json_problem};
+use super::{admit, admit_platform, invalid, json_problem, required_text};
 use crate::audit::hex;
 use crate::problem::{Kind, Problem};
 use crate::retention::{Certificate, PlannedBucket};
 use crate::{AppState, ServerError};
-
-const MAX_TEXT: usize = 1024;
 
 /// What a hold covers, as a client names it. A subject is given in clear and pseudonymised
 /// at once: the server never stores it.
@@ -96,16 +94,6 @@ impl From<&Hold> for HoldView {
             released_at: hold.released.as_ref().map(|r| r.at),
         }
     }
-}
-
-fn required_text(name: &str, value: String) -> Result<String, Problem> {
-    let value = value.trim().to_owned();
-    if value.is_empty() || value.len() > MAX_TEXT || value.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "{name} must be 1 to {MAX_TEXT} bytes of text without control characters"
-        )));
-    }
-    Ok(value)
 }
 
 /// Place a legal hold

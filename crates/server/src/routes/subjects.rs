@@ -17,13 +17,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{admit, invalid, json_problem};
+use super::{admit, invalid, json_problem, required_text};
 use crate::audit::hex;
 use crate::problem::{Kind, Problem};
 use crate::subjects::{self, Asked, ErasureOutcome, HeldRecord, NotRectified};
 use crate::{AppState, ServerError};
 
-const MAX_TEXT: usize = 1024;
 const MAX_LIST: u32 = 1000;
 /// The response header naming the request an export answers.
 pub const REQUEST_HEADER: &str = "custodian-subject-request";
@@ -37,19 +36,21 @@ pub struct RequestBody {
     pub reason: String,
 }
 
-fn asked<'a>(kind: &'static str, body: &'a RequestBody) -> Result<Asked<'a>, Problem> {
-    for (name, value) in [("reference", &body.reference), ("reason", &body.reason)] {
-        if value.trim().is_empty() || value.len() > MAX_TEXT {
-            return Err(invalid(format!(
-                "{name} must be 1 to {MAX_TEXT} bytes and not blank"
-            )));
+impl RequestBody {
+    fn checked(self) -> Result<RequestBody, Problem> {
+        Ok(RequestBody {
+            reference: required_text("reference", self.reference)?,
+            reason: required_text("reason", self.reason)?,
+        })
+    }
+
+    fn asked(&self, kind: &'static str) -> Asked<'_> {
+        Asked {
+            kind,
+            reference: &self.reference,
+            reason: &self.reason,
         }
     }
-    Ok(Asked {
-        kind,
-        reference: &body.reference,
-        reason: &body.reason,
-    })
 }
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
@@ -121,8 +122,8 @@ pub async fn export(
     request: Result<Json<RequestBody>, JsonRejection>,
 ) -> Result<Response, Problem> {
     let admitted = admit(&state, &headers, &tenant, Action::ExportSubject).await?;
-    let request = body(request)?;
-    let asked = asked("access", &request)?;
+    let request = body(request)?.checked()?;
+    let asked = request.asked("access");
     let tenant_id = admitted.tenant.id.clone();
     let (logged, chunks) = subjects::export(
         state.clone(),
@@ -204,8 +205,8 @@ pub async fn erase(
     request: Result<Json<RequestBody>, JsonRejection>,
 ) -> Result<Json<ErasureView>, Problem> {
     let admitted = admit(&state, &headers, &tenant, Action::EraseSubject).await?;
-    let request = body(request)?;
-    let asked = asked("erasure", &request)?;
+    let request = body(request)?.checked()?;
+    let asked = request.asked("erasure");
     let (logged, outcome) = subjects::erase(
         &state,
         &admitted.actor,
@@ -310,8 +311,9 @@ pub async fn rectify(
     let reason = RequestBody {
         reference: request.reference,
         reason: request.reason,
-    };
-    let asked = asked("rectification", &reason)?;
+    }
+    .checked()?;
+    let asked = reason.asked("rectification");
     let done = subjects::rectify(
         &state,
         &admitted.actor,
