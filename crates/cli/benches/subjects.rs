@@ -4,8 +4,8 @@
 //!
 //! `cargo bench -p custodian --bench subjects`. Environment:
 //! - `CUSTODIAN_BENCH_SUBJECT_RECORDS`: records of the large set, one subject each, spread over
-//!   a hundredth as many subjects (default 10,000,000 on SQLite and 2,000,000 on PostgreSQL,
-//!   whose load is slower: see below);
+//!   a hundredth as many subjects (default 10,000,000 on each backend: on 2 cores the SQLite
+//!   load took ~8 min, the PostgreSQL one ~5 min, and the whole run ~18 min);
 //! - `CUSTODIAN_BENCH_SUBJECT_LOOKUPS`: timed subject lookups (default 2,000);
 //! - `CUSTODIAN_BENCH_SUBJECT_LOOKUP_SECS`: the most the lookups may take (default 120 s): when
 //!   lookups are slow, fewer are made, and the report says how many;
@@ -16,23 +16,25 @@
 //! 1. Load: the large set (`app_log` lines with ~200-byte payloads, subjects `subject-000000`
 //!    on, each record naming one subject drawn at random) plus the subjects measured below,
 //!    whose records are spread at random over the same batches, as a subject's records arrive
-//!    among everyone else's. Event times lie over the last 30 days (nothing expires during the
-//!    run). Batches of ~1,000 are sealed by `custodian_server::ingest::prepare_batch` and
-//!    stored by `Store::insert_records` with their audit entry, one task per core, no HTTP.
-//!    The load time and rate are printed; then the store settles as older data would have
-//!    (SQLite: the staged subject-index entries are merged; PostgreSQL: `VACUUM ANALYZE` and a
-//!    checkpoint, through `psql` when installed).
+//!    among everyone else's. The batches carry event times from 30 days ago to now in order, as
+//!    a stream that arrived over the last month would (nothing expires during the run).
+//!    Batches of ~1,000 are sealed by `custodian_server::ingest::prepare_batch` and stored by
+//!    `Store::insert_records` with their audit entry, one task per core, no HTTP. The load
+//!    time and rate are printed, with the bytes written per record (SQLite: what this process
+//!    wrote to storage, `/proc/self/io`; PostgreSQL: the WAL, via `psql`) every tenth of the
+//!    way; then the store settles as older data would have (SQLite: the staged subject-index
+//!    entries are merged; PostgreSQL: `VACUUM ANALYZE` and a checkpoint, through `psql`).
 //! 2. Lookup: `Store::list_subject_records(tenant, pseudonym, None, 100)` for random subjects
 //!    of the large set, one at a time: p50, p99 and max (target: p99 under 10 ms).
 //! 3. Export: `subjects::export` of a subject with 1,000 records (500 `app_log`, 500
 //!    `auth_log`), the archive drained to its last byte; 5 runs, the median. The first archive
 //!    is checked (manifest lists 1,000 records).
-//! 4. Erasure: `subjects::erase` of subjects with 10, 100, 1,000 and 10,000 records. Besides
-//!    the total, the time until the subject key's destruction began is read from the key
-//!    store's shred log (the product stamps each shred as it starts), and a lone shred of one
-//!    subject key is timed apart: together they say when the records became unreadable. What
-//!    follows the shred (the unwrap check, the certificate, purging the rows and index
-//!    entries, the answer) is the rest.
+//! 4. Erasure: `subjects::erase` of subjects with 10, 100, 1,000 and 10,000 records, after one
+//!    warm-up erasure. Besides the total, the time until the subject key's destruction began
+//!    is read from the key store's shred log (the product stamps each shred as it starts), and
+//!    a lone shred of one subject key is timed apart: together they say when the records
+//!    became unreadable. The rest follows the shred: the unwrap check, the certificate,
+//!    purging the rows and index entries, the answer.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -56,7 +58,7 @@ const RECORDS_PER_BATCH: usize = 1000;
 /// Records per subject in the large set, on average.
 const RECORDS_PER_SUBJECT: usize = 100;
 const DEFAULT_RECORDS_SQLITE: usize = 10_000_000;
-const DEFAULT_RECORDS_POSTGRES: usize = 2_000_000;
+const DEFAULT_RECORDS_POSTGRES: usize = 10_000_000;
 const DEFAULT_LOOKUPS: usize = 2000;
 /// The most the lookups may take, in seconds.
 const DEFAULT_LOOKUP_SECS: usize = 120;
@@ -134,11 +136,10 @@ enum DataType {
     AuthLog,
 }
 
-/// One NDJSON line naming `subject`, with a ~200-byte payload and an event time in the last
-/// [`EVENT_DAYS`] days.
-fn line(out: &mut String, rng: &mut Rng, base: Timestamp, data_type: DataType, subject: &str) {
-    let back = (rng.next() % (EVENT_DAYS as u64 * 86_400)) as i64;
-    let event_time = base - back.seconds();
+/// One NDJSON line naming `subject`, with a ~200-byte payload and an event time up to a
+/// minute before `at`.
+fn line(out: &mut String, rng: &mut Rng, at: Timestamp, data_type: DataType, subject: &str) {
+    let event_time = at - (rng.below(60) as i64).seconds();
     match data_type {
         DataType::AppLog => {
             let level = ["info", "info", "info", "warn", "error", "debug"][rng.below(6)];
@@ -442,15 +443,20 @@ async fn load(node: &Node, plan: Plan, records: usize) {
         key_started.elapsed().as_secs_f64()
     );
     let total = records + plan.special.len();
+    let count = plan.batches.len();
     let plan = Arc::new(plan);
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let base = now() - 1.minute();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let backend = node.backend;
+    let written_before = written(backend);
+    // The last progress line: seconds since the start, records, bytes written.
+    let mark = Arc::new(std::sync::Mutex::new((0.0, 0, written_before)));
     let started = Instant::now();
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
-            let (plan, next, done) = (plan.clone(), next.clone(), done.clone());
+            let (plan, next, done, mark) = (plan.clone(), next.clone(), done.clone(), mark.clone());
             let (state, keys) = (node.state.clone(), node.keys.clone());
             tokio::spawn(async move {
                 loop {
@@ -459,14 +465,18 @@ async fn load(node: &Node, plan: Plan, records: usize) {
                         break;
                     };
                     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
+                    // Batches arrive over the last EVENT_DAYS days in order, each with the
+                    // event times of its moment, as a live stream's would.
+                    let behind = EVENT_DAYS * 86_400 * (count - 1 - i) as i64 / count as i64;
+                    let at = base - behind.seconds();
                     let n = batch.bulk + batch.special.len();
                     let mut body = String::with_capacity(n * 330);
                     for _ in 0..batch.bulk {
                         let subject = bulk_subject(rng.below(plan.subjects));
-                        line(&mut body, &mut rng, base, DataType::AppLog, &subject);
+                        line(&mut body, &mut rng, at, DataType::AppLog, &subject);
                     }
                     for (subject, t) in &plan.special[batch.special.clone()] {
-                        line(&mut body, &mut rng, base, *t, subject);
+                        line(&mut body, &mut rng, at, *t, subject);
                     }
                     let stored = ingest(&state, &keys, body.into_bytes()).await;
                     assert_eq!(stored, n);
@@ -474,11 +484,18 @@ async fn load(node: &Node, plan: Plan, records: usize) {
                     let tenth = total.div_ceil(10);
                     if (before + n) / tenth > before / tenth && before + n < total {
                         let secs = started.elapsed().as_secs_f64();
+                        let written = written(backend);
+                        let mut last = mark.lock().unwrap();
+                        let (at, records, bytes) = *last;
+                        *last = (secs, before + n, written);
+                        drop(last);
                         println!(
-                            "    {:>3}%: {} records in {secs:.0} s ({:.0} records/s so far)",
+                            "    {:>3}%: {} records in {secs:.0} s ({:.0} records/s so far; since the last line {:.0} records/s{})",
                             (before + n) * 100 / total,
                             before + n,
-                            (before + n) as f64 / secs
+                            (before + n) as f64 / secs,
+                            (before + n - records) as f64 / (secs - at),
+                            per_record(bytes, written, before + n - records, backend),
                         );
                     }
                 }
@@ -490,12 +507,46 @@ async fn load(node: &Node, plan: Plan, records: usize) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "{} load: {total} records ({records} over {} subjects + {} of the measured subjects) in {elapsed:.1} s = {:.0} records/s ({workers} tasks)",
+        "{} load: {total} records ({records} over {} subjects + {} of the measured subjects) in {elapsed:.1} s = {:.0} records/s ({workers} tasks{})",
         node.backend.name(),
         plan.subjects,
         plan.special.len(),
-        total as f64 / elapsed
+        total as f64 / elapsed,
+        per_record(written_before, written(backend), total, backend),
     );
+}
+
+/// Bytes written so far: for SQLite what this process sent to storage (`/proc/self/io`), for
+/// PostgreSQL the WAL position (via `psql`, when installed; its data files are written later
+/// by the checkpointer).
+fn written(backend: Backend) -> Option<u64> {
+    match backend {
+        Backend::Sqlite => std::fs::read_to_string("/proc/self/io")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes: "))?
+            .trim()
+            .parse()
+            .ok(),
+        Backend::Postgres => psql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint")?
+            .parse()
+            .ok(),
+    }
+}
+
+/// `; X KiB written per record` between two readings of [`written`], or nothing.
+fn per_record(before: Option<u64>, after: Option<u64>, records: usize, backend: Backend) -> String {
+    let what = match backend {
+        Backend::Sqlite => "written to disk",
+        Backend::Postgres => "of WAL",
+    };
+    match (before, after) {
+        (Some(b), Some(a)) if records > 0 => format!(
+            "; {:.1} KiB {what} per record",
+            a.saturating_sub(b) as f64 / 1024.0 / records as f64
+        ),
+        _ => String::new(),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -690,6 +741,9 @@ async fn erase_one(node: &Node, subject: &str, n: usize) -> Erased {
         } => panic!("erased {count}, anonymised {anonymised} or held some of {n}"),
         ErasureOutcome::AlreadyErased { .. } => panic!("{subject} was already erased"),
         ErasureOutcome::Refused { .. } => panic!("erasure of {subject} refused"),
+        ErasureOutcome::Scheduled { .. } => {
+            panic!("erasure of {subject} scheduled: its data types have no cancel window")
+        }
     }
     // Untimed: the key is gone and so are the rows.
     match node
@@ -745,22 +799,22 @@ async fn erasures(node: &Node) {
     }
     let shred = lone_shreds(node).await;
     for e in &erased {
-        let rest = e.total.saturating_sub(e.before_shred + shred);
+        let after = e.total.saturating_sub(e.before_shred);
         println!(
-            "{} erasure of a subject with {:>5} records: {:>8.1} ms total; shred of the subject key began after {:>7.1} ms (request logged, holds checked, every record listed), key destroyed ~{:.1} ms later, then ~{:.1} ms to verify, certify and purge the rows ({:.3} ms per record)",
+            "{} erasure of a subject with {:>5} records: {:>8.1} ms total = {:>8.1} ms before the shred of the subject key began (request logged, holds checked, every record listed) + {:>7.1} ms from then on (the shred, then the unwrap check, the certificate, purging the rows, the answer: {:.3} ms per record)",
             node.backend.name(),
             e.records,
             ms(e.total),
             ms(e.before_shred),
-            ms(shred),
-            ms(rest),
-            ms(rest) / e.records as f64,
+            ms(after),
+            ms(after) / e.records as f64,
         );
     }
     let (small, large) = (&erased[0], &erased[erased.len() - 1]);
     let unreadable = |e: &Erased| e.before_shred + shred;
+    let after = |e: &Erased| e.total.saturating_sub(e.before_shred);
     println!(
-        "{} erasure, {} vs {} records ({:.0}x): total {:.1} ms vs {:.1} ms = {:.1}x; records unreadable after ~{:.1} ms vs ~{:.1} ms = {:.1}x; the key destruction alone (a lone shred of one subject key, median of {SHRED_RUNS}) {:.2} ms whatever the count",
+        "{} erasure, {} vs {} records ({:.0}x the records): total {:.1} ms vs {:.1} ms = {:.1}x; records unreadable after ~{:.1} ms vs ~{:.1} ms = {:.1}x (until the shred began, plus a lone shred); from the shred on {:.1} ms vs {:.1} ms = {:.1}x; the key destruction itself (a lone shred of one subject key, median of {SHRED_RUNS}) {:.2} ms whatever the count",
         node.backend.name(),
         large.records,
         small.records,
@@ -771,6 +825,9 @@ async fn erasures(node: &Node) {
         ms(unreadable(large)),
         ms(unreadable(small)),
         unreadable(large).as_secs_f64() / unreadable(small).as_secs_f64(),
+        ms(after(large)),
+        ms(after(small)),
+        after(large).as_secs_f64() / after(small).as_secs_f64(),
         ms(shred),
     );
 }
