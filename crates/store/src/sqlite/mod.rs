@@ -973,6 +973,10 @@ impl Store for SqliteStore {
         let tenant = tenant.as_str().to_owned();
         let subject = subject_pseudonym.to_vec();
         let after = after.map(|a| a.to_string()).unwrap_or_default();
+        // CROSS JOIN keeps SQLite's planner from walking the whole tenant's records in id
+        // order (to skip a sort) and probing each against the subject: the subject's ids come
+        // first, each record is then looked up by key, so a lookup costs the subject's size,
+        // not the tenant's (measured: p50 877 ms at 10M records before).
         self.read(move |c| {
             let staged = staged_record_ids(c, &tenant, &subject, &after)?;
             let mut stmt = c
@@ -984,7 +988,7 @@ impl Store for SqliteStore {
                          UNION
                          SELECT value FROM json_each(?5)
                      ) c
-                     JOIN records r ON r.tenant_id = ?1 AND r.id = c.id
+                     CROSS JOIN records r ON r.tenant_id = ?1 AND r.id = c.id
                      ORDER BY r.id
                      LIMIT ?4",
                 )
