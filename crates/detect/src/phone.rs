@@ -25,12 +25,33 @@ const CODES: usize = 1000;
 pub(crate) struct PhoneRules {
     /// The configured regions, for numbers written in national format.
     regions: Vec<RegionRules>,
+    /// For each configured region, the other regions sharing its calling code (Canada and the
+    /// Caribbean for the US, the Crown Dependencies for the UK): a number dialled in national
+    /// format is valid if it is valid in any of them, as in libphonenumber, which reads
+    /// `(204) 723-1750` with default region US as +1 204 723 1750, a Canadian number.
+    siblings: Vec<Siblings>,
     /// Whether a calling code exists, and its regions' rules, compiled on first use.
     known: Vec<bool>,
     codes: Vec<OnceLock<Vec<RegionRules>>>,
 }
 
+/// The regions sharing a configured region's calling code.
+struct Siblings {
+    /// The union of their general patterns, so that a number none of them can have (most of
+    /// those tried) costs one search instead of one per region: the NANP has two dozen.
+    any: Option<Rule>,
+    regions: Vec<RegionRules>,
+}
+
+impl Siblings {
+    fn valid(&self, nsn: &str) -> bool {
+        self.any.as_ref().is_none_or(|a| a.matches(nsn))
+            && self.regions.iter().any(|r| r.valid(nsn))
+    }
+}
+
 struct RegionRules {
+    id: String,
     code: u16,
     national_prefix: Option<Vec<u8>>,
     general: Rule,
@@ -57,6 +78,33 @@ impl Rule {
             re,
             lengths: lengths.to_vec(),
         })
+    }
+
+    /// One rule matching what any of `descs` matches (with any of their lengths).
+    fn union(descs: &[&Descriptor]) -> Option<Rule> {
+        if descs.is_empty() {
+            return None;
+        }
+        let body = descs
+            .iter()
+            .map(|d| format!("(?:\n{}\n)", d.national_number().as_str()))
+            .collect::<Vec<_>>()
+            .join("|");
+        let re = RegexBuilder::new(&format!("^(?:{body})$"))
+            .ignore_whitespace(true)
+            .unicode(false)
+            .build()
+            .ok()?;
+        let mut lengths: Vec<u16> = descs
+            .iter()
+            .flat_map(|d| d.possible_length().iter().copied())
+            .collect();
+        if descs.iter().any(|d| d.possible_length().is_empty()) {
+            lengths.clear();
+        }
+        lengths.sort_unstable();
+        lengths.dedup();
+        Some(Rule { re, lengths })
     }
 
     fn matches(&self, nsn: &str) -> bool {
@@ -86,6 +134,7 @@ impl RegionRules {
         .filter_map(|t| Rule::compile(t, &general.lengths))
         .collect();
         Some(RegionRules {
+            id: meta.id().to_owned(),
             code: meta.country_code(),
             national_prefix: meta.national_prefix().map(|p| p.as_bytes().to_vec()),
             general,
@@ -98,19 +147,19 @@ impl RegionRules {
         self.general.matches(nsn) && self.types.iter().any(|t| t.matches(nsn))
     }
 
-    /// The national significant number in `digits` written in national format, if valid here.
-    /// Where the region has a national (trunk) prefix it must be written (`030 901820`, not
-    /// `30 901820`), except in the NANP, where `415 555 2671` is the usual form.
-    fn national_number<'a>(&self, digits: &'a str) -> Option<&'a str> {
+    /// The national significant numbers that `digits`, written in this region's national
+    /// format, can stand for. Where the region has a national (trunk) prefix it must be written
+    /// (`030 901820`, not `30 901820`), except in the NANP, where `415 555 2671` is the usual
+    /// form.
+    fn national_readings<'a>(&self, digits: &'a str) -> [Option<&'a str>; 2] {
         let Some(prefix) = self.national_prefix.as_deref() else {
-            return self.valid(digits).then_some(digits);
+            return [Some(digits), None];
         };
         let stripped = digits
             .as_bytes()
             .starts_with(prefix)
-            .then(|| &digits[prefix.len()..])
-            .filter(|nsn| self.valid(nsn));
-        stripped.or_else(|| (self.code == 1 && self.valid(digits)).then_some(digits))
+            .then(|| &digits[prefix.len()..]);
+        [stripped, (self.code == 1).then_some(digits)]
     }
 
     /// The national significant number after a country code: written without the trunk
@@ -142,11 +191,29 @@ impl PhoneRules {
                     .ok_or_else(|| DetectError::UnknownRegion(r.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let siblings = regions
+            .iter()
+            .map(|r| {
+                let metas: Vec<&Metadata> = DATABASE
+                    .by_code(&r.code)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|m| !regions.iter().any(|c| c.id == m.id()))
+                    .collect();
+                let generals: Vec<&Descriptor> =
+                    metas.iter().map(|m| m.descriptors().general()).collect();
+                Siblings {
+                    any: Rule::union(&generals),
+                    regions: metas.into_iter().filter_map(RegionRules::compile).collect(),
+                }
+            })
+            .collect();
         let known = (0..CODES as u16)
             .map(|c| DATABASE.region(&c).is_some())
             .collect();
         Ok(PhoneRules {
             regions,
+            siblings,
             known,
             codes: (0..CODES).map(|_| OnceLock::new()).collect(),
         })
@@ -182,12 +249,34 @@ impl PhoneRules {
         })
     }
 
-    /// `Some(test)` if `digits` is a valid national-format number of a configured region.
+    /// `Some(test)` if `digits` is a valid national-format number of a configured region, or of
+    /// a region sharing its calling code.
     pub(crate) fn national(&self, digits: &str) -> Option<bool> {
-        self.regions.iter().find_map(|r| {
-            r.national_number(digits)
-                .map(|nsn| is_fictional(r.code, nsn))
+        let nsn = |r: &RegionRules| {
+            r.national_readings(digits)
+                .into_iter()
+                .flatten()
+                .find(|nsn| r.valid(nsn))
+        };
+        let own = self
+            .regions
+            .iter()
+            .find_map(|r| nsn(r).map(|n| (r.code, n)));
+        own.or_else(|| {
+            self.regions
+                .iter()
+                .zip(&self.siblings)
+                .find_map(|(r, siblings)| {
+                    // Read as the configured region reads it (its trunk prefix), valid in a
+                    // sibling.
+                    r.national_readings(digits)
+                        .into_iter()
+                        .flatten()
+                        .find(|n| siblings.valid(n))
+                        .map(|n| (r.code, n))
+                })
         })
+        .map(|(code, n)| is_fictional(code, n))
     }
 }
 
@@ -226,6 +315,23 @@ mod tests {
         assert_eq!(r.international("33142685300"), Some(false));
         assert_eq!(r.international("999123456789"), None);
         assert_eq!(r.international("1"), None);
+    }
+
+    #[test]
+    fn national_numbers_of_regions_sharing_a_calling_code() {
+        let r = rules();
+        // Canada and the Dominican Republic share +1 with the US, Jersey +44 with the UK.
+        assert_eq!(r.national("8679883180"), Some(false));
+        assert_eq!(r.national("12047231750"), Some(false));
+        assert_eq!(r.national("8497498707"), Some(false));
+        assert_eq!(r.national("01534456789"), Some(false));
+        // Read with the configured region's trunk prefix: Jersey's number needs its 0.
+        assert_eq!(r.national("1534456789"), None);
+        // Still no NANP area code starts with 0 or 1.
+        assert_eq!(r.national("1047231750"), None);
+        let us_only = PhoneRules::new(&["US".to_owned()]).expect("US");
+        assert_eq!(us_only.national("2047231750"), Some(false));
+        assert_eq!(us_only.national("01534456789"), None);
     }
 
     #[test]

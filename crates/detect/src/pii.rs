@@ -4,15 +4,19 @@
 //! One pass over the bytes ([`Layout::of`]) finds where anything can match: digit groups, runs
 //! of hex digits and colons, two capitals before two digits (an IBAN's start), an '@'. Only
 //! digits, ':' and '@' make that pass do any work, so prose costs a table load per byte. The
-//! detectors then run there and nowhere else: IBANs are read directly, the others by a byte
-//! regex on the group, followed by boundary checks and a validator.
+//! detectors then run there and nowhere else: IBANs and nationally written phone numbers are
+//! read directly, the others by a byte regex on the group, followed by boundary checks and a
+//! validator.
 //!
 //! Boundaries are checked in code rather than with look-around (which the linear-time `regex`
 //! crate lacks): a candidate must not be glued to more digits or letters, nor be one piece of a
 //! longer dotted or dashed number such as a version string or an OID. Where a greedy match can
 //! swallow a neighbouring number (`4111 1111 1111 1111 2024`), the shorter prefixes ending at a
 //! group separator are tried too. A span already taken by a card, SSN, IBAN or IPv4 address is
-//! not parsed again as a phone number.
+//! not parsed again as a phone number, and neither are the digits of a run shaped like an IBAN
+//! or a grouped card number whose check fails, nor a number glued to a word by `-`, `_` or `/`
+//! (`ORD-2026-089396`, `Chrome/0.39.8880.38319`). A run of digits without separators is a phone
+//! number only after a context word.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -30,7 +34,6 @@ pub(crate) struct Pii {
     card: Regex,
     ssn: Regex,
     phone_intl: Regex,
-    phone_national: Regex,
     ipv4: Regex,
     ipv6: Regex,
     mac: Regex,
@@ -69,6 +72,7 @@ struct Cluster {
     end: usize,
     digits: usize,
     dots: usize,
+    dashes: usize,
 }
 
 /// Bytes that can continue a digit group: `415 555-2671`, `(0)30 1234`, `10.0.0.1`.
@@ -114,7 +118,14 @@ impl Layout {
                     i += 1;
                 }
                 K_COLON => {
-                    l.hex_run_around(b, i, &mut hex_done);
+                    // An address has a hex digit or another colon next to its colons; a colon
+                    // in prose or JSON (`"key": 1`) has neither.
+                    let hexish = |c: &u8| c.is_ascii_hexdigit() || *c == b':';
+                    if i >= hex_done
+                        && (b.get(i + 1).is_some_and(hexish) || (i > 0 && hexish(&b[i - 1])))
+                    {
+                        l.hex_run_around(b, i, &mut hex_done);
+                    }
                     i += 1;
                 }
                 _ => {
@@ -124,9 +135,9 @@ impl Layout {
                         end: start,
                         digits: 0,
                         dots: 0,
+                        dashes: 0,
                     };
                     let mut pending = 0;
-                    let mut punctuated = false;
                     while i < b.len() {
                         let byte = b[i];
                         if byte.is_ascii_digit() {
@@ -136,7 +147,7 @@ impl Layout {
                         } else if joins_digits(byte) && pending < 2 {
                             pending += 1;
                             c.dots += usize::from(byte == b'.');
-                            punctuated |= byte != b' ';
+                            c.dashes += usize::from(byte == b'-');
                         } else {
                             break;
                         }
@@ -150,12 +161,13 @@ impl Layout {
                     {
                         l.iban.push(start - 2);
                     }
-                    // Digits punctuated or touching hex letters may be part of a MAC address
-                    // (00-1A-2B-…, 0011.2233.4455); colons are handled on their own.
+                    // Digits touching hex letters, or with the dashes or dots of one, may be part
+                    // of a MAC address (00-1A-2B-…, 00-11-22-33-44-55, 0011.2233.4455); colons
+                    // are handled on their own.
                     let touches_hex = (start > 0 && hex_run_byte(b[start - 1]))
                         || b.get(c.end)
                             .is_some_and(|&n| n.is_ascii_hexdigit() || n == b':');
-                    if punctuated || touches_hex {
+                    if start >= hex_done && (touches_hex || c.dashes >= 5 || c.dots >= 2) {
                         l.hex_run_around(b, start, &mut hex_done);
                     }
                     if c.digits >= 4 {
@@ -195,6 +207,12 @@ impl Layout {
             end += 1;
         }
         *hex_done = end.max(i + 1);
+        // A full stop after the run ends the sentence: `address is 0011.2233.4455.`
+        let mut last = end;
+        while last > start && b[last - 1] == b'.' {
+            last -= 1;
+            dots -= 1;
+        }
         let run = HexRun {
             start,
             end,
@@ -225,10 +243,6 @@ impl Pii {
                 "ssn",
             )?,
             phone_intl: compile(r"(?-u)\+[0-9][0-9 .()\-]{5,24}[0-9]", "phone_intl")?,
-            phone_national: compile(
-                r"(?-u)(?:\([0-9]{1,5}\)[ .\-]?|\b[0-9]{1,5}[ .\-])[0-9]{2,8}(?:[ .\-][0-9]{2,8}){0,3}",
-                "phone_national",
-            )?,
             ipv4: compile(r"(?-u)\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b", "ipv4")?,
             ipv6: compile(
                 r"(?i-u)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}",
@@ -249,38 +263,52 @@ impl Pii {
         if enabled.contains(Entity::EmailAddress) && layout.at {
             self.emails(b, out);
         }
-        // IBANs first: their digit groups are not then parsed as phone numbers.
+        // IBANs first. Every run shaped like one (a country code, check digits and enough
+        // letters and digits after them) is reported if its checksum holds, and either way its
+        // digit groups are not then parsed as cards, SSNs or phone numbers: an IBAN with a typo
+        // is still an account number.
         let mut ibans = Vec::new();
-        if enabled.contains(Entity::IbanCode) {
-            let mut after = 0;
-            for &start in &layout.iban {
-                if start >= after
-                    && let Some(end) = iban_at(b, start)
-                {
+        let mut after = 0;
+        for &start in &layout.iban {
+            if start >= after
+                && let Some((end, valid)) = iban_at(b, start)
+            {
+                if valid && enabled.contains(Entity::IbanCode) {
                     out.push(Candidate::new(Entity::IbanCode, start, end, 0.95));
-                    ibans.push((start, end));
-                    after = end;
                 }
+                ibans.push((start, end));
+                after = end;
             }
         }
         let phones = enabled.contains(Entity::PhoneNumber);
         for c in &layout.numeric {
+            let in_iban = ibans
+                .get(ibans.partition_point(|&(_, e)| e <= c.start))
+                .is_some_and(|&(s, e)| s <= c.start && c.end <= e);
+            if in_iban {
+                continue;
+            }
             // Include a '(' or '+' just before the first digit; end at the last digit.
             let from = c.start.saturating_sub(1);
             let hay = &b[..c.end];
             let first = out.len();
-            if enabled.contains(Entity::CreditCard) && c.digits >= 13 {
-                self.cards(hay, b, from, out);
+            let runs = Runs::of(&b[c.start..c.end]);
+            if enabled.contains(Entity::CreditCard) && c.digits >= 13 && runs.may_hold_card() {
+                self.cards(hay, b, from, &ibans, out);
             }
-            if enabled.contains(Entity::UsSsn) && c.digits >= 9 {
-                self.ssns(hay, b, from, out);
+            if enabled.contains(Entity::UsSsn) && c.digits >= 9 && runs.may_hold_ssn() {
+                self.ssns(hay, b, from, &ibans, out);
             }
             if enabled.contains(Entity::IpAddress) && c.dots >= 3 {
                 self.ipv4s(hay, b, from, out);
             }
             // A lone date (2026-11-05) is the commonest seven-plus-digit group in logs.
             let lone_date = c.digits == 8 && looks_like_other_number(&b[c.start..c.end]);
-            if phones && c.digits >= 7 && !lone_date {
+            // A cluster that is one card, SSN or address holds no phone number either.
+            let whole_taken = out[first..]
+                .iter()
+                .any(|t| !t.needs_context && t.start <= c.start && c.end <= t.end);
+            if phones && c.digits >= 7 && !lone_date && !whole_taken {
                 // A span already taken by a card, SSN or address is not also parsed as a phone
                 // number: parsing is the most expensive check here.
                 let taken = Taken {
@@ -290,7 +318,10 @@ impl Pii {
                 if b[from] == b'+' {
                     self.phones_intl(hay, b, from, first, &taken, out);
                 }
-                if self.phone.has_regions() {
+                // Digits grouped as a card number are one (with a failing check digit, or
+                // already found), never a phone number followed by more digits.
+                let card_shaped = c.digits >= 13 && card_shaped(&b[c.start..c.end]);
+                if self.phone.has_regions() && !card_shaped {
                     self.phones_national(hay, b, from, first, &taken, out);
                 }
             }
@@ -337,12 +368,25 @@ impl Pii {
     }
 
     /// Card numbers in `hay[from..]`; `b` is the whole text, for boundary checks.
-    fn cards(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
+    fn cards(
+        &self,
+        hay: &[u8],
+        b: &[u8],
+        from: usize,
+        ibans: &[(usize, usize)],
+        out: &mut Vec<Candidate>,
+    ) {
         let mut pos = from;
-        while let Some(m) = self.card.find_at(hay, pos) {
+        // End of the last card found here: the next one may follow it after a space.
+        let mut last_end = None;
+        while has_digits(hay, pos, 13)
+            && let Some(m) = self.card.find_at(hay, pos)
+        {
             let start = m.start();
             pos = start + 1;
-            if !numeric_left_ok(b, start) {
+            if !numeric_left_ok(b, start)
+                || (continues_digit_groups(b, start, m.as_bytes()) && last_end != Some(start - 1))
+            {
                 continue;
             }
             let groups = Digits::of(&b[start..m.end()]);
@@ -350,6 +394,7 @@ impl Pii {
                 let end = start + groups.ends[n - 1];
                 (groups.is_group_end(b, end)
                     && numeric_right_ok(b, end)
+                    && !overlaps_any(ibans, start, end)
                     && validate::card_number(&groups.digits[..n]))
                 .then_some((n, end))
             });
@@ -357,16 +402,31 @@ impl Pii {
                 let test = validate::is_test_card(&groups.digits[..n]);
                 out.push(Candidate::new(Entity::CreditCard, start, end, 0.9).test(test));
                 pos = end;
+                last_end = Some(end);
             }
         }
     }
 
-    fn ssns(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
+    fn ssns(
+        &self,
+        hay: &[u8],
+        b: &[u8],
+        from: usize,
+        ibans: &[(usize, usize)],
+        out: &mut Vec<Candidate>,
+    ) {
         let mut pos = from;
-        while let Some(m) = self.ssn.find_at(hay, pos) {
+        while has_digits(hay, pos, 9)
+            && let Some(m) = self.ssn.find_at(hay, pos)
+        {
             let (start, end) = (m.start(), m.end());
             pos = end;
-            if !numeric_left_ok(b, start) || !numeric_right_ok(b, end) {
+            // After a '+' the digits are an international phone number.
+            if !numeric_left_ok(b, start)
+                || !numeric_right_ok(b, end)
+                || (start > 0 && b[start - 1] == b'+')
+                || overlaps_any(ibans, start, end)
+            {
                 continue;
             }
             let span = m.as_bytes();
@@ -397,7 +457,9 @@ impl Pii {
         out: &mut Vec<Candidate>,
     ) {
         let mut pos = from;
-        while let Some(m) = self.phone_intl.find_at(hay, pos) {
+        while has_digits(hay, pos, 7)
+            && let Some(m) = self.phone_intl.find_at(hay, pos)
+        {
             let start = m.start();
             pos = start + 1;
             if start > 0 && (b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'+') {
@@ -435,13 +497,17 @@ impl Pii {
         out: &mut Vec<Candidate>,
     ) {
         let mut pos = from;
-        while let Some(m) = self.phone_national.find_at(hay, pos) {
-            let start = m.start();
+        while has_digits(hay, pos, 7)
+            && let Some((start, m_end)) = national_phone_match(hay, pos)
+        {
             pos = start + 1;
-            if !numeric_left_ok(b, start) || (start > 0 && b[start - 1] == b'+') {
+            if !numeric_left_ok(b, start)
+                || (start > 0 && b[start - 1] == b'+')
+                || glued_to_word(b, start)
+            {
                 continue;
             }
-            let d = Digits::of(&b[start..m.end()]);
+            let d = Digits::of(&b[start..m_end]);
             let found = (7..=d.len.min(12)).rev().find_map(|n| {
                 let end = start + d.ends[n - 1];
                 if !d.is_group_end(b, end)
@@ -458,7 +524,14 @@ impl Pii {
                     .map(|test| (end, test))
             });
             if let Some((end, test)) = found {
-                out.push(Candidate::new(Entity::PhoneNumber, start, end, 0.5).test(test));
+                let mut c = Candidate::new(Entity::PhoneNumber, start, end, 0.5).test(test);
+                if b[start..end].iter().all(u8::is_ascii_digit) {
+                    // A run of digits is a valid number somewhere as often as not (an order
+                    // number, an ID): a phone number only when the text says so.
+                    c.score = 0.4;
+                    c.needs_context = true;
+                }
+                out.push(c);
                 pos = end;
             }
         }
@@ -466,7 +539,9 @@ impl Pii {
 
     fn ipv4s(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
         let mut pos = from;
-        while let Some(m) = self.ipv4.find_at(hay, pos) {
+        while has_digits(hay, pos, 4)
+            && let Some(m) = self.ipv4.find_at(hay, pos)
+        {
             let (start, end) = (m.start(), m.end());
             pos = end;
             if !numeric_left_ok(b, start) || !numeric_right_ok(b, end) {
@@ -527,7 +602,10 @@ impl Pii {
 
     fn macs(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
         let mut pos = from;
-        while let Some(m) = self.mac.find_at(hay, pos) {
+        // The shortest MAC address, 0011.2233.4455, has 14 bytes.
+        while hay.len() >= pos + 14
+            && let Some(m) = self.mac.find_at(hay, pos)
+        {
             let (start, end) = (m.start(), m.end());
             pos = end;
             // Six groups glued to a seventh are part of an IPv6 address or an EUI-64.
@@ -547,10 +625,12 @@ impl Pii {
     }
 }
 
-/// The IBAN starting at `start` (two upper-case letters and two digits there), if there is one:
-/// exactly the country's length of letters and digits, optionally grouped by single spaces or
-/// dashes, passing the mod-97 check, and not glued to more letters or digits.
-fn iban_at(b: &[u8], start: usize) -> Option<usize> {
+/// The IBAN-shaped run starting at `start` (two upper-case letters and two digits there), if
+/// there is one: the end of the run and whether it is a valid IBAN, that is exactly the
+/// country's length of letters and digits, optionally grouped by single spaces or dashes,
+/// passing the mod-97 check, and not glued to more letters or digits. A run of at least twelve
+/// such characters that fails is still shaped like an account number.
+fn iban_at(b: &[u8], start: usize) -> Option<(usize, bool)> {
     if start > 0 && (b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_') {
         return None;
     }
@@ -577,7 +657,201 @@ fn iban_at(b: &[u8], start: usize) -> Option<usize> {
     let glued = b
         .get(i)
         .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
-    (n == len && !glued && validate::iban(&compact[..n])).then_some(i)
+    let valid = n == len && !glued && validate::iban(&compact[..n]);
+    (valid || n >= 12).then_some((i, valid))
+}
+
+/// The leftmost span at or after `pos` shaped like a nationally written phone number: digit
+/// groups of 2 to 8 joined by single spaces, dots or dashes (`030 901820`, `415.555.2671`,
+/// `0707875 0819`), after a first group of up to 8 digits or of up to 5 in parentheses
+/// (`(415) 555-2671`), or one run of 7 to 12 digits. This is, match for match, the regex
+///
+/// ```text
+/// (?:\([0-9]{1,5}\)[ .\-]?|\b[0-9]{1,8}[ .\-])[0-9]{2,8}(?:[ .\-][0-9]{2,8}){0,3}|\b[0-9]{7,12}\b
+/// ```
+///
+/// read by hand: the regex engine's fixed cost per search was most of the phone detector's.
+fn national_phone_match(hay: &[u8], pos: usize) -> Option<(usize, usize)> {
+    (pos..hay.len()).find_map(|s| national_phone_at(hay, s).map(|e| (s, e)))
+}
+
+/// The end of the span [`national_phone_match`] reads at `s`, if it matches there.
+fn national_phone_at(hay: &[u8], s: usize) -> Option<usize> {
+    let sep = |i: usize| hay.get(i).is_some_and(|&c| matches!(c, b' ' | b'.' | b'-'));
+    let word = |i: usize| {
+        hay.get(i)
+            .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_')
+    };
+    // Digits from `i`, counted up to 13: enough to tell every case below apart.
+    let run = |i: usize| {
+        hay.get(i..)
+            .unwrap_or_default()
+            .iter()
+            .take(13)
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    // A group of 2 to 8 digits at `p`, then up to three more after single separators.
+    let groups = |p: usize| {
+        let len = run(p);
+        if len < 2 {
+            return None;
+        }
+        let mut q = p + len.min(8);
+        let mut more = 0;
+        while len <= 8 && more < 3 && sep(q) {
+            let next = run(q + 1);
+            if next < 2 {
+                break;
+            }
+            q += 1 + next.min(8);
+            more += 1;
+            if next > 8 {
+                break;
+            }
+        }
+        Some(q)
+    };
+    match hay[s] {
+        b'(' => {
+            let k = run(s + 1);
+            if !(1..=5).contains(&k) || hay.get(s + 1 + k) != Some(&b')') {
+                return None;
+            }
+            let p = s + 2 + k;
+            if sep(p) { groups(p + 1) } else { groups(p) }
+        }
+        c if c.is_ascii_digit() && (s == 0 || !word(s - 1)) => {
+            let len = run(s);
+            let grouped = (len <= 8 && sep(s + len))
+                .then(|| groups(s + len + 1))
+                .flatten();
+            grouped.or_else(|| ((7..=12).contains(&len) && !word(s + len)).then_some(s + len))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a whole cluster is grouped as card numbers are, by single spaces or dashes: 4-4-4,
+/// 4-4-4-4, either followed by a group of 1 to 4, or 4-6-4 and 4-6-5. (The regex
+/// `^(?:[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5})$`.)
+fn card_shaped(span: &[u8]) -> bool {
+    let mut lens = [0usize; 5];
+    let mut n = 0;
+    let mut run = 0;
+    for &c in span {
+        if c.is_ascii_digit() {
+            run += 1;
+            continue;
+        }
+        if run == 0 || !(c == b' ' || c == b'-') || n == lens.len() {
+            return false;
+        }
+        lens[n] = run;
+        n += 1;
+        run = 0;
+    }
+    if run == 0 || n == lens.len() {
+        return false;
+    }
+    lens[n] = run;
+    matches!(
+        lens[..=n],
+        [4, 4, 4] | [4, 4, 4, 1..=4] | [4, 4, 4, 4, 1..=4] | [4, 6, 4 | 5]
+    )
+}
+
+/// Whether `hay[pos..]` holds at least `n` digits: fewer cannot make the next candidate, and
+/// counting them is cheaper than a regex search that finds nothing.
+fn has_digits(hay: &[u8], pos: usize, n: usize) -> bool {
+    let mut count = 0;
+    for &c in hay.get(pos..).unwrap_or_default() {
+        count += usize::from(c.is_ascii_digit());
+        if count >= n {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether `start..end` overlaps one of `spans` (sorted and disjoint).
+fn overlaps_any(spans: &[(usize, usize)], start: usize, end: usize) -> bool {
+    let i = spans.partition_point(|&(_, e)| e <= start);
+    spans.get(i).is_some_and(|&(s, _)| s < end)
+}
+
+/// Whether a grouped card candidate `span` at `start` continues the digit groups before it
+/// (`4070 [3474 3569 5394 106]`): a group of three or more digits and the separator the
+/// candidate uses come right before it, so the card-shaped run is longer than the candidate.
+fn continues_digit_groups(b: &[u8], start: usize, span: &[u8]) -> bool {
+    let Some(sep) = span.iter().copied().find(|c| !c.is_ascii_digit()) else {
+        return false;
+    };
+    start >= 4 && b[start - 1] == sep && b[start - 4..start - 1].iter().all(u8::is_ascii_digit)
+}
+
+/// Whether a number at `start` is glued to the word before it by a `-`, `_`, `/` or `\`: one
+/// part of an identifier, path or version (`ORD-2026-089396`, `Chrome/0.39.8880.38319`).
+fn glued_to_word(b: &[u8], start: usize) -> bool {
+    start >= 2
+        && matches!(b[start - 1], b'-' | b'_' | b'/' | b'\\')
+        && b[start - 2].is_ascii_alphanumeric()
+}
+
+/// The lengths of the digit runs of a cluster (the first [`Runs::MAX`] of them), so that the
+/// card and SSN searches run only where their digit groups can be.
+struct Runs {
+    lens: [u8; Runs::MAX],
+    n: usize,
+    /// More runs than recorded: every check answers yes.
+    overflow: bool,
+}
+
+impl Runs {
+    const MAX: usize = 12;
+
+    fn of(span: &[u8]) -> Runs {
+        let mut r = Runs {
+            lens: [0; Runs::MAX],
+            n: 0,
+            overflow: false,
+        };
+        let mut len = 0usize;
+        for &c in span.iter().chain(std::iter::once(&b' ')) {
+            if c.is_ascii_digit() {
+                len += 1;
+            } else if len > 0 {
+                if r.n == Runs::MAX {
+                    r.overflow = true;
+                    break;
+                }
+                r.lens[r.n] = len.min(255) as u8;
+                r.n += 1;
+                len = 0;
+            }
+        }
+        r
+    }
+
+    fn lens(&self) -> &[u8] {
+        &self.lens[..self.n]
+    }
+
+    /// Whether a card number can be here: 13 to 19 digits in one run, or a group of four
+    /// followed by one of four or six (4-4-4-4, 4-6-5).
+    fn may_hold_card(&self) -> bool {
+        self.overflow
+            || self.lens().iter().any(|l| (13..=19).contains(l))
+            || self
+                .lens()
+                .windows(2)
+                .any(|w| w[0] == 4 && (w[1] == 4 || w[1] == 6))
+    }
+
+    /// Whether an SSN can be here: nine digits in one run, or runs of three, two and four.
+    fn may_hold_ssn(&self) -> bool {
+        self.overflow || self.lens().contains(&9) || self.lens().windows(3).any(|w| w == [3, 2, 4])
+    }
 }
 
 /// The digits of a candidate span and where each one ends, so shorter candidates ending at a
@@ -616,7 +890,9 @@ impl Digits {
 }
 
 /// Spans a phone candidate may not overlap: the cluster's cards, SSNs and IPv4 addresses (the
-/// first `found` candidates pushed for it) and every IBAN.
+/// first `found` candidates pushed for it) and every IBAN-shaped run. A candidate that is
+/// reported only after a context word (a bare nine-digit SSN) does not take its span: without
+/// the word it is dropped, and with it the scores decide.
 struct Taken<'a> {
     found: usize,
     ibans: &'a [(usize, usize)],
@@ -629,7 +905,7 @@ impl Taken<'_> {
         self.ibans.get(i).is_some_and(|&(s, _)| s < end)
             || cluster[..self.found.min(cluster.len())]
                 .iter()
-                .any(|c| c.start < end && start < c.end)
+                .any(|c| !c.needs_context && c.start < end && start < c.end)
     }
 }
 
@@ -668,16 +944,17 @@ fn phone_shaped(span: &[u8]) -> bool {
 /// Digit groups that are far likelier a date (2024-01-15, 15.01.2024), an IPv4 address or an
 /// SSN than a phone number.
 fn looks_like_other_number(span: &[u8]) -> bool {
-    let groups: Vec<usize> = span
-        .split(|c| !c.is_ascii_digit())
-        .filter(|g| !g.is_empty())
-        .map(<[u8]>::len)
-        .collect();
+    let runs = Runs::of(span);
+    if runs.overflow {
+        return false;
+    }
+    let groups = runs.lens();
     let dotted = span.contains(&b'.');
-    // 3-2-4 with dashes is how SSNs are written, and no national plan groups phone numbers so.
-    let ssn_shaped = groups.as_slice() == [3, 2, 4] && span.contains(&b'-');
+    // 3-2-4 with dashes or spaces is how SSNs are written, and no national plan groups phone
+    // numbers so.
+    let ssn_shaped = groups == [3, 2, 4] && !dotted;
     matches!(
-        groups.as_slice(),
+        groups,
         [4, 2, 2] | [4, 2, 2, _] | [2, 2, 4] | [1 | 2, 1 | 2, 4]
     ) || ssn_shaped
         || (dotted && groups.len() == 4 && groups.iter().all(|&g| g <= 3))
@@ -747,6 +1024,37 @@ mod tests {
     }
 
     #[test]
+    fn card_shapes() {
+        let re = compile(
+            r"(?-u)^(?:[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5})$",
+            "card shape",
+        )
+        .expect("compiles");
+        // Every grouping of up to five groups of 1 to 7 digits, joined by ' ', '-' or '.'.
+        let mut checked = 0;
+        for groups in 1..=5u32 {
+            for code in 0..7u32.pow(groups) * 3u32.pow(groups - 1) {
+                let mut c = code;
+                let mut span = Vec::new();
+                for g in 0..groups {
+                    if g > 0 {
+                        span.push(b" -."[(c % 3) as usize]);
+                        c /= 3;
+                    }
+                    span.extend(std::iter::repeat_n(b'7', 1 + (c % 7) as usize));
+                    c /= 7;
+                }
+                assert_eq!(card_shaped(&span), re.is_match(&span), "{span:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 100_000);
+        assert!(card_shaped(b"4111 1111 1111 1111"));
+        assert!(!card_shaped(b"4111  1111 1111 1111"));
+        assert!(!card_shaped(b"4111 1111 1111 1111 1111 1"));
+    }
+
+    #[test]
     fn phone_shapes() {
         assert!(phone_shaped(b"(415) 555-2671"));
         assert!(!phone_shaped(b"415--555-2671"));
@@ -755,5 +1063,127 @@ mod tests {
         assert!(looks_like_other_number(b"15.01.2024"));
         assert!(looks_like_other_number(b"10.1.20.30"));
         assert!(!looks_like_other_number(b"415.555.2671"));
+        assert!(looks_like_other_number(b"078-05-1120"));
+        assert!(looks_like_other_number(b"078 05 1120"));
+    }
+
+    mod national_phone_reader_matches_its_regex {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn by_regex(re: &Regex, hay: &[u8], pos: usize) -> Option<(usize, usize)> {
+            re.find_at(hay, pos).map(|m| (m.start(), m.end()))
+        }
+
+        fn regex() -> Regex {
+            compile(
+                r"(?-u)(?:\([0-9]{1,5}\)[ .\-]?|\b[0-9]{1,8}[ .\-])[0-9]{2,8}(?:[ .\-][0-9]{2,8}){0,3}|\b[0-9]{7,12}\b",
+                "phone_national",
+            )
+            .expect("compiles")
+        }
+
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let unit = prop::sample::select(vec![
+                &b"1"[..],
+                b"12",
+                b"123",
+                b"4155",
+                b"55526",
+                b"0301234",
+                b"123456789",
+                b"1234567890123",
+                b" ",
+                b".",
+                b"-",
+                b"(",
+                b")",
+                b"+",
+                b"a",
+                b"_",
+                b"/",
+                b"\xc3\xa9",
+            ]);
+            prop::collection::vec(unit, 0..16).prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn same_matches(t in text(), pos in 0usize..40) {
+                let re = regex();
+                let pos = pos.min(t.len());
+                prop_assert_eq!(national_phone_match(&t, pos), by_regex(&re, &t, pos));
+            }
+        }
+
+        #[test]
+        fn examples() {
+            let re = regex();
+            for t in [
+                "(415) 555-2671",
+                "(415)555-2671",
+                "(415) -555",
+                "030 901820",
+                "0707875 0819",
+                "x030 901820",
+                "1234567890123 1",
+                "123456789 12 34 56 78 90",
+                "12 1 123",
+                "1.2.3.4.5",
+                "(123456) 1234",
+                "415-555-26711111111",
+            ] {
+                for pos in 0..t.len() {
+                    assert_eq!(
+                        national_phone_match(t.as_bytes(), pos),
+                        by_regex(&re, t.as_bytes(), pos),
+                        "{t} at {pos}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn longer_tokens() {
+        assert!(glued_to_word(b"ORD-2026", 4));
+        assert!(glued_to_word(b"Chrome/0.39", 7));
+        assert!(glued_to_word(b"id_2092780420", 3));
+        assert!(!glued_to_word(b"tel 2092780420", 4));
+        assert!(!glued_to_word(b"-2092780420", 1));
+        assert!(continues_digit_groups(
+            b"4070 3474 3569 5394 106",
+            5,
+            b"3474 3569 5394 106"
+        ));
+        assert!(!continues_digit_groups(
+            b"12/27 4539 1488 0343 6467",
+            6,
+            b"4539 1488 0343 6467"
+        ));
+        assert!(!continues_digit_groups(
+            b"4070-4539 1488 0343 6467",
+            5,
+            b"4539 1488 0343 6467"
+        ));
+    }
+
+    #[test]
+    fn iban_shapes() {
+        let valid = b"DE89 3704 0044 0532 0130 00 x";
+        assert_eq!(iban_at(valid, 0), Some((27, true)));
+        let bad = b"DE88 3704 0044 0532 0130 00 x";
+        assert_eq!(iban_at(bad, 0), Some((27, false)));
+        // Too short to be an account number.
+        assert_eq!(iban_at(b"DE88 3704 x", 0), None);
+        assert_eq!(iban_at(b"xDE89370400440532013000", 1), None);
+    }
+
+    #[test]
+    fn mac_runs_end_before_a_full_stop() {
+        let l = Layout::of(b"address is bc64.5430.6329.");
+        assert!(l.hex.iter().any(|h| h.mac), "{:?}", l.hex);
+        let l = Layout::of(b"address is bc64.5430.6329.7a08.");
+        assert!(!l.hex.iter().any(|h| h.mac), "{:?}", l.hex);
     }
 }

@@ -143,13 +143,23 @@ const CONTEXT_WORDS: &[(&str, &[Entity])] = &[
     ("transfer", &[Entity::IbanCode]),
     ("phone", &[Entity::PhoneNumber]),
     ("tel", &[Entity::PhoneNumber]),
+    ("telephone", &[Entity::PhoneNumber]),
+    ("telefon", &[Entity::PhoneNumber]),
     ("mobile", &[Entity::PhoneNumber]),
     ("cell", &[Entity::PhoneNumber]),
+    ("cellphone", &[Entity::PhoneNumber]),
+    ("cellular", &[Entity::PhoneNumber]),
     ("fax", &[Entity::PhoneNumber]),
     ("call", &[Entity::PhoneNumber]),
     ("contact", &[Entity::PhoneNumber, Entity::EmailAddress]),
     ("whatsapp", &[Entity::PhoneNumber]),
     ("sms", &[Entity::PhoneNumber]),
+    ("ring", &[Entity::PhoneNumber]),
+    ("reach", &[Entity::PhoneNumber]),
+    ("dial", &[Entity::PhoneNumber]),
+    ("hotline", &[Entity::PhoneNumber]),
+    ("landline", &[Entity::PhoneNumber]),
+    ("voicemail", &[Entity::PhoneNumber]),
     ("email", &[Entity::EmailAddress]),
     ("e-mail", &[Entity::EmailAddress]),
     ("mail", &[Entity::EmailAddress]),
@@ -166,6 +176,42 @@ const CONTEXT_WORDS: &[(&str, &[Entity])] = &[
     ("ether", &[Entity::MacAddress]),
     ("bssid", &[Entity::MacAddress]),
 ];
+
+/// What the context window before a candidate holds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Context {
+    /// A context word for the entity starts a word there.
+    near: bool,
+    /// One is a whole word, perhaps inflected.
+    word: bool,
+}
+
+/// Endings that leave a context word the same word (`calls`, `called`, `caller`, `reached`,
+/// `reachable`, `ringing`).
+const INFLECTIONS: &[&[u8]] = &[
+    b"s", b"es", b"d", b"ed", b"er", b"ers", b"ing", b"ings", b"able",
+];
+
+/// Whether a context word ending at `end` ends a word there: not followed by more letters,
+/// except an inflection or the next word of a camelCase or snake_case name (`phoneNumber`,
+/// `phone_number`); `telemetry` and `dialog` do not hold `tel` and `dial`.
+fn ends_word(b: &[u8], end: usize) -> bool {
+    let rest = &b[end..];
+    // Counted up to one more than the longest inflection.
+    let letters = rest
+        .iter()
+        .take(6)
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
+    if letters == 0 {
+        return true;
+    }
+    let camel = end > 0 && b[end - 1].is_ascii_lowercase() && rest[0].is_ascii_uppercase();
+    camel
+        || INFLECTIONS
+            .iter()
+            .any(|i| i.eq_ignore_ascii_case(&rest[..letters]))
+}
 
 /// A reusable, thread-safe detector built from a [`ScanConfig`].
 pub struct Scanner {
@@ -242,53 +288,67 @@ impl Scanner {
         if self.enabled.any_secret() {
             self.secrets.detect(text, self.enabled, &mut candidates);
         }
-        let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
-        for mut c in candidates {
-            if !self.enabled.contains(c.entity)
-                || c.start >= c.end
-                || !text.is_char_boundary(c.start)
-                || !text.is_char_boundary(c.end)
-            {
-                continue;
-            }
-            if self.drop_test && c.test {
-                continue;
-            }
-            if !self.allow.is_empty()
-                && text
-                    .get(c.start..c.end)
-                    .is_some_and(|v| self.allow.contains(v))
-            {
-                continue;
-            }
-            if !c.entity.is_secret() {
-                let has_context = self.has_context(text, c.start, c.entity);
-                if c.needs_context && !has_context {
-                    continue;
-                }
-                if has_context {
-                    c.score = (c.score + CONTEXT_BOOST).min(1.0);
-                }
-            }
-            if c.score < self.min_score {
-                continue;
-            }
-            kept.push(c);
-        }
-        resolve_overlaps(kept)
+        candidates.retain_mut(|c| self.keep(text, c));
+        resolve_overlaps(candidates)
     }
 
-    /// Whether a context word for `entity` starts a word within the window before `start`.
-    fn has_context(&self, text: &str, start: usize, entity: Entity) -> bool {
-        if self.context_window == 0 {
+    /// Whether a candidate survives the configuration and its context; raises its score when a
+    /// context word is present.
+    fn keep(&self, text: &str, c: &mut Candidate) -> bool {
+        if !self.enabled.contains(c.entity)
+            || c.start >= c.end
+            || !text.is_char_boundary(c.start)
+            || !text.is_char_boundary(c.end)
+        {
             return false;
         }
+        if self.drop_test && c.test {
+            return false;
+        }
+        if !self.allow.is_empty()
+            && text
+                .get(c.start..c.end)
+                .is_some_and(|v| self.allow.contains(v))
+        {
+            return false;
+        }
+        if !c.entity.is_secret() {
+            let context = self.context(text, c.start, c.entity);
+            if c.needs_context && !context.word {
+                return false;
+            }
+            if context.near {
+                c.score = (c.score + CONTEXT_BOOST).min(1.0);
+            }
+        }
+        c.score >= self.min_score
+    }
+
+    /// Whether a context word for `entity` starts a word within the window before `start`
+    /// (which raises a score), and whether one is a word of its own, perhaps inflected (which a
+    /// candidate reported only with context needs: `call` and `called` count, `call_id` and
+    /// `telemetry` do not).
+    fn context(&self, text: &str, start: usize, entity: Entity) -> Context {
+        let mut found = Context::default();
+        if self.context_window == 0 {
+            return found;
+        }
+        let b = text.as_bytes();
         let from = floor_char_boundary(text, start.saturating_sub(self.context_window));
-        let window = &text.as_bytes()[from..start];
-        self.context.find_overlapping_iter(window).any(|m| {
-            self.context_entities[m.pattern().as_usize()].contains(entity)
-                && (m.start() == 0 || !window[m.start() - 1].is_ascii_alphanumeric())
-        })
+        let window = &b[from..start];
+        for m in self.context.find_overlapping_iter(window) {
+            if !self.context_entities[m.pattern().as_usize()].contains(entity)
+                || (m.start() > 0 && window[m.start() - 1].is_ascii_alphanumeric())
+            {
+                continue;
+            }
+            found.near = true;
+            if ends_word(b, from + m.end()) {
+                found.word = true;
+                break;
+            }
+        }
+        found
     }
 }
 
@@ -301,6 +361,35 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Finding> {
             .then((b.end - b.start).cmp(&(a.end - a.start)))
             .then(a.start.cmp(&b.start))
     });
+    let finding = |c: &Candidate| Finding {
+        entity: c.entity,
+        start: c.start,
+        end: c.end,
+        score: c.score,
+        test: c.test,
+    };
+    // The usual handful: compare with every accepted one, without building a map.
+    if candidates.len() <= 64 {
+        let mut accepted = 0u64;
+        for (i, c) in candidates.iter().enumerate() {
+            let overlaps = candidates[..i]
+                .iter()
+                .enumerate()
+                .any(|(j, a)| accepted >> j & 1 == 1 && a.start < c.end && c.start < a.end);
+            if !overlaps {
+                accepted |= 1 << i;
+            }
+        }
+        let mut out: Vec<Finding> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| accepted >> i & 1 == 1)
+            .map(|(_, c)| finding(c))
+            .collect();
+        // Accepted findings are disjoint and non-empty: their starts differ.
+        out.sort_unstable_by_key(|f| f.start);
+        return out;
+    }
     // Accepted intervals never overlap, so the one starting last before a candidate's end is
     // the only one that can overlap it.
     let mut accepted: BTreeMap<usize, (usize, Candidate)> = BTreeMap::new();
@@ -313,16 +402,7 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Finding> {
             accepted.insert(c.start, (c.end, c));
         }
     }
-    accepted
-        .into_values()
-        .map(|(_, c)| Finding {
-            entity: c.entity,
-            start: c.start,
-            end: c.end,
-            score: c.score,
-            test: c.test,
-        })
-        .collect()
+    accepted.into_values().map(|(_, c)| finding(&c)).collect()
 }
 
 /// The largest char boundary of `text` at or below `i` (`str::floor_char_boundary` is not
@@ -363,6 +443,73 @@ mod tests {
                 (Entity::UsSsn, 100)
             ]
         );
+    }
+
+    /// The small-input path and the map agree with a plain quadratic reading of the rule.
+    #[test]
+    fn overlap_resolution_matches_the_rule() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for n in [1, 5, 63, 64, 65, 200] {
+            for _ in 0..20 {
+                let cands: Vec<Candidate> = (0..n)
+                    .map(|_| {
+                        let start = next(300) as usize;
+                        let len = 1 + next(20) as usize;
+                        let entity = Entity::ALL[next(17) as usize];
+                        let score = [0.4, 0.5, 0.9][next(3) as usize];
+                        cand(entity, start, start + len, score)
+                    })
+                    .collect();
+                let mut sorted = cands.clone();
+                sorted.sort_by(|a, b| {
+                    b.score
+                        .total_cmp(&a.score)
+                        .then(a.entity.rank().cmp(&b.entity.rank()))
+                        .then((b.end - b.start).cmp(&(a.end - a.start)))
+                        .then(a.start.cmp(&b.start))
+                });
+                let mut want: Vec<Candidate> = Vec::new();
+                for c in sorted {
+                    if !want.iter().any(|a| a.start < c.end && c.start < a.end) {
+                        want.push(c);
+                    }
+                }
+                want.sort_by_key(|c| c.start);
+                let got = resolve_overlaps(cands);
+                let key = |e: Entity, s: usize, t: usize| (e, s, t);
+                assert_eq!(
+                    got.iter()
+                        .map(|f| key(f.entity, f.start, f.end))
+                        .collect::<Vec<_>>(),
+                    want.iter()
+                        .map(|c| key(c.entity, c.start, c.end))
+                        .collect::<Vec<_>>(),
+                    "{n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn context_words_end_words() {
+        let ends = |text: &str, word: &str| ends_word(text.as_bytes(), word.len());
+        assert!(ends("call 1", "call"));
+        assert!(ends("called", "call"));
+        assert!(ends("Calls:", "Call"));
+        assert!(ends("reachable", "reach"));
+        assert!(ends("phoneNumber", "phone"));
+        assert!(ends("phone_number", "phone"));
+        assert!(ends("tel.", "tel"));
+        assert!(!ends("telemetry", "tel"));
+        assert!(!ends("TELEMETRY", "TEL"));
+        assert!(!ends("dialog", "dial"));
+        assert!(!ends("ringtone", "ring"));
     }
 
     #[test]

@@ -124,8 +124,6 @@ pub(crate) struct Secrets {
     jwt: Regex,
     pem_begin: Regex,
     pem_end: Regex,
-    assignment: Regex,
-    bearer: Regex,
     entropy_threshold: f64,
 }
 
@@ -183,31 +181,18 @@ impl Secrets {
                 r"(?-u)^-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
                 "pem end",
             )?,
-            // The operator, then a quoted or a bare value. Groups: 1 operator, 2-4 quoted value,
-            // 5 bare value.
-            assignment: compile(
-                r#"(?-u)^(=>|:=|=|:)[ \t]{0,8}(?:"([^"\r\n]{1,200})"|'([^'\r\n]{1,200})'|`([^`\r\n]{1,200})`|([^\s"'`;,&(){}\[\]<>]{1,200}))"#,
-                "assignment",
-            )?,
-            bearer: compile(r"(?-u)^[ \t]+([A-Za-z0-9\-._~+/]{16,1024}=*)", "bearer")?,
             entropy_threshold,
         })
     }
 
     pub(crate) fn detect(&self, text: &str, enabled: EntitySet, out: &mut Vec<Candidate>) {
         let b = text.as_bytes();
+        // PEM headers wait until every END line is known; other hits are handled at once.
         let mut pem_ends = Vec::new();
-        let mut hits = Vec::new();
+        let mut pem_begins = Vec::new();
         for m in self.prefixes.find_iter(b) {
-            let trigger = PREFIXES[m.pattern().as_usize()].1;
-            if trigger == Trigger::PemEnd {
-                pem_ends.push(m.start());
-            } else {
-                hits.push((trigger, m.start(), m.end()));
-            }
-        }
-        for (trigger, start, end) in hits {
-            match trigger {
+            let (start, end) = (m.start(), m.end());
+            match PREFIXES[m.pattern().as_usize()].1 {
                 Trigger::AwsKeyId if enabled.contains(Entity::AwsAccessKeyId) => {
                     self.aws_key_id(b, start, out)
                 }
@@ -227,14 +212,16 @@ impl Secrets {
                     self.token(b, start, &self.stripe, Entity::StripeKey, 0.95, out)
                 }
                 Trigger::Jwt if enabled.contains(Entity::Jwt) => self.jwt(b, start, out),
-                Trigger::PemBegin if enabled.contains(Entity::PrivateKey) => {
-                    self.pem(b, start, &pem_ends, out)
-                }
+                Trigger::PemBegin if enabled.contains(Entity::PrivateKey) => pem_begins.push(start),
+                Trigger::PemEnd => pem_ends.push(start),
                 Trigger::Bearer if enabled.contains(Entity::GenericSecret) => {
                     self.bearer(b, start, end, out)
                 }
                 _ => {}
             }
+        }
+        for start in pem_begins {
+            self.pem(b, start, &pem_ends, out);
         }
         let generic = enabled.contains(Entity::GenericSecret);
         let aws = enabled.contains(Entity::AwsSecretAccessKey);
@@ -257,7 +244,12 @@ impl Secrets {
         if b.get(end).is_some_and(u8::is_ascii_alphanumeric) {
             return;
         }
+        // AWS's documentation key (AKIAIOSFODNN7EXAMPLE) is reported as test data; a stand-in
+        // such as AKIAXXXXXXXXXXXXXXXX is not reported at all.
         let test = contains_example(&b[start..end]);
+        if !test && is_placeholder(&b[start + 4..end]) {
+            return;
+        }
         out.push(Candidate::new(Entity::AwsAccessKeyId, start, end, 0.95).test(test));
     }
 
@@ -479,19 +471,14 @@ impl Secrets {
         if !(generic && is_secret) {
             return;
         }
-        let Some(caps) = self.assignment.captures(window(b, op, 300)) else {
+        let Some((vs, ve, quoted)) = assigned_value(b, op) else {
             return;
         };
-        let quoted = (2..=4).find_map(|i| caps.get(i));
-        let Some(value) = quoted.or_else(|| caps.get(5)) else {
-            return;
-        };
-        let vs = op + value.start();
         // A bare value cut at the length limit may end inside a multi-byte character.
-        let ve = floor_boundary(b, op + value.end());
+        let ve = floor_boundary(b, ve);
         state.value_end = ve;
         let v = &b[vs..ve];
-        if quoted.is_none() {
+        if !quoted {
             // `password = get_password()`, `secret: config.secret`: code, not a value.
             if b.get(ve).is_some_and(|c| b"([".contains(c)) || is_code_reference(v) {
                 return;
@@ -506,11 +493,9 @@ impl Secrets {
         if start > 0 && b[start - 1].is_ascii_alphanumeric() {
             return;
         }
-        let Some(caps) = self.bearer.captures(window(b, end, 1100)) else {
+        let Some((vs, ve)) = bearer_value(b, end) else {
             return;
         };
-        let Some(v) = caps.get(1) else { return };
-        let (vs, ve) = (end + v.start(), end + v.end());
         let value = &b[vs..ve];
         if b.get(ve).is_some_and(u8::is_ascii_alphanumeric)
             || is_placeholder(value)
@@ -520,6 +505,84 @@ impl Secrets {
         }
         out.push(Candidate::new(Entity::GenericSecret, vs, ve, 0.75));
     }
+}
+
+/// The value assigned by the operator at `op` (`=>`, `:=`, `=` or `:`): after at most eight
+/// spaces or tabs, 1 to 200 characters within double, single or back quotes and on one line, or
+/// 1 to 200 bare characters up to white space, a quote or one of `;,&(){}[]<>`. Returns its
+/// byte range and whether it was quoted. (Read by hand: a regex with capture groups cost more
+/// than the rest of the secret rules together.)
+fn assigned_value(b: &[u8], op: usize) -> Option<(usize, usize, bool)> {
+    const MAX: usize = 200;
+    let rest = &b[op..];
+    let mut i = match rest {
+        [b'=', b'>', ..] | [b':', b'=', ..] => 2,
+        [b'=' | b':', ..] => 1,
+        _ => return None,
+    };
+    let spaces = rest[i..]
+        .iter()
+        .take(8)
+        .take_while(|&&c| c == b' ' || c == b'\t')
+        .count();
+    i += spaces;
+    let &first = rest.get(i)?;
+    if matches!(first, b'"' | b'\'' | b'`') {
+        let body = &rest[i + 1..];
+        let len = body
+            .iter()
+            .take(MAX + 1)
+            .position(|&c| c == first || c == b'\r' || c == b'\n')?;
+        return (len > 0 && body[len] == first).then_some((op + i + 1, op + i + 1 + len, true));
+    }
+    let bare = |c: u8| {
+        !matches!(
+            c,
+            b' ' | b'\t'
+                | b'\n'
+                | 0x0B
+                | 0x0C
+                | b'\r'
+                | b'"'
+                | b'\''
+                | b'`'
+                | b';'
+                | b','
+                | b'&'
+                | b'('
+                | b')'
+                | b'{'
+                | b'}'
+                | b'['
+                | b']'
+                | b'<'
+                | b'>'
+        )
+    };
+    let len = rest[i..].iter().take(MAX).take_while(|&&c| bare(c)).count();
+    (len > 0).then_some((op + i, op + i + len, false))
+}
+
+/// The token after `Bearer` (which ends at `end`): one or more spaces or tabs, then 16 to 1024
+/// characters of `A-Za-z0-9-._~+/`, then any `=` padding, all within 1100 bytes.
+fn bearer_value(b: &[u8], end: usize) -> Option<(usize, usize)> {
+    let w = window(b, end, 1100);
+    let spaces = w.iter().take_while(|&&c| c == b' ' || c == b'\t').count();
+    if spaces == 0 {
+        return None;
+    }
+    let token =
+        |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+    let len = w[spaces..]
+        .iter()
+        .take(1024)
+        .take_while(|c| token(c))
+        .count();
+    if len < 16 {
+        return None;
+    }
+    let pad = w[spaces + len..].iter().take_while(|&&c| c == b'=').count();
+    Some((end + spaces, end + spaces + len + pad))
 }
 
 /// The largest char boundary at or below `i` in `b`, which is valid UTF-8.
@@ -594,12 +657,19 @@ fn contains_example(v: &[u8]) -> bool {
 }
 
 /// A bare value that names something in code (`config.secret`, `self.password`) rather than
-/// being a literal.
+/// being a literal. Names are words joined by `_`, each of letters then digits (`oauth2_client`,
+/// `SECRET_KEY`); a part mixing the two at random (`E6K7.ws6hFl4`) makes the value a password
+/// with a dot in it.
 fn is_code_reference(v: &[u8]) -> bool {
+    let word = |w: &[u8]| {
+        let letters = w.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+        w[letters..].iter().all(u8::is_ascii_digit)
+    };
     let ident = |part: &[u8]| {
         part.first()
             .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
             && part.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            && part.split(|&c| c == b'_').all(word)
     };
     v.contains(&b'.') && v.split(|&c| c == b'.').all(ident)
         || v.starts_with(b"process.env")
@@ -632,10 +702,14 @@ const DUMMY_PARTS: &[&[u8]] = &[
     b"password_here",
 ];
 
-/// [`DUMMY_PARTS`] as one automaton; `None` only if it could not be built, in which case the
-/// parts are compared one by one.
-static DUMMY_PARTS_AC: LazyLock<Option<AhoCorasick>> =
-    LazyLock::new(|| AhoCorasick::new(DUMMY_PARTS).ok());
+/// [`DUMMY_PARTS`] as one automaton, ASCII case ignored; `None` only if it could not be built,
+/// in which case the parts are compared one by one.
+static DUMMY_PARTS_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build(DUMMY_PARTS)
+        .ok()
+});
 
 /// Values that stand in for a secret rather than being one: template variables, angle-bracket
 /// hints, well-known dummy words, and runs of one or two characters.
@@ -657,12 +731,11 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
     {
         return true;
     }
-    let lower = v.to_ascii_lowercase();
     let has_dummy_part = match &*DUMMY_PARTS_AC {
-        Some(ac) => ac.is_match(&lower),
+        Some(ac) => ac.is_match(v),
         None => DUMMY_PARTS
             .iter()
-            .any(|p| lower.windows(p.len()).any(|w| w == *p)),
+            .any(|p| v.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p))),
     };
     const DUMMY_WORDS: &[&[u8]] = &[
         b"password",
@@ -683,7 +756,7 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
         b"default",
         b"masked",
     ];
-    if has_dummy_part || DUMMY_WORDS.contains(&lower.as_slice()) {
+    if has_dummy_part || DUMMY_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v)) {
         return true;
     }
     let mut distinct = [false; 256];
@@ -738,11 +811,124 @@ mod tests {
         assert!(keyword_boundaries(t, at("password:"), at("password:") + 8));
     }
 
+    /// The hand-written readers agree with the regexes they replace.
+    mod readers_match_their_regexes {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn assignment_regex() -> Regex {
+            compile(
+                r#"(?-u)^(=>|:=|=|:)[ \t]{0,8}(?:"([^"\r\n]{1,200})"|'([^'\r\n]{1,200})'|`([^`\r\n]{1,200})`|([^\s"'`;,&(){}\[\]<>]{1,200}))"#,
+                "assignment",
+            )
+            .expect("compiles")
+        }
+
+        fn by_regex(re: &Regex, b: &[u8]) -> Option<(usize, usize, bool)> {
+            let caps = re.captures(window(b, 0, 300))?;
+            let quoted = (2..=4).find_map(|i| caps.get(i));
+            let v = quoted.or_else(|| caps.get(5))?;
+            // `:=` or `=>` with nothing valid after them falls back to a one-character `=` or
+            // `>` value, which is never reported; the reader reports nothing.
+            if v.start() == 1 && b.starts_with(b":=") {
+                return None;
+            }
+            Some((v.start(), v.end(), quoted.is_some()))
+        }
+
+        fn input() -> impl Strategy<Value = Vec<u8>> {
+            let op = prop::sample::select(vec![&b"="[..], b":", b":=", b"=>", b"=="]);
+            let unit = prop::sample::select(vec![
+                &b" "[..],
+                b"\t",
+                b"\"",
+                b"'",
+                b"`",
+                b"\n",
+                b"\r",
+                b"\x0b",
+                b";",
+                b"<",
+                b"]",
+                b"=",
+                b"a",
+                b"Z9",
+                b"x/+",
+                b"\xc3\xa9",
+                b"abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz",
+            ]);
+            (op, prop::collection::vec(unit, 0..12)).prop_map(|(op, parts)| {
+                let mut v = op.to_vec();
+                for p in parts {
+                    v.extend_from_slice(p);
+                }
+                v
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn assignment(b in input()) {
+                let re = assignment_regex();
+                prop_assert_eq!(assigned_value(&b, 0), by_regex(&re, &b));
+            }
+
+            #[test]
+            fn bearer(b in prop::collection::vec(prop::sample::select(
+                vec![b' ', b'\t', b'a', b'Z', b'0', b'-', b'.', b'~', b'=', b'!', b'/']), 0..1300)) {
+                let re = compile(r"(?-u)^[ \t]+([A-Za-z0-9\-._~+/]{16,1024}=*)", "bearer")
+                    .expect("compiles");
+                let want = re
+                    .captures(window(&b, 0, 1100))
+                    .and_then(|c| c.get(1))
+                    .map(|m| (m.start(), m.end()));
+                prop_assert_eq!(bearer_value(&b, 0), want);
+            }
+        }
+
+        #[test]
+        fn long_values() {
+            let re = assignment_regex();
+            for n in [199, 200, 201, 250] {
+                let v = "k".repeat(n);
+                for b in [format!("= {v}"), format!("=\"{v}\""), format!(": '{v}'x")] {
+                    assert_eq!(
+                        assigned_value(b.as_bytes(), 0),
+                        by_regex(&re, b.as_bytes()),
+                        "{n} {b}"
+                    );
+                }
+            }
+            // Operators followed by more operator characters, quotes left open, nothing.
+            for b in [
+                ":== ",
+                ":=\"abc",
+                "=>'",
+                ":",
+                "= \t x",
+                ":=         x",
+                "=>>",
+            ] {
+                assert_eq!(
+                    assigned_value(b.as_bytes(), 0),
+                    by_regex(&re, b.as_bytes()),
+                    "{b:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn code_references() {
         assert!(is_code_reference(b"config.secret"));
         assert!(is_code_reference(b"process.env.TOKEN"));
+        assert!(is_code_reference(b"settings.SECRET_KEY"));
+        assert!(is_code_reference(b"oauth2_client.secret2"));
+        assert!(is_code_reference(b"self._db_password"));
         assert!(!is_code_reference(b"Tr0ub4dor&3"));
         assert!(!is_code_reference(b"a.b-c"));
+        // Letters and digits mixed at random: a password with a dot in it.
+        assert!(!is_code_reference(b"E6K7.ws6hFl4"));
+        assert!(!is_code_reference(b"e4l.ePTIQNWkuq2"));
     }
 }

@@ -163,6 +163,27 @@ fn credit_cards() {
     ] {
         assert!(!finds_entity(bad, Entity::CreditCard), "{bad}");
     }
+    // The tail of a longer grouped number is not a card of its own, even when it passes Luhn
+    // (3474 3569 5394 106 is an Amex-shaped tail of a 19-digit number failing its check).
+    for bad in [
+        "Card number: 4070 3474 3569 5394 106, exp 04/26",
+        "pan=9999 4539 1488 0343 6467",
+    ] {
+        assert!(
+            !finds_entity(bad, Entity::CreditCard),
+            "{bad}: {:?}",
+            found(bad)
+        );
+    }
+    // Two cards in a row, and a card after a short group (an expiry date), still are.
+    let two = "4539 1488 0343 6467 4111 1111 1111 1111";
+    assert!(finds(two, Entity::CreditCard, "4539 1488 0343 6467"));
+    assert!(finds(two, Entity::CreditCard, "4111 1111 1111 1111"));
+    assert!(finds(
+        "exp 12/27 4539 1488 0343 6467",
+        Entity::CreditCard,
+        "4539 1488 0343 6467"
+    ));
 }
 
 #[test]
@@ -232,6 +253,17 @@ fn ibans() {
         Entity::IbanCode,
         "GB82 WEST 1234 5698 7654 32"
     ));
+    // A run shaped like an IBAN whose checksum fails is not an IBAN, and its digit groups are
+    // not phone numbers or cards either.
+    for bad in [
+        "account DE08 3045 5566 5139 4865 99 BIC ZLJIES2J5U3",
+        "IBAN ES66 2718 0452 5021 2123 8205",
+        "account IT80 I988 5274 1026 5985 0996 356 BIC EIWPIT3QM1Q",
+        "IBAN FR65 0882 7202 9781 5606 0694 128.",
+        "IBAN DE88370400440532013000",
+    ] {
+        assert!(found(bad).is_empty(), "{bad}: {:?}", found(bad));
+    }
     for bad in [
         "DE8937040044053201300",   // one character short
         "DE893704004405320130001", // one too many, glued
@@ -268,6 +300,12 @@ fn us_ssns() {
     // Not a lone SSN: part of a longer number.
     assert!(!finds_entity("ssn 536-22-5555-1", Entity::UsSsn));
     assert!(!finds_entity("ssn 1536-22-5555", Entity::UsSsn));
+    // An invalid SSN grouped 3-2-4 is not a phone number instead.
+    for bad in ["ssn=078 05 1120", "ssn=043 28 0000", "SSN: 666-12-3456"] {
+        assert!(found(bad).is_empty(), "{bad}: {:?}", found(bad));
+    }
+    // After a '+' nine digits are a phone number, not a bare SSN.
+    assert!(!finds_entity("ssn +498146054", Entity::UsSsn));
 }
 
 #[test]
@@ -339,7 +377,18 @@ fn mac_addresses() {
             "{mac}: {:?}",
             found(&text)
         );
+        // At the end of a sentence.
+        let text = format!("The hardware address is {mac}.");
+        assert!(
+            finds(&text, Entity::MacAddress, mac),
+            "{mac}: {:?}",
+            found(&text)
+        );
     }
+    assert!(!finds_entity(
+        "address is 001a.2b3c.4d5e.6f70.",
+        Entity::MacAddress
+    ));
     for bad in [
         "00:00:00:00:00:00",
         "ff:ff:ff:ff:ff:ff",
@@ -362,6 +411,27 @@ fn phone_numbers() {
         ("tel +81 3-3224-9999", "+81 3-3224-9999"),
         ("ring 030 901820", "030 901820"),
         ("mobile 07911 123456", "07911 123456"),
+        // Groupings libphonenumber's national formats use for newer ranges.
+        ("tel 015692 757636", "015692 757636"),
+        ("tel 0707875 0819", "0707875 0819"),
+        // Nine digits after a '+' or a context word: a phone number, not a bare SSN.
+        ("call +498146054 now", "+498146054"),
+        ("mobile=+43 1 445309383 id=1", "+43 1 445309383"),
+        ("phone 030117297, ssn 233-90-8658", "030117297"),
+        // Other NANP countries, dialled as US numbers are: Canada, the Dominican Republic.
+        ("call (867) 988-3180", "(867) 988-3180"),
+        ("Phone: (204) 723-1750", "(204) 723-1750"),
+        ("Tel. 849-749-8707", "849-749-8707"),
+        ("tel 289.822.5273", "289.822.5273"),
+        // One run of digits, after a context word.
+        ("call 2092780420 tomorrow", "2092780420"),
+        ("Please ring Kyle on 07486614935.", "07486614935"),
+        ("can be reached on 015896591306 today", "015896591306"),
+        ("mobile=2506627944 customer_id=1", "2506627944"),
+        ("called from 2072434249 about", "2072434249"),
+        ("Telephone: 07486614935", "07486614935"),
+        ("{\"phoneNumber\": \"2092780420\"}", "2092780420"),
+        ("phone_number=2092780420", "2092780420"),
     ] {
         assert!(
             finds(text, Entity::PhoneNumber, phone),
@@ -379,12 +449,29 @@ fn phone_numbers() {
         "on 2024-01-15 at noon", // a date
         "v 10.20.30.40",         // an IPv4 address
         "call 555-12-1234",
+        // A run of digits without a context word is an ID as often as a phone number, and a
+        // context word must be a word: `tel` in `telemetry` is not one.
+        "order 2092780420 shipped",
+        "ref 07486614935",
+        "telemetry 2092780420",
+        "dialog_id=2092780420",
+        "cellar 07486614935",
+        "(867) 988-318",
+        // Part of an identifier, a path or a version string.
+        "call about ORD-2026-089396",
+        "Please ring Lars on 01282 114887 about ticket ORD-2022-706308.",
+        "Chrome/0.39.8880.38319 Safari/537.36",
+        "call /users/2092780420 or id_2092780420",
+        // Card-shaped groups failing Luhn are not a card followed by a phone number.
+        "The customer paid with card 6011 4454 0446 2621.",
+        "pan=4793 0637 7029 9170",
+        "pan=4393 2144 9263 0833 026",
     ] {
-        assert!(
-            !finds_entity(bad, Entity::PhoneNumber),
-            "{bad}: {:?}",
-            found(bad)
-        );
+        let phones: Vec<_> = found(bad)
+            .into_iter()
+            .filter(|(e, v, _)| *e == Entity::PhoneNumber && v != "01282 114887")
+            .collect();
+        assert!(phones.is_empty(), "{bad}: {phones:?}");
     }
     let us_only = Scanner::new(ScanConfig {
         phone_regions: vec!["us".into()],
@@ -440,6 +527,8 @@ fn aws_keys() {
         "AKIAZ7VRSQ5TLA3MBQWE1",
         "XAKIAZ7VRSQ5TLA3MBQWE",
         "AKIAZ7VRSQ5TLA3MBQW0",
+        "AKIAXXXXXXXXXXXXXXXX",
+        "Paste your token here: AKIAXXXXXXXXXXXXXXXX",
     ] {
         assert!(!finds_entity(bad, Entity::AwsAccessKeyId), "{bad}");
     }
@@ -572,6 +661,9 @@ fn generic_secrets() {
         ),
         ("dbPassword := 'Zq8!rT4#wY2m'", "Zq8!rT4#wY2m"),
         ("client_secret: 9fK2mQ7xLp4R", "9fK2mQ7xLp4R"),
+        // A dot does not make a random value a reference to code.
+        ("password=E6K7.ws6hFl4", "E6K7.ws6hFl4"),
+        ("APP_PASSWORD=e4l.ePTIQNWkuq2", "e4l.ePTIQNWkuq2"),
         (
             "Authorization: Bearer abcDEF123ghiJKL456mnoPQR789",
             "abcDEF123ghiJKL456mnoPQR789",
@@ -594,6 +686,7 @@ fn generic_secrets() {
         "if password == \"abcdefgh12\"",
         "password = get_password()",
         "secret: config.secret_value",
+        "password = settings.DB_PASSWORD2",
         "password: hello",
         "Your password: is incorrect",
         "token_count = 12345",
