@@ -216,7 +216,8 @@ fn transform_value(
     };
     let fail = |e: custodian_detect::DetectError| format!("field {field}: {t} cannot apply: {e}");
     let out = match t {
-        Transform::Drop => unreachable!("dropped fields are removed, not transformed"),
+        // Dropped fields are removed by `at_path`; a value reaching here is refused, not kept.
+        Transform::Drop => return Err(format!("field {field}: drop applies to object fields")),
         Transform::Redact => REDACTED.to_owned(),
         Transform::Mask { keep_last } => transform::mask(
             &text,

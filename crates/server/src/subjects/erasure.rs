@@ -69,8 +69,7 @@ pub async fn erase(
     let request = open_request(state, actor, tenant, pseudonym, asked).await?;
     let _destruction = state.destruction.lock().await;
     let _across_nodes = state.store.lock_destruction().await?;
-    let subject_key = DataKeyId::Subject(pseudonym).encode();
-    let scope = format!("subject/{}", hex(&pseudonym));
+    let (subject_key, scope) = key_and_scope(&pseudonym);
 
     if !state
         .keys
@@ -212,6 +211,14 @@ pub(crate) fn request_id(deletion: &str) -> String {
         .to_uppercase()
 }
 
+/// The subject's key id, and the scope of its erasure certificate.
+fn key_and_scope(pseudonym: &[u8; 32]) -> (String, String) {
+    (
+        DataKeyId::Subject(*pseudonym).encode(),
+        format!("subject/{}", hex(pseudonym)),
+    )
+}
+
 /// The distinct holds that keep records, and how many records they keep.
 fn refusal(sorted: &Sorted) -> (Vec<String>, u64) {
     let mut ids: Vec<String> = sorted.held.iter().flat_map(|(_, h)| h.clone()).collect();
@@ -271,8 +278,7 @@ async fn carry_out(
 ) -> Result<(SubjectRequest, ErasureOutcome), ServerError> {
     let tenant = &request.tenant;
     let pseudonym = request.subject;
-    let subject_key = DataKeyId::Subject(pseudonym).encode();
-    let scope = format!("subject/{}", hex(&pseudonym));
+    let (subject_key, scope) = key_and_scope(&pseudonym);
     // Records that stay are sealed anew without the subject's key before it is destroyed.
     let mut resealed = Vec::new();
     for record in &sorted.anonymise {

@@ -85,22 +85,34 @@ impl SqliteKeyStore {
     }
 }
 
+/// Runs `sql` and maps each row with `row` (which may fail on stored data).
+fn select<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    mut row: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let mut rows = stmt.query(params).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        out.push(row(r)?);
+    }
+    Ok(out)
+}
+
 fn select_data_keys(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<WrappedDataKey>> {
-    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(params, |r| {
-            Ok(WrappedDataKey {
-                id: r.get(0)?,
-                kek_version: r.get(1)?,
-                wrapped: r.get(2)?,
-            })
+    select(conn, sql, params, |r| {
+        Ok(WrappedDataKey {
+            id: r.get(0).map_err(db_err)?,
+            kek_version: r.get(1).map_err(db_err)?,
+            wrapped: r.get(2).map_err(db_err)?,
         })
-        .map_err(db_err)?;
-    rows.map(|r| r.map_err(db_err)).collect()
+    })
 }
 
 fn read_shred_log(conn: &Connection) -> Result<Vec<ShredEntry>> {
@@ -132,18 +144,14 @@ fn select_audit_keys(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<WrappedAuditKey>> {
-    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(params, |r| {
-            Ok(WrappedAuditKey {
-                log: r.get(0)?,
-                period: r.get(1)?,
-                id: r.get(2)?,
-                wrapped: r.get(3)?,
-            })
+    select(conn, sql, params, |r| {
+        Ok(WrappedAuditKey {
+            log: r.get(0).map_err(db_err)?,
+            period: r.get(1).map_err(db_err)?,
+            id: r.get(2).map_err(db_err)?,
+            wrapped: r.get(3).map_err(db_err)?,
         })
-        .map_err(db_err)?;
-    rows.map(|r| r.map_err(db_err)).collect()
+    })
 }
 
 fn select_audit_shreds(
@@ -151,25 +159,13 @@ fn select_audit_shreds(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<AuditShred>> {
-    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(params, |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .map_err(db_err)?;
-    rows.map(|r| {
-        let (log, period, at) = r.map_err(db_err)?;
+    select(conn, sql, params, |r| {
         Ok(AuditShred {
-            log,
-            period,
-            at: from_us(at)?,
+            log: r.get(0).map_err(db_err)?,
+            period: r.get(1).map_err(db_err)?,
+            at: from_us(r.get(2).map_err(db_err)?)?,
         })
     })
-    .collect()
 }
 
 fn read_audit_shreds(conn: &Connection) -> Result<Vec<AuditShred>> {
