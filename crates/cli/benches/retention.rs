@@ -39,14 +39,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use custodian_core::ids::{DataTypeName, RecordId, TenantId};
-use custodian_core::policy::Policy;
 use custodian_crypto::DataKeyId;
 use custodian_server::audit::Actor;
 use custodian_server::clock::SystemClock;
 use custodian_server::keys::TenantKeys;
-use custodian_server::{AppState, ServerConfig, ServerError};
+use custodian_server::{AppState, ServerError};
 use custodian_store::{BucketSummary, ShredScope, StoreConfig, testing};
 use jiff::{Timestamp, ToSpan};
+
+#[path = "support/node.rs"]
+mod node;
+
+use node::{Backend, Node};
 
 const POLICY: &str = include_str!("../../../examples/policies/default.toml");
 const TENANT: &str = "acme";
@@ -118,73 +122,7 @@ fn body(rng: &mut Rng, event_time: &str, first: u64, count: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
-
-/// A node on a fresh, empty store.
-struct Node {
-    state: Arc<AppState>,
-    keys: Arc<TenantKeys>,
-    config: StoreConfig,
-    _dir: tempfile::TempDir,
-}
-
 impl Node {
-    async fn fresh(backend: Backend) -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = match backend {
-            Backend::Sqlite => StoreConfig::Sqlite {
-                path: custodian_store::sqlite_path(dir.path()),
-            },
-            Backend::Postgres => StoreConfig::Postgres {
-                url: testing::postgres_url(),
-                schema: Some(testing::unique_schema("bench")),
-            },
-        };
-        let server = ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            data_dir: dir.path().to_owned(),
-            database_url: None,
-            body_limit: custodian_server::DEFAULT_BODY_LIMIT,
-        };
-        let policy = Policy::parse("default.toml", POLICY).expect("default policy is valid");
-        let state = custodian_server::build_state(policy, &server, &config, Arc::new(SystemClock))
-            .await
-            .expect("build server state");
-        let keys = state.keys.tenant(&tenant()).await.expect("tenant keys");
-        Node {
-            state,
-            keys,
-            config,
-            _dir: dir,
-        }
-    }
-
-    /// Drops the node and, on PostgreSQL, its schemas.
-    async fn close(self) {
-        let Node { state, config, .. } = self;
-        drop(state);
-        if let StoreConfig::Postgres {
-            schema: Some(schema),
-            ..
-        } = config
-        {
-            testing::drop_schema(&schema).await;
-        }
-    }
-
     /// Waits for the work a store does in the background after a large fill, so it is not
     /// timed as part of what follows: data a month old has long been through it.
     async fn settle(&self) {
@@ -523,7 +461,7 @@ async fn split(backend: Backend, records: usize) -> Split {
     assert_purged(&node, &due, &report).await;
     println!(
         "{} {records} records / {BUCKETS} buckets: unreadable in {:.3} s (find due buckets {:.3} s + shred {BUCKETS} keys {:.3} s, {:.2} ms per bucket), purged in {:.1} s (sweep after the shreds {:.1} s, {} rows/s)",
-        backend.name(),
+        node.backend.name(),
         unreadable.as_secs_f64(),
         find.as_secs_f64(),
         shred.as_secs_f64(),
@@ -578,7 +516,7 @@ async fn full_sweep(backend: Backend, records: usize) {
     let (first, last) = shred_times(&log, &due, started_at);
     println!(
         "{} full sweep, {records} records / {BUCKETS} buckets: first key shredded after {first:.3} s, last after {last:.2} s, purged in {:.1} s ({} rows/s)",
-        backend.name(),
+        node.backend.name(),
         elapsed.as_secs_f64(),
         rate_k(records, elapsed),
     );
@@ -696,12 +634,12 @@ async fn sweep_under_ingest(backend: Backend, records: usize, window: Duration) 
     };
     println!(
         "{} ingest alone ({workers} tasks): {}",
-        backend.name(),
+        node.backend.name(),
         alone.line()
     );
     println!(
         "{} ingest during a full sweep of {records} records / {BUCKETS} buckets (sweep {:.1} s): {} = {:.2}x alone, sweeper overhead {:.0}%",
-        backend.name(),
+        node.backend.name(),
         during.elapsed.as_secs_f64(),
         during.line(),
         during.rate() / alone.rate(),

@@ -42,15 +42,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use custodian_core::ids::TenantId;
-use custodian_core::policy::Policy;
 use custodian_crypto::DataKeyId;
 use custodian_server::audit::Actor;
 use custodian_server::clock::SystemClock;
 use custodian_server::keys::TenantKeys;
 use custodian_server::subjects::{Asked, ErasureOutcome, ExportManifest};
-use custodian_server::{AppState, ServerConfig, ServerError};
+use custodian_server::{AppState, ServerError};
 use custodian_store::{ShredScope, StoreConfig, testing};
 use jiff::{Timestamp, ToSpan};
+
+#[path = "support/node.rs"]
+mod node;
+
+use node::{Backend, Node};
 
 const POLICY: &str = include_str!("../../../examples/policies/default.toml");
 const TENANT: &str = "acme";
@@ -231,75 +235,7 @@ impl Plan {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
-
-/// A node on a fresh, empty store.
-struct Node {
-    backend: Backend,
-    state: Arc<AppState>,
-    keys: Arc<TenantKeys>,
-    config: StoreConfig,
-    _dir: tempfile::TempDir,
-}
-
 impl Node {
-    async fn fresh(backend: Backend) -> Node {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = match backend {
-            Backend::Sqlite => StoreConfig::Sqlite {
-                path: custodian_store::sqlite_path(dir.path()),
-            },
-            Backend::Postgres => StoreConfig::Postgres {
-                url: testing::postgres_url(),
-                schema: Some(testing::unique_schema("bench")),
-            },
-        };
-        let server = ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            data_dir: dir.path().to_owned(),
-            database_url: None,
-            body_limit: custodian_server::DEFAULT_BODY_LIMIT,
-        };
-        let policy = Policy::parse("default.toml", POLICY).expect("default policy is valid");
-        let state = custodian_server::build_state(policy, &server, &config, Arc::new(SystemClock))
-            .await
-            .expect("build server state");
-        let keys = state.keys.tenant(&tenant()).await.expect("tenant keys");
-        Node {
-            backend,
-            state,
-            keys,
-            config,
-            _dir: dir,
-        }
-    }
-
-    /// Drops the node and, on PostgreSQL, its schemas.
-    async fn close(self) {
-        let Node { state, config, .. } = self;
-        drop(state);
-        if let StoreConfig::Postgres {
-            schema: Some(schema),
-            ..
-        } = config
-        {
-            testing::drop_schema(&schema).await;
-        }
-    }
-
     /// Waits for the work a store does in the background after a large load, so it is not
     /// timed as part of what follows: data a day old has long been through it.
     async fn settle(&self) {
