@@ -1,30 +1,16 @@
-//! Access decisions. One pure function, [`authorize`], decides every request; routes never do
-//! their own checks. Deny by default: an action is allowed only when the permission matrix below
-//! lists the principal's role for it and the principal belongs to the tenant it acts on.
+//! Access decisions. One pure function, [`authorize`], decides every request by role; routes
+//! never do their own checks. Deny by default: an action is allowed only when the permission
+//! matrix lists the principal's role for it and the principal belongs to the tenant it acts on.
+//! [`crate::grant::authorize_with`] extends it with just-in-time grants.
 //!
-//! | action                 | admin | writer | reader | auditor |
-//! |------------------------|:-----:|:------:|:------:|:-------:|
-//! | ingest records         |   ✓   |   ✓    |        |         |
-//! | read a record          |   ✓   |   ✓    |   ✓    |         |
-//! | list subject's records |   ✓   |   ✓    |   ✓    |         |
-//! | delete a record        |   ✓   |        |        |         |
-//! | read the audit log     |   ✓   |        |        |    ✓    |
-//! | key status, rotate     |   ✓   |        |        |         |
-//! | place, release a hold  |   ✓   |        |        |         |
-//! | list holds             |   ✓   |        |        |    ✓    |
-//! | retention plan         |   ✓   |        |        |    ✓    |
-//! | deletion certificates  |   ✓   |        |        |    ✓    |
-//! | retention event        |   ✓   |   ✓    |        |         |
-//! | cancel a deletion      |   ✓   |        |        |         |
+//! The matrix is published as `docs/permissions.md`, rendered by [`permission_matrix`] and
+//! checked against it by a test, so the documented and the enforced matrix cannot drift.
 //!
-//! A security-officer may place, release and list holds.
-//! Platform roles belong to principals of the platform pseudo-tenant (see
-//! [`TenantId::platform`]), never to a tenant's. An operator may read key status and rotate
-//! keys of any tenant, and alone may seal the server and back up or restore the key store; no
-//! platform role has standing access to records. An operator may also read any tenant's
-//! retention plan (or all tenants' at once), run a sweep, terminate a tenant, and read the
-//! system audit log (actions outside any tenant, and refusals that name no known tenant). Support and approver exist in the policy vocabulary but hold no permission
-//! yet.
+//! Platform roles (operator, support, approver) belong to principals of the platform
+//! pseudo-tenant (see [`TenantId::platform`]), never to a tenant's, and pass the membership
+//! check of every tenant; the role check then admits them only to the few actions their role
+//! carries. No platform role has standing access to records: support and operators reach them
+//! only through an active, approved grant (see [`crate::grant`]).
 
 use std::fmt;
 
@@ -81,6 +67,21 @@ impl Role {
     }
 }
 
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Role::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown role {s:?}; valid: {}", Role::valid_names()))
+        })
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -109,6 +110,12 @@ pub enum Action {
     RectifyRecord,
     ReadSubjectRequests,
     Detokenize,
+    RequestGrant,
+    BreakGlass,
+    DecideGrant,
+    RevokeGrant,
+    ReviewGrant,
+    ListGrants,
     /// Platform actions, on no tenant.
     ListKeyStatus,
     SealServer,
@@ -117,10 +124,11 @@ pub enum Action {
     ReadAllRetentionPlans,
     RunSweep,
     ReadSystemAudit,
+    ListAllGrants,
 }
 
 impl Action {
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 34] = [
         Action::IngestRecords,
         Action::ReadRecord,
         Action::ListSubjectRecords,
@@ -141,6 +149,12 @@ impl Action {
         Action::RectifyRecord,
         Action::ReadSubjectRequests,
         Action::Detokenize,
+        Action::RequestGrant,
+        Action::BreakGlass,
+        Action::DecideGrant,
+        Action::RevokeGrant,
+        Action::ReviewGrant,
+        Action::ListGrants,
         Action::ListKeyStatus,
         Action::SealServer,
         Action::BackupKeys,
@@ -148,6 +162,7 @@ impl Action {
         Action::ReadAllRetentionPlans,
         Action::RunSweep,
         Action::ReadSystemAudit,
+        Action::ListAllGrants,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -172,6 +187,13 @@ impl Action {
             Action::RectifyRecord => "subjects.rectify",
             Action::ReadSubjectRequests => "subjects.requests",
             Action::Detokenize => "tokens.detokenize",
+            Action::RequestGrant => "grants.request",
+            Action::BreakGlass => "grants.break_glass",
+            Action::DecideGrant => "grants.decide",
+            Action::RevokeGrant => "grants.revoke",
+            Action::ReviewGrant => "grants.review",
+            Action::ListGrants => "grants.list",
+            Action::ListAllGrants => "grants.list_all",
             Action::ReadAllRetentionPlans => "retention.plan_all",
             Action::RunSweep => "retention.sweep",
             Action::ReadSystemAudit => "audit.read_system",
@@ -201,6 +223,27 @@ impl Action {
             Action::ExportSubject | Action::EraseSubject | Action::RectifyRecord => &[Role::Admin],
             Action::ReadSubjectRequests => &[Role::Admin, Role::Auditor],
             Action::Detokenize => &[Role::Admin, Role::SecurityOfficer],
+            Action::RequestGrant => &[Role::Operator, Role::Support],
+            Action::BreakGlass => &[Role::SecurityOfficer],
+            Action::DecideGrant => &[Role::Approver],
+            // Support and operators may revoke only grants of their own; see `Grant::revoke`.
+            Action::RevokeGrant => &[
+                Role::Admin,
+                Role::SecurityOfficer,
+                Role::Operator,
+                Role::Support,
+                Role::Approver,
+            ],
+            Action::ReviewGrant => &[Role::Admin, Role::Auditor, Role::Approver],
+            Action::ListGrants => &[
+                Role::Admin,
+                Role::Auditor,
+                Role::SecurityOfficer,
+                Role::Operator,
+                Role::Support,
+                Role::Approver,
+            ],
+            Action::ListAllGrants => &[Role::Operator, Role::Support, Role::Approver],
             Action::ListKeyStatus
             | Action::SealServer
             | Action::BackupKeys
@@ -229,6 +272,11 @@ impl Action {
                 | Action::RectifyRecord
                 | Action::RestoreKeys
                 | Action::RunSweep
+                | Action::RequestGrant
+                | Action::BreakGlass
+                | Action::DecideGrant
+                | Action::RevokeGrant
+                | Action::ReviewGrant
         )
     }
 
@@ -243,6 +291,19 @@ impl Action {
                 | Action::ReadAllRetentionPlans
                 | Action::RunSweep
                 | Action::ReadSystemAudit
+                | Action::ListAllGrants
+        )
+    }
+
+    /// Actions that hand record payloads (or values they hold) to the caller: these carry a
+    /// purpose, which `access.reason_required` makes mandatory for some roles.
+    pub fn reads_payload(self) -> bool {
+        matches!(
+            self,
+            Action::ReadRecord
+                | Action::ListSubjectRecords
+                | Action::ExportSubject
+                | Action::Detokenize
         )
     }
 }
@@ -263,6 +324,10 @@ pub enum Denial {
     WrongScope,
     /// The principal's role does not carry this permission.
     RoleLacksPermission { role: Role, action: Action },
+    /// The role has no standing access to this action, and no active grant carries it.
+    NoActiveGrant { role: Role, action: Action },
+    /// The grant the principal acts under does not reach this record or subject.
+    OutsideGrant { grant: String },
 }
 
 impl fmt::Display for Denial {
@@ -283,8 +348,42 @@ impl fmt::Display for Denial {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Denial::NoActiveGrant { role, action } => write!(
+                f,
+                "role {role} has no standing access to {}, and the caller holds no active grant on this tenant that permits it; request one with `custodian grant request`",
+                action.as_str()
+            ),
+            Denial::OutsideGrant { grant } => write!(
+                f,
+                "grant {grant} does not reach this data (its data types, subjects or classification)"
+            ),
         }
     }
+}
+
+/// The permission matrix as a Markdown table: one row per action, one column per role.
+pub fn permission_matrix() -> String {
+    let mut out = String::from("| action |");
+    for role in Role::ALL {
+        out.push_str(&format!(" {role} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&":-:|".repeat(Role::ALL.len()));
+    out.push('\n');
+    for action in Action::ALL {
+        let scope = if action.is_platform() { " (platform)" } else { "" };
+        out.push_str(&format!("| `{}`{scope} |", action.as_str()));
+        for role in Role::ALL {
+            let mark = if action.allowed_roles().contains(&role) {
+                " ✓ |"
+            } else {
+                "   |"
+            };
+            out.push_str(mark);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The one access decision, for an action on `tenant` or, with `None`, on the platform.
@@ -364,6 +463,9 @@ mod tests {
                             | RectifyRecord
                             | ReadSubjectRequests
                             | Detokenize
+                            | RevokeGrant
+                            | ReviewGrant
+                            | ListGrants
                     ) | (
                         Writer,
                         IngestRecords | ReadRecord | ListSubjectRecords | RecordEvent
@@ -375,10 +477,18 @@ mod tests {
                                 | ReadRetentionPlan
                                 | ReadDeletions
                                 | ReadSubjectRequests
+                                | ReviewGrant
+                                | ListGrants
                         )
                         | (
                             SecurityOfficer,
-                            PlaceHold | ReleaseHold | ListHolds | Detokenize
+                            PlaceHold
+                                | ReleaseHold
+                                | ListHolds
+                                | Detokenize
+                                | BreakGlass
+                                | RevokeGrant
+                                | ListGrants
                         )
                         | (
                             Operator,
@@ -393,6 +503,18 @@ mod tests {
                                 | ReadAllRetentionPlans
                                 | RunSweep
                                 | ReadSystemAudit
+                                | RequestGrant
+                                | RevokeGrant
+                                | ListGrants
+                                | ListAllGrants
+                        )
+                        | (
+                            Support,
+                            RequestGrant | RevokeGrant | ListGrants | ListAllGrants
+                        )
+                        | (
+                            Approver,
+                            DecideGrant | RevokeGrant | ReviewGrant | ListGrants | ListAllGrants
                         )
                 );
                 let holder = if role.is_platform() {
@@ -404,6 +526,16 @@ mod tests {
                 assert_eq!(got, expected, "{role} {action:?}");
             }
         }
+    }
+
+    #[test]
+    fn published_matrix_is_the_enforced_one() {
+        let published = include_str!("../../../docs/permissions.md");
+        let table = permission_matrix();
+        assert!(
+            published.contains(&table),
+            "docs/permissions.md is out of date; replace its table with:\n{table}"
+        );
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct AuditEvent {
     pub reason: Option<String>,
     /// The request id (`x-request-id`) that carried the action, when there was one.
     pub request_id: Option<String>,
+    /// The just-in-time grant the action was allowed under. Absent (and so absent from the
+    /// canonical bytes, which keeps earlier entries' encoding) when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 impl AuditEvent {
@@ -104,19 +108,6 @@ pub fn last_expired_period(now: Timestamp, retention: &CalDuration) -> Option<St
     None
 }
 
-impl Serialize for TenantId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for TenantId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        TenantId::new(s).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +126,7 @@ mod tests {
             decision: Decision::Allow,
             reason: None,
             request_id: Some("01M841GZ3EW1WAE056QBHCKXGV".into()),
+            grant: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod duration;
 pub mod error;
+pub mod grant;
 pub mod hold;
 pub mod ids;
 pub mod policy;

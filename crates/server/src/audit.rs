@@ -209,6 +209,7 @@ impl Auditor {
             decision,
             reason: None,
             request_id: actor.request_id.clone(),
+            grant: None,
         }
     }
 

@@ -84,6 +84,7 @@ pub async fn issue_token(
         decision: custodian_core::audit::Decision::Allow,
         reason: Some(format!("role {role}")),
         request_id: None,
+        grant: None,
     };
     let entry = audit.seal(&log, &event).await?;
     audit.store().insert_token(row.clone(), &log, entry).await?;

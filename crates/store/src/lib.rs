@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod grants;
 pub mod keys;
 mod postgres;
 pub mod retention;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use jiff::Timestamp;
 
+pub use grants::GrantStore;
 pub use keys::{
     AuditShred, KeySnapshot, KeyStore, RestoreReport, ShredEntry, ShredScope, WrappedAuditKey,
     WrappedDataKey, WrappedKek,
@@ -165,7 +167,7 @@ pub struct TokenRow {
 }
 
 #[async_trait]
-pub trait Store: RetentionStore + SubjectStore + Send + Sync + 'static {
+pub trait Store: RetentionStore + SubjectStore + GrantStore + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

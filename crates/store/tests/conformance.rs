@@ -1,6 +1,8 @@
 //! The store conformance suite: every case runs against SQLite and against PostgreSQL, each in
 //! its own database file or schema, so both backends are held to one behaviour.
 
+use custodian_core::access::{Principal, Role};
+use custodian_core::grant::{Grant, GrantRequest, GrantRules, GrantScope};
 use custodian_core::hold::{Hold, HoldScope, Release};
 use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_store::{
@@ -134,6 +136,8 @@ conformance!(
     subject_requests_list_newest_first_within_their_tenant,
     subject_requests_are_answered_once,
     resealed_records_replace_their_subject_entries,
+    grants_move_on_only_from_the_version_they_started_at,
+    live_grants_are_approved_unexpired_and_open,
 );
 
 async fn records_round_trip_exactly(s: &dyn Store) {
@@ -2444,4 +2448,110 @@ async fn sqlite_reseals_leave_the_index_exact_staged_or_merged() {
             entry("globex", 2, 3),
         ]
     );
+}
+
+fn principal(id: &str, tenant_id: &str, role: custodian_core::access::Role) -> Principal {
+    Principal {
+        id: id.into(),
+        tenant: TenantId::from_stored(tenant_id).unwrap(),
+        role,
+    }
+}
+
+fn requested(id: &str, tenant_id: &str, grantee: &str, at: &str) -> Grant {
+    Grant::request(
+        id.into(),
+        &principal(grantee, "_platform", Role::Support),
+        GrantRequest {
+            tenant: tenant(tenant_id),
+            scope: GrantScope {
+                data_types: Vec::new(),
+                subjects: Vec::new(),
+                write: false,
+            },
+            reason: "ticket review".into(),
+            ticket: "SUP-1".into(),
+            duration_secs: 3600,
+        },
+        GrantRules {
+            jit_max_secs: 86_400,
+            restricted: false,
+            restricted_approvers: 2,
+        },
+        ts(at),
+    )
+    .unwrap()
+}
+
+async fn grants_move_on_only_from_the_version_they_started_at(s: &dyn Store) {
+    let acme = tenant("acme");
+    let g = requested("grt_01", "acme", "sam", "2026-01-01T00:00:00Z");
+    s.insert_grant(&g, audit()).await.unwrap();
+    assert_eq!(s.grant(None, "grt_01").await.unwrap(), Some(g.clone()));
+    assert_eq!(s.grant(Some(&acme), "grt_01").await.unwrap(), Some(g.clone()));
+    // Another tenant's principals do not find it.
+    assert_eq!(s.grant(Some(&tenant("globex")), "grt_01").await.unwrap(), None);
+    let at = ts("2026-01-01T00:10:00Z");
+    let first = g
+        .approve(&principal("ann", "_platform", Role::Approver), at)
+        .unwrap();
+    let second = g
+        .deny(&principal("bob", "_platform", Role::Approver), "no", at)
+        .unwrap();
+    assert!(s.update_grant(&first, audit()).await.unwrap());
+    // Started from the version `first` replaced: refused, nothing appended.
+    let size = s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap();
+    assert!(!s.update_grant(&second, audit()).await.unwrap());
+    assert_eq!(s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap(), size);
+    assert_eq!(s.grant(None, "grt_01").await.unwrap(), Some(first.clone()));
+    // Insert and each accepted transition appended one entry to the tenant's log.
+    assert_eq!(size, 2);
+}
+
+async fn live_grants_are_approved_unexpired_and_open(s: &dyn Store) {
+    let acme = tenant("acme");
+    let approver = principal("ann", "_platform", Role::Approver);
+    let t0 = "2026-01-01T00:00:00Z";
+    let pending = requested("grt_01", "acme", "sam", t0);
+    let active = requested("grt_02", "acme", "sam", t0)
+        .approve(&approver, ts("2026-01-01T00:30:00Z"))
+        .unwrap();
+    let revoked = requested("grt_03", "acme", "sam", t0)
+        .approve(&approver, ts("2026-01-01T00:00:00Z"))
+        .unwrap();
+    let other_grantee = requested("grt_04", "acme", "kim", t0)
+        .approve(&approver, ts("2026-01-01T00:00:00Z"))
+        .unwrap();
+    let other_tenant = requested("grt_05", "globex", "sam", t0)
+        .approve(&approver, ts("2026-01-01T00:00:00Z"))
+        .unwrap();
+    for g in [&pending, &active, &revoked, &other_grantee, &other_tenant] {
+        s.insert_grant(g, audit()).await.unwrap();
+    }
+    let closed = revoked
+        .revoke(&approver, "done", ts("2026-01-01T00:05:00Z"))
+        .unwrap();
+    assert!(s.update_grant(&closed, audit()).await.unwrap());
+    let ids = |gs: Vec<Grant>| gs.into_iter().map(|g| g.id).collect::<Vec<_>>();
+    let live = s
+        .live_grants(&acme, "sam", ts("2026-01-01T00:40:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(ids(live), ["grt_02"]);
+    // At its expiry instant it is no longer live.
+    let live = s
+        .live_grants(&acme, "sam", ts("2026-01-01T01:30:00Z"))
+        .await
+        .unwrap();
+    assert!(live.is_empty());
+    // Listing: newest first, by tenant, paged by id.
+    assert_eq!(
+        ids(s.grants(Some(&acme), None, 10).await.unwrap()),
+        ["grt_04", "grt_03", "grt_02", "grt_01"]
+    );
+    assert_eq!(
+        ids(s.grants(Some(&acme), Some("grt_03"), 1).await.unwrap()),
+        ["grt_02"]
+    );
+    assert_eq!(ids(s.grants(None, None, 2).await.unwrap()), ["grt_05", "grt_04"]);
 }

@@ -295,6 +295,7 @@ async fn revocation_entry(
         decision: Decision::Allow,
         reason: Some(format!("role {}", token.role)),
         request_id: None,
+        grant: None,
     };
     let entry = audit.seal(&log, &event).await?;
     Ok((log, entry))

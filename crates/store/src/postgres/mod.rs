@@ -17,6 +17,7 @@ use crate::{
     StoredRecord, TokenRow,
 };
 
+mod grants;
 mod keys;
 mod retention;
 mod subjects;
@@ -228,6 +229,21 @@ CREATE TABLE subject_requests (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX subject_requests_by_subject ON subject_requests (tenant_id, subject, id);
+"#,
+    r#"
+-- Just-in-time grants, each stored whole (JSON) with the columns it is found by; `version`
+-- guards transitions against concurrent ones.
+CREATE TABLE grants (
+    id         TEXT        NOT NULL PRIMARY KEY,
+    tenant_id  TEXT        NOT NULL,
+    grantee    TEXT        NOT NULL,
+    expires_at TIMESTAMPTZ,
+    closed     BOOLEAN     NOT NULL,
+    version    BIGINT      NOT NULL,
+    body       TEXT        NOT NULL
+);
+CREATE INDEX grants_by_grantee ON grants (tenant_id, grantee, expires_at);
+CREATE INDEX grants_by_tenant ON grants (tenant_id, id);
 "#,
 ];
 

@@ -6,6 +6,7 @@
 //! their own connections, which WAL lets run beside the writer. The blocking driver runs on
 //! tokio's blocking threads.
 
+mod grants;
 mod group_commit;
 mod keys;
 mod retention;
@@ -235,6 +236,21 @@ CREATE TABLE subject_requests (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX subject_requests_by_subject ON subject_requests (tenant_id, subject, id);
+"#,
+    r#"
+-- Just-in-time grants, each stored whole (JSON) with the columns it is found by; `version`
+-- guards transitions against concurrent ones.
+CREATE TABLE grants (
+    id            TEXT    NOT NULL PRIMARY KEY,
+    tenant_id     TEXT    NOT NULL,
+    grantee       TEXT    NOT NULL,
+    expires_at_us INTEGER,
+    closed        INTEGER NOT NULL,
+    version       INTEGER NOT NULL,
+    body          TEXT    NOT NULL
+);
+CREATE INDEX grants_by_grantee ON grants (tenant_id, grantee, expires_at_us);
+CREATE INDEX grants_by_tenant ON grants (tenant_id, id);
 "#,
 ];
 
