@@ -31,6 +31,7 @@ fn events(state: &AppState, n: usize) -> Vec<AuditEvent> {
                 &custodian_server::audit::Actor {
                     id: "token:0123456789abcdef".into(),
                     request_id: Some(ulid::Ulid::new().to_string()),
+                    grant: None,
                 },
                 "records.read",
                 Some(&"acme".parse().expect("tenant")),

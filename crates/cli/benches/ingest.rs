@@ -341,6 +341,7 @@ async fn store_only(
     let actor = Actor {
         id: "token:0123456789abcdef".to_owned(),
         request_id: Some(ulid::Ulid::new().to_string()),
+        grant: None,
     };
     let mut sealed: Vec<(Vec<StoredRecord>, custodian_store::AuditEntry)> = (0..batches)
         .map(|i| {
@@ -547,6 +548,7 @@ async fn pipeline(
     let actor = Actor {
         id: "token:0123456789abcdef".to_owned(),
         request_id: Some(ulid::Ulid::new().to_string()),
+        grant: None,
     };
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)

@@ -208,6 +208,7 @@ async fn ingest(
     let actor = Actor {
         id: "token:0123456789abcdef".to_owned(),
         request_id: Some(ulid::Ulid::new().to_string()),
+        grant: None,
     };
     let audit = state
         .audit

@@ -97,6 +97,7 @@ fn actor() -> Actor {
     Actor {
         id: "token:0123456789abcdef".to_owned(),
         request_id: Some(ulid::Ulid::new().to_string()),
+        grant: None,
     }
 }
 

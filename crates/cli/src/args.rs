@@ -76,6 +76,9 @@ pub enum Command {
     /// Data-subject rights: export, erasure, rectification, and the request log.
     #[command(subcommand)]
     Subject(SubjectCommand),
+    /// Just-in-time access to a tenant's records: request, approve, deny, revoke, break-glass.
+    #[command(subcommand)]
+    Grant(GrantCommand),
     /// Scan text, NDJSON or CSV for personal data and secrets, line by line.
     ///
     /// Prints one JSON line per finding (line, entity, byte offsets, score, test flag; never the
@@ -401,6 +404,99 @@ pub enum RecordsCommand {
         client: ClientArgs,
         /// Record id (as printed by `records put`).
         id: String,
+        /// Why the record is read; kept in the audit log (required for roles the policy's
+        /// access.reason_required lists, unless acting under a grant).
+        #[arg(long, env = "CUSTODIAN_REASON")]
+        reason: Option<String>,
+    },
+}
+
+/// What a grant reaches, why, and for how long.
+#[derive(Args, Debug)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    pub target: TenantArgs,
+    /// A data type the grant reaches (repeatable); none: every data type.
+    #[arg(long = "type")]
+    pub data_types: Vec<String>,
+    /// A subject whose records the grant reaches (repeatable); none: every subject.
+    #[arg(long = "subject")]
+    pub subjects: Vec<String>,
+    /// Also permit deleting and rectifying records (default: read-only).
+    #[arg(long)]
+    pub write: bool,
+    /// Why the access is needed; kept with the grant and in the audit log.
+    #[arg(long)]
+    pub reason: String,
+    /// The ticket the access answers.
+    #[arg(long)]
+    pub ticket: String,
+    /// How long the grant lasts once active: 30m, 4h, 1d (at most the policy's jit_max).
+    #[arg(long, default_value = "1h")]
+    pub duration: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GrantCommand {
+    /// Ask for access to a tenant's records (support or operator token). The grant becomes
+    /// active once approved by another principal with the approver role (two for Restricted
+    /// data); prints the grant.
+    Request(GrantArgs),
+    /// Open access to your own tenant's records at once, in an emergency (security-officer
+    /// token). Flagged, alerted, audited, and pending review until someone else reviews it.
+    BreakGlass(GrantArgs),
+    /// Approve a pending grant (approver token; never your own request).
+    Approve {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The grant id (grt_…).
+        id: String,
+    },
+    /// Deny a pending grant (approver token).
+    Deny {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a pending or active grant now (its grantee, an approver, or the tenant's admin or
+    /// security officer).
+    Revoke {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Review a break-glass grant (approver, or the tenant's admin or auditor).
+    Review {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+        /// What the review found.
+        #[arg(long)]
+        note: String,
+    },
+    /// Show one grant as JSON.
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: String,
+    },
+    /// List grants, newest first.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only this tenant's grants.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only grants in this status: pending, active, expired, lapsed, denied, revoked.
+        #[arg(long)]
+        status: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 

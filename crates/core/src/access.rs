@@ -77,7 +77,10 @@ impl<'de> serde::Deserialize<'de> for Role {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Role::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("unknown role {s:?}; valid: {}", Role::valid_names()))
+            serde::de::Error::custom(format!(
+                "unknown role {s:?}; valid: {}",
+                Role::valid_names()
+            ))
         })
     }
 }
@@ -295,16 +298,11 @@ impl Action {
         )
     }
 
-    /// Actions that hand record payloads (or values they hold) to the caller: these carry a
-    /// purpose, which `access.reason_required` makes mandatory for some roles.
+    /// Actions that hand record payloads to the caller with no body of their own to say why
+    /// (an export and a detokenization always carry a reason): these carry a purpose, which
+    /// `access.reason_required` makes mandatory for some roles.
     pub fn reads_payload(self) -> bool {
-        matches!(
-            self,
-            Action::ReadRecord
-                | Action::ListSubjectRecords
-                | Action::ExportSubject
-                | Action::Detokenize
-        )
+        matches!(self, Action::ReadRecord | Action::ListSubjectRecords)
     }
 }
 
@@ -371,7 +369,11 @@ pub fn permission_matrix() -> String {
     out.push_str(&":-:|".repeat(Role::ALL.len()));
     out.push('\n');
     for action in Action::ALL {
-        let scope = if action.is_platform() { " (platform)" } else { "" };
+        let scope = if action.is_platform() {
+            " (platform)"
+        } else {
+            ""
+        };
         out.push_str(&format!("| `{}`{scope} |", action.as_str()));
         for role in Role::ALL {
             let mark = if action.allowed_roles().contains(&role) {

@@ -180,7 +180,9 @@ pub enum GrantError {
     NotPending(GrantStatus, &'static str),
     #[error("the grant is {0}; only a pending or active grant can be revoked")]
     NotRevocable(GrantStatus),
-    #[error("only the grantee, an approver, or the tenant's admin or security officer may revoke this grant")]
+    #[error(
+        "only the grantee, an approver, or the tenant's admin or security officer may revoke this grant"
+    )]
     CannotRevoke,
     #[error("only break-glass grants are reviewed")]
     NotBreakGlass,
@@ -323,7 +325,9 @@ impl Grant {
         let mut scope = request.scope;
         scope.subjects.sort_unstable();
         scope.subjects.dedup();
-        scope.data_types.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        scope
+            .data_types
+            .sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         scope.data_types.dedup();
         Ok(Grant {
             id,
@@ -424,7 +428,12 @@ impl Grant {
 
     /// Ends a pending or active grant now: by its grantee, an approver, or the tenant's admin
     /// or security officer.
-    pub fn revoke(&self, by: &Principal, reason: &str, now: Timestamp) -> Result<Grant, GrantError> {
+    pub fn revoke(
+        &self,
+        by: &Principal,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Grant, GrantError> {
         let allowed = by.id == self.grantee
             || (by.role == Role::Approver && by.tenant.is_platform())
             || (matches!(by.role, Role::Admin | Role::SecurityOfficer) && by.tenant == self.tenant);

@@ -86,6 +86,19 @@ pub struct AuditExpiry {
 pub struct Actor {
     pub id: String,
     pub request_id: Option<String>,
+    /// The just-in-time grant the request runs under, carried into each of its events.
+    pub grant: Option<String>,
+}
+
+impl Actor {
+    /// A part of custodian acting on its own (a sweeper, start-up), outside any request.
+    pub fn internal(id: impl Into<String>) -> Actor {
+        Actor {
+            id: id.into(),
+            request_id: None,
+            grant: None,
+        }
+    }
 }
 
 impl Auditor {
@@ -209,7 +222,7 @@ impl Auditor {
             decision,
             reason: None,
             request_id: actor.request_id.clone(),
-            grant: None,
+            grant: actor.grant.clone(),
         }
     }
 
@@ -462,10 +475,7 @@ impl Auditor {
         lock(&self.bodies.opening)
             .retain(|(l, id), _| l != &log_key || id.split('/').next().is_none_or(|p| p > through));
         let mut event = self.event(
-            &Actor {
-                id: "retention sweeper".into(),
-                request_id: None,
-            },
+            &Actor::internal("retention sweeper"),
             "audit.retention",
             match log {
                 AuditLog::Tenant(t) => Some(t),

@@ -106,9 +106,33 @@ fn parse_token(token: &str) -> Option<(&str, &str)> {
     (is_hex(id, 16) && is_hex(secret, 64)).then_some((id, secret))
 }
 
+/// A refused credential: the answer, and the principal it proved to be when the refusal came
+/// after verification (a genuine OIDC identity without the second factor its role needs), so
+/// that the refusal is audited under that identity rather than as `anonymous`.
+#[derive(Debug)]
+pub struct Refusal {
+    pub problem: Problem,
+    pub principal: Option<String>,
+}
+
+impl From<Problem> for Refusal {
+    fn from(problem: Problem) -> Refusal {
+        Refusal {
+            problem,
+            principal: None,
+        }
+    }
+}
+
+impl From<Refusal> for Problem {
+    fn from(refusal: Refusal) -> Problem {
+        refusal.problem
+    }
+}
+
 /// Authenticates an `Authorization` header value: an API token (`cst_…`) or, when the policy
 /// trusts OIDC providers, a JWT access token from one of them.
-pub async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principal, Problem> {
+pub async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Principal, Refusal> {
     let header = header.ok_or_else(|| {
         unauthorized(
             "send `Authorization: Bearer <token>`; create a token with `custodian token create`",
@@ -123,7 +147,7 @@ pub async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Prin
     if !token.starts_with(PREFIX) && crate::oidc::looks_like_jwt(token) {
         return oidc_principal(state, token).await;
     }
-    api_token_principal(state.store.as_ref(), state.clock.as_ref(), token).await
+    Ok(api_token_principal(state.store.as_ref(), state.clock.as_ref(), token).await?)
 }
 
 /// An OIDC caller: `oidc:<provider>:<sub>`, in the tenant its token names, acting in the
@@ -134,11 +158,12 @@ pub async fn authenticate(state: &AppState, header: Option<&str>) -> Result<Prin
 /// multi-factor authentication (`amr`/`acr`, as the provider's `mfa_amr`/`mfa_acr` say);
 /// otherwise the request is refused with `mfa-required`, naming the principal, and audited as
 /// every refused credential is.
-async fn oidc_principal(state: &AppState, token: &str) -> Result<Principal, Problem> {
+async fn oidc_principal(state: &AppState, token: &str) -> Result<Principal, Refusal> {
     let Some(verifier) = &state.oidc else {
         return Err(unauthorized(
             "the bearer token is a JWT, but the policy trusts no OIDC provider ([access.oidc]); send a custodian token (cst_…)",
-        ));
+        )
+        .into());
     };
     let identity = verifier.verify(token).await.map_err(|e| match e {
         crate::oidc::OidcError::Internal(_) => ServerError::Internal(e.to_string()).into_problem(),
@@ -150,16 +175,22 @@ async fn oidc_principal(state: &AppState, token: &str) -> Result<Principal, Prob
     let id = identity.principal_id();
     let Some(&role) = identity.roles.first() else {
         return Err(
-            ServerError::Internal(format!("{id} was verified without a role")).into_problem(),
+            ServerError::Internal(format!("{id} was verified without a role"))
+                .into_problem()
+                .into(),
         );
     };
     if state.policy.access.mfa_required.contains(&role) && !identity.mfa {
-        return Err(Problem::new(
+        let problem = Problem::new(
             Kind::MfaRequired,
             format!(
                 "{id} acts as {role}, a role the policy's access.mfa_required lists, and its token does not show multi-factor authentication; sign in with a second factor and send the new token"
             ),
-        ));
+        );
+        return Err(Refusal {
+            problem,
+            principal: Some(id),
+        });
     }
     Ok(Principal {
         id,

@@ -563,10 +563,7 @@ pub async fn rotate_due(
     state: &crate::AppState,
     now: Timestamp,
 ) -> Vec<(TenantId, Result<Rotation, ServerError>)> {
-    let actor = crate::audit::Actor {
-        id: "system".into(),
-        request_id: None,
-    };
+    let actor = crate::audit::Actor::internal("system");
     let mut done = Vec::new();
     if state.keys.is_sealed() {
         return done;

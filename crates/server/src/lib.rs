@@ -278,10 +278,7 @@ async fn lifecycle_event(
     action: &str,
     reason: String,
 ) -> Result<(), ServerError> {
-    let actor = audit::Actor {
-        id: "system".into(),
-        request_id: None,
-    };
+    let actor = audit::Actor::internal("system");
     let mut event = state
         .audit
         .event(&actor, action, None, custodian_core::audit::Decision::Allow);

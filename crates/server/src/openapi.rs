@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{LineError, Problem};
-use crate::routes::{audit, keys, records, retention, subjects, system};
+use crate::routes::{audit, grants, keys, records, retention, subjects, system};
 
 struct BearerAuth;
 
@@ -64,6 +64,14 @@ impl Modify for BearerAuth {
         subjects::rectify,
         subjects::list_requests,
         subjects::get_request,
+        grants::request,
+        grants::break_glass,
+        grants::list,
+        grants::get_grant,
+        grants::approve,
+        grants::deny,
+        grants::revoke,
+        grants::review,
         keys::tenant_status,
         keys::rotate,
         keys::all_status,
@@ -79,7 +87,7 @@ impl Modify for BearerAuth {
         system::openapi,
         system::problem_type,
     ),
-    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, crate::retention::PlannedBucket, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView, subjects::RequestBody, subjects::RequestView, subjects::ErasureView, subjects::RectifyBody, subjects::RectifiedView, subjects::RequestList, records::DetokenizeRequest, records::DetokenizeView, crate::deidentify::StoredFinding)),
+    components(schemas(Problem, LineError, records::IngestResponse, records::RecordView, records::RecordPage, records::RetentionView, audit::EntriesView, audit::EntryView, audit::ProofView, crate::keys::KeyStatus, crate::keys::Rotation, crate::seal::SealStatus, keys::InitRequest, keys::InitResponse, keys::UnsealRequest, keys::RestoreView, retention::HoldRequest, retention::ScopeRequest, retention::HoldView, retention::PlanView, crate::retention::PlannedBucket, retention::SweepView, retention::CertificateView, retention::EventRequest, retention::EventView, retention::ScheduledDeletionView, retention::TerminateRequest, retention::TerminationView, records::DeleteView, subjects::RequestBody, subjects::RequestView, subjects::ErasureView, subjects::RectifyBody, subjects::RectifiedView, subjects::RequestList, records::DetokenizeRequest, records::DetokenizeView, crate::deidentify::StoredFinding, grants::GrantBody, grants::NoteBody, grants::GrantView, grants::GrantPage)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

@@ -40,11 +40,14 @@ pub enum Kind {
     IntegrityFailure,
     StorageUnavailable,
     IdentityProviderUnavailable,
+    ReasonRequired,
+    GrantNotFound,
+    GrantConflict,
     Internal,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 30] = [
+    pub const ALL: [Kind; 33] = [
         Kind::Unauthorized,
         Kind::Forbidden,
         Kind::MfaRequired,
@@ -74,6 +77,9 @@ impl Kind {
         Kind::IntegrityFailure,
         Kind::StorageUnavailable,
         Kind::IdentityProviderUnavailable,
+        Kind::ReasonRequired,
+        Kind::GrantNotFound,
+        Kind::GrantConflict,
         Kind::Internal,
     ];
 
@@ -83,7 +89,9 @@ impl Kind {
             Kind::Forbidden | Kind::MfaRequired => StatusCode::FORBIDDEN,
             Kind::UnknownTenant | Kind::RecordNotFound | Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Kind::InvalidRequest => StatusCode::BAD_REQUEST,
+            Kind::InvalidRequest | Kind::ReasonRequired => StatusCode::BAD_REQUEST,
+            Kind::GrantNotFound => StatusCode::NOT_FOUND,
+            Kind::GrantConflict => StatusCode::CONFLICT,
             Kind::InvalidBatch
             | Kind::IdempotencyKeyReused
             | Kind::InvalidShare
@@ -139,6 +147,9 @@ impl Kind {
             Kind::IntegrityFailure => "integrity-failure",
             Kind::StorageUnavailable => "storage-unavailable",
             Kind::IdentityProviderUnavailable => "identity-provider-unavailable",
+            Kind::ReasonRequired => "reason-required",
+            Kind::GrantNotFound => "grant-not-found",
+            Kind::GrantConflict => "grant-conflict",
             Kind::Internal => "internal",
         }
     }
@@ -174,6 +185,9 @@ impl Kind {
             Kind::IntegrityFailure => "Stored data failed its integrity check",
             Kind::StorageUnavailable => "Storage unavailable",
             Kind::IdentityProviderUnavailable => "Identity provider unavailable",
+            Kind::ReasonRequired => "A reason is required",
+            Kind::GrantNotFound => "Grant not found",
+            Kind::GrantConflict => "Grant cannot make this change",
             Kind::Internal => "Internal error",
         }
     }
@@ -185,7 +199,7 @@ impl Kind {
                 "The request has no valid credential. Send `Authorization: Bearer <token>` with a token from `custodian token create`, or a JWT access token from an OpenID Connect provider the policy lists under [access.oidc]; expired and revoked tokens, and tokens with the wrong issuer, audience, algorithm or signature, are refused. The detail says which check failed."
             }
             Kind::Forbidden => {
-                "The credential is valid but may not perform this action on this tenant: it belongs to another tenant or its role lacks the permission."
+                "The credential is valid but may not perform this action on this tenant: it belongs to another tenant, its role lacks the permission (docs/permissions.md has the matrix), or the just-in-time grant it acts under does not reach this data. Support and operators have no standing access to records: they request a grant."
             }
             Kind::MfaRequired => {
                 "The token's role is one the policy's access.mfa_required lists, and the OIDC token does not show multi-factor authentication (no amr value or acr the provider's mfa_amr / mfa_acr accept). Sign in at the identity provider with a second factor and use the new token. API tokens are exempt: operators issue them offline."
@@ -259,6 +273,15 @@ impl Kind {
             }
             Kind::IdentityProviderUnavailable => {
                 "The OIDC token could not be checked because its provider's signing keys could not be fetched (discovery or JWKS failed). The token may be fine; nothing was done. Retry later."
+            }
+            Kind::ReasonRequired => {
+                "The caller's role is one the policy's access.reason_required lists, and reading payloads needs a purpose: send it in the `X-Custodian-Reason` header (1 to 1024 bytes of text), or act under a grant, whose reason counts. The reason is written to the audit log. Nothing was read."
+            }
+            Kind::GrantNotFound => {
+                "No just-in-time grant with this id exists that the caller may see. `GET /v1/grants` lists them."
+            }
+            Kind::GrantConflict => {
+                "The grant is not in a state that allows this change (e.g. approving a grant that expired, lapsed, or was denied; approving twice; approving one's own request; reviewing what was reviewed), or another principal changed it at the same moment. The detail says which; read the grant again before retrying."
             }
             Kind::Internal => {
                 "An unexpected error occurred. Nothing was half-stored; the request id identifies the failure in the server log."

@@ -2488,9 +2488,15 @@ async fn grants_move_on_only_from_the_version_they_started_at(s: &dyn Store) {
     let g = requested("grt_01", "acme", "sam", "2026-01-01T00:00:00Z");
     s.insert_grant(&g, audit()).await.unwrap();
     assert_eq!(s.grant(None, "grt_01").await.unwrap(), Some(g.clone()));
-    assert_eq!(s.grant(Some(&acme), "grt_01").await.unwrap(), Some(g.clone()));
+    assert_eq!(
+        s.grant(Some(&acme), "grt_01").await.unwrap(),
+        Some(g.clone())
+    );
     // Another tenant's principals do not find it.
-    assert_eq!(s.grant(Some(&tenant("globex")), "grt_01").await.unwrap(), None);
+    assert_eq!(
+        s.grant(Some(&tenant("globex")), "grt_01").await.unwrap(),
+        None
+    );
     let at = ts("2026-01-01T00:10:00Z");
     let first = g
         .approve(&principal("ann", "_platform", Role::Approver), at)
@@ -2502,7 +2508,10 @@ async fn grants_move_on_only_from_the_version_they_started_at(s: &dyn Store) {
     // Started from the version `first` replaced: refused, nothing appended.
     let size = s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap();
     assert!(!s.update_grant(&second, audit()).await.unwrap());
-    assert_eq!(s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap(), size);
+    assert_eq!(
+        s.audit_size(&AuditLog::Tenant(acme.clone())).await.unwrap(),
+        size
+    );
     assert_eq!(s.grant(None, "grt_01").await.unwrap(), Some(first.clone()));
     // Insert and each accepted transition appended one entry to the tenant's log.
     assert_eq!(size, 2);
@@ -2553,5 +2562,8 @@ async fn live_grants_are_approved_unexpired_and_open(s: &dyn Store) {
         ids(s.grants(Some(&acme), Some("grt_03"), 1).await.unwrap()),
         ["grt_02"]
     );
-    assert_eq!(ids(s.grants(None, None, 2).await.unwrap()), ["grt_05", "grt_04"]);
+    assert_eq!(
+        ids(s.grants(None, None, 2).await.unwrap()),
+        ["grt_05", "grt_04"]
+    );
 }

@@ -2,6 +2,7 @@
 
 mod audit;
 mod client;
+mod grant;
 mod keys;
 mod operator;
 mod policy;
@@ -71,6 +72,7 @@ pub fn run(command: Command) -> CmdResult {
                     Command::Deletions(cmd) => retention::deletions(cmd).await,
                     Command::Tenant(cmd) => tenant::run(cmd).await,
                     Command::Subject(cmd) => subject::run(cmd).await,
+                    Command::Grant(cmd) => grant::run(cmd).await,
                     Command::Policy(_) | Command::Scan { .. } => unreachable!("handled above"),
                 }
             })

@@ -29,15 +29,16 @@ pub async fn run(cmd: RecordsCommand) -> CmdResult {
             file,
             batch_size,
         } => put(Client::new(&client)?, &file, batch_size as usize).await,
-        RecordsCommand::Get { client, id } => {
+        RecordsCommand::Get { client, id, reason } => {
             let c = Client::new(&client)?;
-            let response = c
+            let mut request = c
                 .http
                 .get(c.url(&format!("records/{id}")))
-                .bearer_auth(&c.token)
-                .send()
-                .await
-                .map_err(|e| unreachable(&c.base, e))?;
+                .bearer_auth(&c.token);
+            if let Some(reason) = reason {
+                request = request.header("x-custodian-reason", reason);
+            }
+            let response = request.send().await.map_err(|e| unreachable(&c.base, e))?;
             if !response.status().is_success() {
                 return Err(refused(response, 1).await);
             }

@@ -306,6 +306,11 @@ impl TestServer {
         self.issue(TenantId::platform(), Role::Operator).await
     }
 
+    /// Issues a token of a platform role (operator, support, approver).
+    pub async fn platform_token(&self, role: Role) -> String {
+        self.issue(TenantId::platform(), role).await
+    }
+
     async fn issue(&self, tenant: TenantId, role: Role) -> String {
         let issued = custodian_server::auth::issue_token(
             &self.state.audit,

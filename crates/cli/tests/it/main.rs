@@ -8,6 +8,7 @@ mod at_rest;
 mod audit;
 mod cli;
 mod deidentify;
+mod grants;
 mod isolation;
 mod keys;
 mod oidc;

@@ -340,11 +340,18 @@ async fn oidc_tokens_reach_their_tenant_in_their_role() {
     assert!(find("records.read", "allow", "oidc:test:acme-admin-mfa"));
     assert!(
         events.iter().any(|e| e["decision"] == "deny"
-            && e["actor"] == "anonymous"
+            && e["actor"] == "oidc:test:acme-admin"
             && e["reason"]
                 .as_str()
                 .is_some_and(|r| r.contains("oidc:test:acme-admin acts as admin"))),
-        "the MFA refusal is audited with who was refused"
+        "the MFA refusal is audited under the verified identity it refused"
+    );
+    assert!(
+        !events.iter().any(|e| e["actor"] == "anonymous"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("acts as admin"))),
+        "{events:#?}"
     );
     let globex = audit_events(&server, "globex").await;
     assert!(

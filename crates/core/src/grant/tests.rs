@@ -25,7 +25,11 @@ fn support() -> Principal {
 }
 
 fn approver(n: u8) -> Principal {
-    who(&format!("oidc:corp:approver{n}"), "_platform", Role::Approver)
+    who(
+        &format!("oidc:corp:approver{n}"),
+        "_platform",
+        Role::Approver,
+    )
 }
 
 fn rules(restricted: bool) -> GrantRules {
@@ -176,7 +180,11 @@ fn reason_and_ticket_are_required() {
 #[test]
 fn only_support_and_operators_request() {
     for role in Role::ALL {
-        let holder = if role.is_platform() { "_platform" } else { "acme" };
+        let holder = if role.is_platform() {
+            "_platform"
+        } else {
+            "acme"
+        };
         let got = Grant::request(
             "g".into(),
             &who("p", holder, role),
@@ -202,7 +210,10 @@ fn break_glass_is_active_at_once_flagged_and_awaits_review() {
     // Reaches Restricted data without approvals.
     let ticket = DataTypeName::new("ticket").unwrap();
     assert!(g.reaches(&ticket, Class::Restricted, &[]));
-    assert_eq!(g.review(&officer, "fine", t(1)), Err(GrantError::SelfReview));
+    assert_eq!(
+        g.review(&officer, "fine", t(1)),
+        Err(GrantError::SelfReview)
+    );
     assert_eq!(
         g.review(&who("token:r", "acme", Role::Reader), "fine", t(1)),
         Err(GrantError::CannotReview)
@@ -212,7 +223,11 @@ fn break_glass_is_active_at_once_flagged_and_awaits_review() {
         Err(GrantError::CannotReview)
     );
     let reviewed = g
-        .review(&who("token:ad", "acme", Role::Admin), "justified: outage", t(1))
+        .review(
+            &who("token:ad", "acme", Role::Admin),
+            "justified: outage",
+            t(1),
+        )
         .unwrap();
     assert!(!reviewed.pending_review());
     assert_eq!(
@@ -230,7 +245,10 @@ fn break_glass_is_active_at_once_flagged_and_awaits_review() {
         ),
         Err(GrantError::CannotBreakGlass(tenant("acme")))
     );
-    assert_eq!(pending(false).review(&approver(1), "x", t(1)), Err(GrantError::NotBreakGlass));
+    assert_eq!(
+        pending(false).review(&approver(1), "x", t(1)),
+        Err(GrantError::NotBreakGlass)
+    );
 }
 
 #[test]
@@ -294,10 +312,22 @@ fn durations_parse_in_minutes_hours_and_days() {
     assert_eq!(parse_duration("30m"), Ok(1800));
     assert_eq!(parse_duration("4h"), Ok(4 * HOUR));
     assert_eq!(parse_duration(" 1d "), Ok(24 * HOUR));
-    for bad in ["", "h", "4", "4mo", "-1h", "1.5h", "99999999999999999999h", "400d"] {
+    for bad in [
+        "",
+        "h",
+        "4",
+        "4mo",
+        "-1h",
+        "1.5h",
+        "99999999999999999999h",
+        "400d",
+    ] {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
-    assert!(matches!(parse_duration("0h"), Err(GrantError::InvalidDuration(_))));
+    assert!(matches!(
+        parse_duration("0h"),
+        Err(GrantError::InvalidDuration(_))
+    ));
     assert_eq!(format_duration(5400), "90m");
     assert_eq!(format_duration(7200), "2h");
 }

@@ -238,6 +238,9 @@ impl fmt::Display for Transform {
 #[derive(Clone, Debug)]
 pub struct AccessSettings {
     pub mfa_required: Vec<Role>,
+    /// Roles that must give a purpose (`X-Custodian-Reason`, or a grant's reason) to read
+    /// payloads.
+    pub reason_required: Vec<Role>,
     pub jit_max: CalDuration,
     pub restricted_approvers: u8,
     /// OpenID Connect providers whose JWT access tokens authenticate callers, besides API

@@ -865,6 +865,7 @@ impl<'s> Cx<'s> {
     fn access(&mut self, root: &Table<'_, '_>) -> Option<AccessSettings> {
         let mut settings = AccessSettings {
             mfa_required: Vec::new(),
+            reason_required: Vec::new(),
             jit_max: "24h".parse().expect("valid literal"),
             restricted_approvers: 2,
             oidc: Vec::new(),
@@ -874,7 +875,13 @@ impl<'s> Cx<'s> {
         };
         self.check_keys(
             &t,
-            &["mfa_required", "jit_max", "restricted_approvers", "oidc"],
+            &[
+                "mfa_required",
+                "reason_required",
+                "jit_max",
+                "restricted_approvers",
+                "oidc",
+            ],
         );
         let mut ok = true;
         if let Some(oidc) = self.sub_table(&t, "oidc") {
@@ -883,25 +890,12 @@ impl<'s> Cx<'s> {
                 None => ok = false,
             }
         }
-        if let Some(v) = t.get("mfa_required") {
-            for (name, span) in self
-                .string_array(v, "access.mfa_required")
-                .unwrap_or_default()
-            {
-                match Role::parse(&name) {
-                    Some(r) => settings.mfa_required.push(r),
-                    None => {
-                        ok = false;
-                        self.error(
-                            &span,
-                            "access.mfa_required",
-                            format!(
-                                "unknown role {name:?}; valid roles: {}",
-                                Role::valid_names()
-                            ),
-                        );
-                    }
-                }
+        for (key, roles) in [
+            ("mfa_required", &mut settings.mfa_required),
+            ("reason_required", &mut settings.reason_required),
+        ] {
+            if let Some(v) = t.get(key) {
+                ok &= self.roles(v, &format!("access.{key}"), roles);
             }
         }
         if let Some(v) = t.get("jit_max") {
@@ -936,6 +930,29 @@ impl<'s> Cx<'s> {
             }
         }
         ok.then_some(settings)
+    }
+
+    /// A list of role names into `out`; `false` when any is unknown.
+    fn roles(&mut self, v: &Value<'_>, path: &str, out: &mut Vec<Role>) -> bool {
+        let mut ok = true;
+        for (name, span) in self.string_array(v, path).unwrap_or_default() {
+            match Role::parse(&name) {
+                Some(r) if !out.contains(&r) => out.push(r),
+                Some(_) => {}
+                None => {
+                    ok = false;
+                    self.error(
+                        &span,
+                        path,
+                        format!(
+                            "unknown role {name:?}; valid roles: {}",
+                            Role::valid_names()
+                        ),
+                    );
+                }
+            }
+        }
+        ok
     }
 
     /// `[access.oidc.<name>]` tables, each checked in full; `None` when any is invalid.

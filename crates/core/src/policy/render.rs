@@ -211,6 +211,18 @@ fn document(p: &Policy) -> Vec<Block> {
             ),
         );
     }
+    if !p.access.reason_required.is_empty() {
+        let roles: Vec<&str> = p
+            .access
+            .reason_required
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        access.push(format!(
+            "A purpose must be given, and is recorded, for every read of personal data by: {}.",
+            roles.join(", ")
+        ));
+    }
     doc.push(Block::List(access));
 
     doc.push(Block::Heading(2, "Keys".into()));

@@ -57,6 +57,7 @@ retention = "tier"
 
 [access]
 mfa_required = ["admin", "security-officer", "support"]
+reason_required = ["support", "operator"]
 jit_max = "24h"
 restricted_approvers = 2
 
@@ -118,6 +119,10 @@ fn a_complete_policy_parses() {
         ]
     );
     assert_eq!(p.access.mfa_required.len(), 3);
+    assert_eq!(
+        p.access.reason_required,
+        vec![Role::Support, Role::Operator]
+    );
     assert_eq!(p.telemetry.allow[0].labels, vec!["route", "status"]);
     assert_eq!(p.telemetry.allow[2].labels, Vec::<String>::new());
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -284,6 +289,13 @@ fn access_settings_are_bounded() {
             .message
             .starts_with("unknown role \"tenant-admin\"")
     );
+    let reason = VALID.replace(
+        "reason_required = [\"support\", \"operator\"]",
+        "reason_required = [\"helpdesk\"]",
+    );
+    let e = &errors(&reason)[0];
+    assert_eq!(e.key, "access.reason_required");
+    assert!(e.message.starts_with("unknown role \"helpdesk\""));
     let approvers = VALID.replace("restricted_approvers = 2", "restricted_approvers = 0");
     assert_eq!(
         errors(&approvers)[0].message,

@@ -550,10 +550,7 @@ async fn verify_destroyed(
 
 /// The actor of what the engine does by itself, with no request behind it.
 fn engine_actor(subsystem: &str) -> Actor {
-    Actor {
-        id: format!("system:{subsystem}"),
-        request_id: None,
-    }
+    Actor::internal(format!("system:{subsystem}"))
 }
 
 /// An audit event of the engine's own doing (`sweeper`, `retention`).

@@ -1,6 +1,7 @@
 //! The router: every route, its middleware, and the one access check every tenant route calls.
 
 pub(crate) mod audit;
+pub(crate) mod grants;
 pub(crate) mod keys;
 pub(crate) mod records;
 pub(crate) mod retention;
@@ -14,11 +15,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderName, header};
 use axum::routing::get;
-use custodian_core::access::{Action, Principal, authorize};
+use custodian_core::access::{Action, Denial, Principal, authorize};
 use custodian_core::audit::Decision;
-use custodian_core::ids::TenantId;
+use custodian_core::grant::{Authority, Grant, authorize_with, grant_may_help};
+use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
 use custodian_core::policy::TenantPolicy;
-use custodian_store::AuditLog;
+use custodian_store::{AuditLog, StoredRecord};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -122,6 +124,25 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/v1/tenants/{tenant}/terminate",
             axum::routing::post(retention::terminate).delete(retention::cancel_termination),
         )
+        .route("/v1/grants", get(grants::list).post(grants::request))
+        .route(
+            "/v1/grants/break-glass",
+            axum::routing::post(grants::break_glass),
+        )
+        .route("/v1/grants/{id}", get(grants::get_grant))
+        .route(
+            "/v1/grants/{id}/approve",
+            axum::routing::post(grants::approve),
+        )
+        .route("/v1/grants/{id}/deny", axum::routing::post(grants::deny))
+        .route(
+            "/v1/grants/{id}/revoke",
+            axum::routing::post(grants::revoke),
+        )
+        .route(
+            "/v1/grants/{id}/review",
+            axum::routing::post(grants::review),
+        )
         .route("/v1/system/retention/plan", get(retention::system_plan))
         .route(
             "/v1/system/retention/sweep",
@@ -216,6 +237,73 @@ pub(crate) struct Admitted<'a> {
     pub principal: Principal,
     pub tenant: &'a TenantPolicy,
     pub actor: Actor,
+    /// The grant the request runs under, when the principal's role alone does not allow it:
+    /// only the records it reaches may be touched (see [`Admitted::reaches`]).
+    pub grant: Option<Grant>,
+    /// Why the caller reads payloads: its `X-Custodian-Reason`, or its grant's reason.
+    pub purpose: Option<String>,
+}
+
+impl Admitted<'_> {
+    /// Whether the request may touch a record of this type, class and subjects (pseudonyms,
+    /// hex): always under the principal's own role, within scope under a grant.
+    pub fn reaches(&self, data_type: &DataTypeName, class: Class, subjects: &[String]) -> bool {
+        self.grant
+            .as_ref()
+            .is_none_or(|g| g.reaches(data_type, class, subjects))
+    }
+
+    /// Whether the request may name this subject (pseudonym, hex).
+    pub fn reaches_subject(&self, subject: &str) -> bool {
+        self.grant
+            .as_ref()
+            .is_none_or(|g| g.scope.reaches_subject(subject))
+    }
+
+    /// Under a grant, refuses a stored record the grant does not reach (before anything is
+    /// read or changed); a missing record is left to the route to answer.
+    pub async fn guard_record(
+        &self,
+        state: &AppState,
+        id: RecordId,
+        action: Action,
+    ) -> Result<(), Problem> {
+        if self.grant.is_none() {
+            return Ok(());
+        }
+        let record = state
+            .store
+            .get_record(&self.tenant.id, id)
+            .await
+            .map_err(|e| crate::ServerError::from(e).into_problem())?;
+        match record {
+            Some(r) if !self.reaches(&r.data_type, r.class, &subject_hexes(&r)) => {
+                Err(self.outside_grant(state, action).await)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The refusal of a record or subject outside the request's grant, audited like every
+    /// refusal.
+    pub async fn outside_grant(&self, state: &AppState, action: Action) -> Problem {
+        let grant = self.grant.as_ref().map_or("", |g| g.id.as_str());
+        let reason = Denial::OutsideGrant {
+            grant: grant.to_owned(),
+        }
+        .to_string();
+        audit_refusal(state, &self.actor, action, Some(&self.tenant.id), &reason).await;
+        Problem::new(Kind::Forbidden, reason)
+    }
+}
+
+/// A stored record's subject pseudonyms, hex, as grant scopes name them.
+pub(crate) fn subject_hexes(record: &StoredRecord) -> Vec<String> {
+    record
+        .key_subjects
+        .iter()
+        .map(|p| crate::audit::hex(p))
+        .collect()
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {
@@ -235,24 +323,25 @@ pub(crate) async fn admit<'a>(
     tenant: &str,
     action: Action,
 ) -> Result<Admitted<'a>, Problem> {
-    let (principal, actor) = decide(state, headers, Some(tenant), action).await?;
-    let tenant = TenantId::new(tenant)
+    let decided = decide(state, headers, Some(tenant), action).await?;
+    let Some(tenant) = TenantId::new(tenant)
         .ok()
         .and_then(|t| state.policy.tenant(&t))
-        .ok_or_else(|| {
-            Problem::new(
-                Kind::UnknownTenant,
-                format!("tenant {tenant} is not defined in the policy"),
-            )
-        })?;
+    else {
+        let detail = format!("tenant {tenant} is not defined in the policy");
+        audit_refusal(state, &decided.actor, action, None, &detail).await;
+        return Err(Problem::new(Kind::UnknownTenant, detail));
+    };
     if state.keys.is_sealed() {
         return Err(crate::ServerError::Sealed.into_problem());
     }
     refuse_unmirrored_write(state, action)?;
     Ok(Admitted {
-        principal,
+        principal: decided.principal,
         tenant,
-        actor,
+        actor: decided.actor,
+        grant: decided.grant,
+        purpose: decided.purpose,
     })
 }
 
@@ -262,16 +351,14 @@ pub(crate) async fn admit_platform(
     headers: &HeaderMap,
     action: Action,
 ) -> Result<Actor, Problem> {
-    let actor = decide(state, headers, None, action)
-        .await
-        .map(|(_, actor)| actor)?;
+    let decided = decide(state, headers, None, action).await?;
     refuse_unmirrored_write(state, action)?;
-    Ok(actor)
+    Ok(decided.actor)
 }
 
 /// A required audit mirror that cannot be reached stops every write: the actions it would
 /// record could not leave the box.
-fn refuse_unmirrored_write(state: &AppState, action: Action) -> Result<(), Problem> {
+pub(crate) fn refuse_unmirrored_write(state: &AppState, action: Action) -> Result<(), Problem> {
     if action.writes() && crate::mirror::refuses_writes(state) {
         return Err(Problem::new(
             Kind::AuditMirrorUnavailable,
@@ -286,63 +373,162 @@ pub(crate) fn anonymous(headers: &HeaderMap) -> Actor {
     Actor {
         id: "anonymous".into(),
         request_id: request_id(headers),
+        grant: None,
     }
 }
 
-async fn decide(
+/// Audits a refused request: in the tenant's log when `tenant` is one the policy defines,
+/// otherwise in the system log. The request is refused either way; a failed audit write is
+/// logged loudly.
+pub(crate) async fn audit_refusal(
+    state: &AppState,
+    actor: &Actor,
+    action: Action,
+    tenant: Option<&TenantId>,
+    reason: &str,
+) {
+    let tenant = tenant.filter(|t| state.policy.tenant(t).is_some());
+    let mut event = state
+        .audit
+        .event(actor, action.as_str(), tenant, Decision::Deny);
+    event.reason = Some(reason.to_owned());
+    let log = tenant.cloned().map_or(AuditLog::System, AuditLog::Tenant);
+    if let Err(e) = state.audit.record(&log, &event).await {
+        tracing::error!(error = %e, "could not audit a refused request");
+    }
+}
+
+/// Authenticates the caller of `action`; a refused credential is audited (in `tenant`'s log
+/// when it is one the policy defines) under the identity it proved, if any, else `anonymous`.
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    tenant: Option<&str>,
     action: Action,
+    tenant: Option<&TenantId>,
 ) -> Result<(Principal, Actor), Problem> {
     let header = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
+    let mut actor = anonymous(headers);
+    match crate::auth::authenticate(state, header).await {
+        Ok(principal) => {
+            actor.id = principal.id.clone();
+            Ok((principal, actor))
+        }
+        Err(refusal) => {
+            if let Some(id) = refusal.principal {
+                actor.id = id;
+            }
+            let problem = refusal.problem;
+            audit_refusal(state, &actor, action, tenant, &problem.detail).await;
+            Err(problem)
+        }
+    }
+}
+
+/// The header in which callers say why they read payloads.
+const REASON: HeaderName = HeaderName::from_static("x-custodian-reason");
+
+/// The caller's purpose: `X-Custodian-Reason` (UTF-8 text) when sent, else its grant's reason.
+fn purpose(headers: &HeaderMap, grant: Option<&Grant>) -> Result<Option<String>, Problem> {
+    match headers.get(&REASON) {
+        Some(v) => {
+            let text = std::str::from_utf8(v.as_bytes())
+                .map_err(|_| invalid("X-Custodian-Reason must be UTF-8 text"))?;
+            required_text("X-Custodian-Reason", text.to_owned()).map(Some)
+        }
+        None => Ok(grant.map(|g| g.reason.clone())),
+    }
+}
+
+/// Who asked and on what authority.
+pub(crate) struct Decided {
+    pub principal: Principal,
+    pub actor: Actor,
+    pub grant: Option<Grant>,
+    pub purpose: Option<String>,
+}
+
+/// The decision itself: authentication, then [`authorize_with`] (the caller's live grants are
+/// read only when its role alone is refused and a grant could lift that), then the purpose the
+/// policy may require. Every refusal is audited with its reason.
+pub(crate) async fn decide(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant: Option<&str>,
+    action: Action,
+) -> Result<Decided, Problem> {
     let tenant_id = tenant.map(|t| TenantId::new(t).ok());
     let known_tenant = tenant_id
         .clone()
         .flatten()
         .filter(|t| state.policy.tenant(t).is_some());
-    let deny = |actor: &Actor, reason: String| {
-        let mut event = state.audit.event(
-            actor,
-            action.as_str(),
-            known_tenant.as_ref(),
-            Decision::Deny,
-        );
-        event.reason = Some(reason);
-        let log = known_tenant
-            .clone()
-            .map_or(AuditLog::System, AuditLog::Tenant);
-        async move {
-            // The request is refused either way; a failed audit write is logged loudly.
-            if let Err(e) = state.audit.record(&log, &event).await {
-                tracing::error!(error = %e, "could not audit a refused request");
-            }
-        }
-    };
-    let anonymous = anonymous(headers);
-    let principal = match crate::auth::authenticate(state, header).await {
-        Ok(p) => p,
-        Err(problem) => {
-            deny(&anonymous, problem.detail.clone()).await;
-            return Err(problem);
-        }
-    };
-    let actor = Actor {
-        id: principal.id.clone(),
-        request_id: anonymous.request_id,
-    };
+    let (principal, mut actor) =
+        authenticate(state, headers, action, known_tenant.as_ref()).await?;
     let decision = match &tenant_id {
-        Some(None) => Err(custodian_core::access::Denial::OtherTenant),
+        Some(None) => Err(Denial::OtherTenant),
         Some(Some(t)) => authorize(&principal, Some(t), action),
         None => authorize(&principal, None, action),
     };
-    if let Err(denial) = decision {
-        let reason = denial.to_string();
-        tracing::info!(principal = %principal.id, tenant, action = action.as_str(), reason, "access denied");
-        deny(&actor, reason.clone()).await;
-        return Err(Problem::new(Kind::Forbidden, reason));
+    let decision = match (decision, &known_tenant) {
+        (Ok(()), _) => Ok(None),
+        (Err(denial), Some(t)) if grant_may_help(&principal, &denial) => {
+            let now = state.clock.now();
+            let grants = state
+                .store
+                .live_grants(t, &principal.id, now)
+                .await
+                .map_err(|e| crate::ServerError::from(e).into_problem())?;
+            authorize_with(&principal, Some(t), action, &grants, now).map(|a| match a {
+                Authority::Grant(g) => Some(g.clone()),
+                Authority::Role => None,
+            })
+        }
+        (Err(denial), _) => Err(denial),
+    };
+    let grant = match decision {
+        Ok(grant) => grant,
+        Err(denial) => {
+            let reason = denial.to_string();
+            tracing::info!(principal = %principal.id, tenant, action = action.as_str(), reason, "access denied");
+            audit_refusal(state, &actor, action, known_tenant.as_ref(), &reason).await;
+            return Err(Problem::new(Kind::Forbidden, reason));
+        }
+    };
+    actor.grant = grant.as_ref().map(|g| g.id.clone());
+    let purpose = match purpose(headers, grant.as_ref()) {
+        Ok(p) => p,
+        Err(problem) => {
+            audit_refusal(
+                state,
+                &actor,
+                action,
+                known_tenant.as_ref(),
+                &problem.detail,
+            )
+            .await;
+            return Err(problem);
+        }
+    };
+    if action.reads_payload()
+        && purpose.is_none()
+        && state
+            .policy
+            .access
+            .reason_required
+            .contains(&principal.role)
+    {
+        let detail = format!(
+            "role {} must say why it reads payloads (the policy's access.reason_required): send the X-Custodian-Reason header",
+            principal.role
+        );
+        audit_refusal(state, &actor, action, known_tenant.as_ref(), &detail).await;
+        return Err(Problem::new(Kind::ReasonRequired, detail));
     }
-    Ok((principal, actor))
+    Ok(Decided {
+        principal,
+        actor,
+        grant,
+        purpose,
+    })
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{admit, invalid};
+use super::{admit, invalid, subject_hexes};
 use crate::audit::hex;
 use crate::ingest::SealedBody;
 use crate::keys::TenantKeys;
@@ -362,6 +362,9 @@ pub async fn get_record(
                 format!("no record {id} in tenant {tenant}"),
             )
         })?;
+    if !admitted.reaches(&record.data_type, record.class, &subject_hexes(&record)) {
+        return Err(admitted.outside_grant(&state, Action::ReadRecord).await);
+    }
     let tenant_keys = state
         .keys
         .tenant(&admitted.tenant.id)
@@ -403,6 +406,7 @@ async fn audit_read(
     pseudonyms.dedup();
     event.subjects = pseudonyms;
     event.objects = objects;
+    event.reason = admitted.purpose.clone();
     state
         .audit
         .record(&AuditLog::Tenant(admitted.tenant.id.clone()), &event)
@@ -446,6 +450,11 @@ pub async fn list_subject_records(
         .await
         .map_err(ServerError::into_problem)?;
     let pseudonym = tenant_keys.pseudonym(&subject);
+    if !admitted.reaches_subject(&hex(&pseudonym)) {
+        return Err(admitted
+            .outside_grant(&state, Action::ListSubjectRecords)
+            .await);
+    }
     let records = state
         .store
         .list_subject_records(&admitted.tenant.id, &pseudonym, after, limit)
@@ -455,8 +464,12 @@ pub async fn list_subject_records(
         .then(|| records.last().map(|r| r.id.to_string()))
         .flatten();
     let mut views = Vec::with_capacity(records.len());
+    // Under a grant, the subject's records of other types (or Restricted ones the grant was
+    // not approved for) are left out of the page, unread.
     for r in records {
-        views.push(view(&state, &admitted.tenant.id, r).await?);
+        if admitted.reaches(&r.data_type, r.class, &subject_hexes(&r)) {
+            views.push(view(&state, &admitted.tenant.id, r).await?);
+        }
     }
     let records = views;
     let objects = records.iter().map(|r| r.id.clone()).collect();
@@ -512,14 +525,18 @@ pub async fn delete_record(
 ) -> Result<(StatusCode, Json<DeleteView>), Problem> {
     let admitted = admit(&state, &headers, &tenant, Action::DeleteRecord).await?;
     let id = parse_id(&id)?;
-    let reason = headers
-        .get("x-custodian-reason")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let outcome =
-        crate::retention::delete_record(&state, &admitted.actor, &admitted.tenant.id, id, reason)
-            .await
-            .map_err(ServerError::into_problem)?;
+    admitted
+        .guard_record(&state, id, Action::DeleteRecord)
+        .await?;
+    let outcome = crate::retention::delete_record(
+        &state,
+        &admitted.actor,
+        &admitted.tenant.id,
+        id,
+        admitted.purpose.clone(),
+    )
+    .await
+    .map_err(ServerError::into_problem)?;
     use crate::retention::DeleteOutcome;
     match outcome {
         DeleteOutcome::Destroyed(certificate) => {

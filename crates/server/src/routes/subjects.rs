@@ -308,6 +308,9 @@ pub async fn rectify(
     let record = id
         .parse()
         .map_err(|_| invalid(format!("{id:?} is not a record id")))?;
+    admitted
+        .guard_record(&state, record, Action::RectifyRecord)
+        .await?;
     let reason = RequestBody {
         reference: request.reference,
         reason: request.reason,

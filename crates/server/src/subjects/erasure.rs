@@ -168,10 +168,7 @@ pub(crate) async fn carry_out_scheduled(
     if !sorted.held.is_empty() && !state.policy.subject_rights.erase_rest_under_hold {
         return Ok(Err(refusal(&sorted).0));
     }
-    let actor = Actor {
-        id: "retention sweeper (scheduled erasure)".into(),
-        request_id: None,
-    };
+    let actor = Actor::internal("retention sweeper (scheduled erasure)");
     match carry_out(state, &actor, &request, Some(&deletion.id), sorted).await? {
         (_, ErasureOutcome::Erased { certificate, .. }) => Ok(Ok(*certificate)),
         (_, other) => Err(ServerError::Internal(format!(
