@@ -344,6 +344,33 @@ fn saas_004_has_four_classes_tokenised_pan_and_three_metrics() {
         transform: Transform::Drop
     }));
 
+    // A card number pasted into a payment's free text is tokenised too, and the analytics
+    // events that feed central telemetry keep no email, card, phone or IP address in free text.
+    assert!(payment.fields.contains(&FieldRule {
+        field: "*[CREDIT_CARD]".into(),
+        transform: Transform::Tokenize
+    }));
+    let analytics = p.data_type("product_analytics").unwrap();
+    let in_text: Vec<(&str, Transform)> = analytics
+        .fields
+        .iter()
+        .filter_map(|r| Some((r.entity_scope()?.entity, r.transform)))
+        .collect();
+    assert_eq!(
+        in_text,
+        vec![
+            ("EMAIL_ADDRESS", Transform::Pseudonymize),
+            ("IP_ADDRESS", Transform::TruncateIp),
+            ("CREDIT_CARD", Transform::Redact),
+            ("PHONE_NUMBER", Transform::Mask { keep_last: 4 }),
+        ]
+    );
+    let md = render(&p, RenderFormat::Markdown);
+    assert!(
+        md.contains("EMAIL\\_ADDRESS found in any free text: pseudonymize"),
+        "{md}"
+    );
+
     let metrics: Vec<String> = p.telemetry.allow.iter().map(|m| m.to_string()).collect();
     assert_eq!(
         metrics,

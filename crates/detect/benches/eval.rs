@@ -10,7 +10,9 @@
 //!   workspace): JSON Lines of `{"text", "spans": [{"start", "end", "entity"}], "category"}`,
 //!   offsets in Unicode code points;
 //! - Presidio's predictions from `CUSTODIAN_EVAL_PRESIDIO` (default `presidio.json` beside the
-//!   corpus), written by `presidio_eval.py` with its timing; without it only custodian is scored.
+//!   corpus), written by `presidio_eval.py` with its timing; without it only custodian is scored;
+//! - how long to time custodian from `CUSTODIAN_EVAL_SECONDS` (default 3; `0` for one pass, as
+//!   under callgrind, where `--toggle-collect='*scan_pass*'` counts the instructions of one pass).
 //!
 //! Scoring: a prediction is correct when a labelled span of the same entity overlaps it, and a
 //! labelled span is found when a prediction of the same entity overlaps it. Precision is correct
@@ -288,8 +290,19 @@ fn thread_cpu_ns() -> Option<u64> {
         .ok()
 }
 
-/// Scans every record, one `scan` call per record as Presidio analyzes them, in passes until
-/// `min` has elapsed. Returns (wall seconds, CPU seconds, passes).
+/// One pass over the corpus, one `scan` call per record as Presidio analyzes them. Never
+/// inlined, so that a profiler can count the instructions of exactly one pass
+/// (`valgrind --tool=callgrind --toggle-collect='*scan_pass*'`, which are repeatable where
+/// timings on a busy machine are not).
+#[inline(never)]
+fn scan_pass(scanner: &Scanner, records: &[Record]) {
+    for r in records {
+        std::hint::black_box(scanner.scan(std::hint::black_box(&r.text)));
+    }
+}
+
+/// Scans every record in passes until `min` has elapsed (at least one pass). Returns (wall
+/// seconds, CPU seconds, passes).
 fn time_custodian(scanner: &Scanner, records: &[Record], min: Duration) -> (f64, Option<f64>, u32) {
     for r in records.iter().take(50) {
         std::hint::black_box(scanner.scan(&r.text));
@@ -298,9 +311,7 @@ fn time_custodian(scanner: &Scanner, records: &[Record], min: Duration) -> (f64,
     let start = Instant::now();
     let mut passes = 0;
     while passes == 0 || start.elapsed() < min {
-        for r in records {
-            std::hint::black_box(scanner.scan(std::hint::black_box(&r.text)));
-        }
+        scan_pass(scanner, records);
         passes += 1;
     }
     let wall = start.elapsed().as_secs_f64();
@@ -496,7 +507,14 @@ fn main() {
         }
     }
 
-    let (wall, cpu, passes) = time_custodian(&scanner, &records, Duration::from_secs(3));
+    // CUSTODIAN_EVAL_SECONDS: how long to time custodian (default 3; 0 for a single pass, as
+    // under a profiler).
+    let min_time = std::env::var("CUSTODIAN_EVAL_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(Duration::from_secs(3), Duration::from_secs_f64);
+    let (wall, cpu, passes) = time_custodian(&scanner, &records, min_time);
     let mb = bytes as f64 / 1e6;
     let our_mbps = mb * f64::from(passes) / wall;
     let our_cpu_mbps = cpu.map(|c| mb * f64::from(passes) / c);

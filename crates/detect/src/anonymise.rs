@@ -1,7 +1,9 @@
 //! Anonymisation of a JSON payload whose subject exercised the right to erasure, for data types
 //! the policy keeps for aggregate use (`delete = "anonymize"`): the value of every field a
-//! field rule names is removed, every occurrence of a subject's id is replaced, and every
-//! identifier the scanner finds in the remaining text is replaced by its entity's placeholder.
+//! field rule names is removed, every occurrence of a subject's id is replaced, every token or
+//! pseudonym that an entity rule left inside free text is removed (they are keyed, so they
+//! would still link the record to a person), and every identifier the scanner finds in the
+//! remaining text is replaced by its entity's placeholder.
 //!
 //! It is irreversible by construction: nothing is keyed, nothing of a replaced value is kept,
 //! so unlike pseudonymisation or tokenisation no key can ever link the record back.
@@ -9,7 +11,7 @@
 use serde_json::Value;
 
 use crate::scan::Scanner;
-use crate::transform::redact;
+use crate::transform::{PSEUDONYM_PREFIX, TOKEN_PREFIX, redact};
 
 /// The placeholder for a value an identifying field held.
 pub const REMOVED: &str = "<REMOVED>";
@@ -93,6 +95,9 @@ impl Anonymiser<'_> {
                 replaced.subjects += n;
             }
         }
+        if let Some(clean) = remove_keyed_values(&out, replaced) {
+            out = clean;
+        }
         let findings = self.scanner.scan(&out);
         if findings.is_empty() {
             return (out != text).then_some(out);
@@ -109,6 +114,47 @@ impl Anonymiser<'_> {
         replaced.detected += findings.len();
         Some(rebuilt)
     }
+}
+
+/// `text` with every token and pseudonym (`tok_…`, `pse_…` at the start of a word, followed by
+/// at least 16 characters of their alphabets) replaced by [`REMOVED`]; `None` when it has none.
+fn remove_keyed_values(text: &str, replaced: &mut Replaced) -> Option<String> {
+    let b = text.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(found) = memchr::memchr(b'_', &b[i..]) {
+        let us = i + found;
+        i = us + 1;
+        // The three letters before the '_', at the start of a word.
+        let Some(start) = us.checked_sub(3) else {
+            continue;
+        };
+        let prefix = &text.as_bytes()[start..=us];
+        if !(prefix == TOKEN_PREFIX.as_bytes() || prefix == PSEUDONYM_PREFIX.as_bytes())
+            || (start > 0 && word(b[start - 1]))
+            || start < copied
+        {
+            continue;
+        }
+        let len = b[us + 1..].iter().take_while(|&&c| word(c)).count();
+        if len < 16 {
+            continue;
+        }
+        let end = us + 1 + len;
+        // Every byte before `start` and from `end` on is ASCII or part of text not touched.
+        out.push_str(&text[copied..start]);
+        out.push_str(REMOVED);
+        copied = end;
+        i = end;
+        replaced.detected += 1;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -179,6 +225,29 @@ mod tests {
         a.anonymise(&mut payload);
         assert_eq!(payload["emails"], json!(REMOVED));
         assert_eq!(payload["card"], json!("<CREDIT_CARD>"));
+    }
+
+    #[test]
+    fn tokens_and_pseudonyms_left_in_free_text_are_removed() {
+        let scanner = scanner();
+        let a = Anonymiser {
+            scanner: &scanner,
+            identifying_fields: &[],
+            subjects: &[],
+        };
+        let key = crate::SecretKey::new(&[3; 64]);
+        let token =
+            crate::transform::tokenize(&key, b"t/x/note[CREDIT_CARD]", "4539578763621486").unwrap();
+        let pseudonym = crate::transform::pseudonymize(&key, "lu@corp.io").unwrap();
+        let mut payload = json!({
+            "note": format!("card {token}, mail {pseudonym}; my_tok_abcdefghijklmnopqrstu stays; tok_short too")
+        });
+        let replaced = a.anonymise(&mut payload);
+        assert_eq!(
+            payload["note"],
+            "card <REMOVED>, mail <REMOVED>; my_tok_abcdefghijklmnopqrstu stays; tok_short too"
+        );
+        assert_eq!(replaced.detected, 2);
     }
 
     #[test]

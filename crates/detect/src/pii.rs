@@ -1,12 +1,15 @@
 //! Personal-data detectors: e-mail addresses, phone numbers, payment cards, IBANs, US SSNs, IP
 //! and MAC addresses.
 //!
-//! One pass over the bytes ([`Layout::of`]) finds where anything can match: digit groups, runs
-//! of hex digits and colons, two capitals before two digits (an IBAN's start), an '@'. Only
-//! digits, ':' and '@' make that pass do any work, so prose costs a table load per byte. The
-//! detectors then run there and nowhere else: IBANs and nationally written phone numbers are
-//! read directly, the others by a byte regex on the group, followed by boundary checks and a
-//! validator.
+//! One pass over the bytes ([`Layout::fill`]) finds where anything can match: digit groups,
+//! runs of hex digits and colons, two capitals before two digits (an IBAN's start), an '@'.
+//! Only digits, ':' and '@' make that pass do any work, so prose costs a table load per byte.
+//! The detectors then run there and nowhere else. Most candidates are read by hand-written
+//! readers of fixed shapes (IBANs, cards, SSNs, IPv4 and MAC addresses, e-mail addresses from
+//! each '@', nationally written phone numbers), each checked equal, match for match, to the
+//! regex it replaced: on the short texts scanned one by one at ingest, a regex search's fixed
+//! cost was most of its detector's time. IPv6 addresses and internationally written phone
+//! numbers still use a byte regex on the group. Boundary checks and a validator follow.
 //!
 //! Boundaries are checked in code rather than with look-around (which the linear-time `regex`
 //! crate lacks): a candidate must not be glued to more digits or letters, nor be one piece of a
@@ -30,13 +33,8 @@ use crate::scan::Candidate;
 use crate::validate;
 
 pub(crate) struct Pii {
-    email: Regex,
-    card: Regex,
-    ssn: Regex,
     phone_intl: Regex,
-    ipv4: Regex,
     ipv6: Regex,
-    mac: Regex,
     phone: PhoneRules,
 }
 
@@ -82,14 +80,35 @@ fn joins_digits(c: u8) -> bool {
 
 /// Bytes of an IPv6 or MAC address.
 fn hex_run_byte(c: u8) -> bool {
-    c.is_ascii_hexdigit() || matches!(c, b':' | b'.' | b'-')
+    HEX_RUN[usize::from(c)] != 0
 }
+
+/// The kinds of byte in an IPv6 or MAC address, as a table so that walking a run costs a load
+/// per byte: 0 for none, then a hex digit, ':', '-' and '.'.
+const HEX_RUN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        if (c as u8).is_ascii_hexdigit() {
+            t[c] = RUN_HEX;
+        }
+        c += 1;
+    }
+    t[b':' as usize] = RUN_COLON;
+    t[b'-' as usize] = RUN_DASH;
+    t[b'.' as usize] = RUN_DOT;
+    t
+};
+const RUN_HEX: u8 = 1;
+const RUN_COLON: u8 = 2;
+const RUN_DASH: u8 = 3;
+const RUN_DOT: u8 = 4;
 
 const K_DIGIT: u8 = 1;
 const K_COLON: u8 = 2;
 const K_AT: u8 = 4;
 
-/// The bytes that start work in [`Layout::of`]; every other byte costs one table load.
+/// The bytes that start work in [`Layout::fill`]; every other byte costs one table load.
 const TRIGGERS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut d = b'0';
@@ -102,17 +121,58 @@ const TRIGGERS: [u8; 256] = {
     t
 };
 
+/// The lists one call of [`Pii::detect`] fills, kept between scans (see `scan::Scratch`).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    layout: Layout,
+    /// Every IBAN-shaped run, valid or not: `(start, end)`, sorted and disjoint.
+    ibans: Vec<(usize, usize)>,
+}
+
+impl Scratch {
+    pub(crate) fn clear(&mut self) {
+        self.layout.clear();
+        self.ibans.clear();
+    }
+
+    /// Whether an unusually large text grew a list beyond what ordinary ones need.
+    pub(crate) fn oversized(&self) -> bool {
+        let l = &self.layout;
+        l.numeric.capacity() + l.hex.capacity() + l.iban.capacity() + self.ibans.capacity() > 4096
+    }
+}
+
 impl Layout {
+    fn clear(&mut self) {
+        self.at = false;
+        self.numeric.clear();
+        self.hex.clear();
+        self.iban.clear();
+    }
+
+    #[cfg(test)]
+    fn of(b: &[u8]) -> Layout {
+        let mut l = Layout::default();
+        l.fill(b);
+        l
+    }
+
     /// One pass over the bytes, so that detectors run on the few places that can match instead
     /// of each searching the whole text. Only digits, ':' and '@' start any work.
-    pub(crate) fn of(b: &[u8]) -> Layout {
-        let mut l = Layout::default();
+    fn fill(&mut self, b: &[u8]) {
+        let l = self;
         // Hex runs are examined once: none starts before this offset.
         let mut hex_done = 0;
         let mut i = 0;
         while i < b.len() {
             match TRIGGERS[usize::from(b[i])] {
-                0 => i += 1,
+                0 => {
+                    // A tight loop to the next trigger: most bytes are not one.
+                    i += 1 + b[i + 1..]
+                        .iter()
+                        .position(|&c| TRIGGERS[usize::from(c)] != 0)
+                        .unwrap_or(b.len() - i - 1);
+                }
                 K_AT => {
                     l.at = true;
                     i += 1;
@@ -179,7 +239,6 @@ impl Layout {
                 }
             }
         }
-        l
     }
 
     /// Records the maximal run of hex-address bytes around `i` if it is shaped enough like an
@@ -192,20 +251,21 @@ impl Layout {
         while start > *hex_done && hex_run_byte(b[start - 1]) {
             start -= 1;
         }
-        let (mut colons, mut dashes, mut dots, mut double) = (0, 0, 0, false);
+        // Bytes of each kind, indexed by the kind.
+        let mut count = [0usize; 5];
+        let (mut double, mut prev) = (false, 0);
         let mut end = start;
-        while end < b.len() && hex_run_byte(b[end]) {
-            match b[end] {
-                b':' => {
-                    colons += 1;
-                    double |= end > start && b[end - 1] == b':';
-                }
-                b'-' => dashes += 1,
-                b'.' => dots += 1,
-                _ => {}
+        while let Some(&c) = b.get(end) {
+            let kind = HEX_RUN[usize::from(c)];
+            if kind == 0 {
+                break;
             }
+            count[usize::from(kind)] += 1;
+            double |= kind == RUN_COLON && prev == RUN_COLON;
+            prev = kind;
             end += 1;
         }
+        let [_, _, colons, dashes, mut dots] = count;
         *hex_done = end.max(i + 1);
         // A full stop after the run ends the sentence: `address is 0011.2233.4455.`
         let mut last = end;
@@ -228,38 +288,26 @@ impl Layout {
 impl Pii {
     pub(crate) fn new(regions: &[String]) -> Result<Pii, DetectError> {
         Ok(Pii {
-            email: compile(
-                r"(?-u)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}",
-                "email",
-            )?,
-            // Card numbers are written ungrouped, in fours (the last group shorter for 13 and
-            // 19 digits), or 4-6-5 / 4-6-4 (Amex, Diners): not as arbitrary digit groups.
-            card: compile(
-                r"(?-u)\b(?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5})\b",
-                "card",
-            )?,
-            ssn: compile(
-                r"(?-u)\b(?:[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}|[0-9]{9})\b",
-                "ssn",
-            )?,
             phone_intl: compile(r"(?-u)\+[0-9][0-9 .()\-]{5,24}[0-9]", "phone_intl")?,
-            ipv4: compile(r"(?-u)\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b", "ipv4")?,
             ipv6: compile(
                 r"(?i-u)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}",
                 "ipv6",
-            )?,
-            mac: compile(
-                r"(?i-u)\b(?:[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})\b",
-                "mac",
             )?,
             phone: PhoneRules::new(regions)?,
         })
     }
 
     /// Runs the detectors that `enabled` asks for where the layout says they can match.
-    pub(crate) fn detect(&self, text: &str, enabled: EntitySet, out: &mut Vec<Candidate>) {
+    pub(crate) fn detect(
+        &self,
+        text: &str,
+        enabled: EntitySet,
+        out: &mut Vec<Candidate>,
+        scratch: &mut Scratch,
+    ) {
         let b = text.as_bytes();
-        let layout = Layout::of(b);
+        let Scratch { layout, ibans } = scratch;
+        layout.fill(b);
         if enabled.contains(Entity::EmailAddress) && layout.at {
             self.emails(b, out);
         }
@@ -267,7 +315,6 @@ impl Pii {
         // letters and digits after them) is reported if its checksum holds, and either way its
         // digit groups are not then parsed as cards, SSNs or phone numbers: an IBAN with a typo
         // is still an account number.
-        let mut ibans = Vec::new();
         let mut after = 0;
         for &start in &layout.iban {
             if start >= after
@@ -294,10 +341,10 @@ impl Pii {
             let first = out.len();
             let runs = Runs::of(&b[c.start..c.end]);
             if enabled.contains(Entity::CreditCard) && c.digits >= 13 && runs.may_hold_card() {
-                self.cards(hay, b, from, &ibans, out);
+                self.cards(hay, b, from, ibans, out);
             }
             if enabled.contains(Entity::UsSsn) && c.digits >= 9 && runs.may_hold_ssn() {
-                self.ssns(hay, b, from, &ibans, out);
+                self.ssns(hay, b, from, ibans, out);
             }
             if enabled.contains(Entity::IpAddress) && c.dots >= 3 {
                 self.ipv4s(hay, b, from, out);
@@ -313,7 +360,7 @@ impl Pii {
                 // number: parsing is the most expensive check here.
                 let taken = Taken {
                     found: out.len() - first,
-                    ibans: &ibans,
+                    ibans,
                 };
                 if b[from] == b'+' {
                     self.phones_intl(hay, b, from, first, &taken, out);
@@ -338,12 +385,12 @@ impl Pii {
     }
 
     fn emails(&self, b: &[u8], out: &mut Vec<Candidate>) {
-        let local_char = |c: u8| c.is_ascii_alphanumeric() || b"._%+-".contains(&c);
-        for m in self.email.find_iter(b) {
-            let (start, end) = (m.start(), m.end());
+        let mut pos = 0;
+        while let Some((start, end)) = email_match(b, pos) {
+            pos = end;
             // A local part glued to more local-part characters is longer than the 64 bytes the
             // pattern allows, and a domain glued to more name characters is cut short.
-            if start > 0 && local_char(b[start - 1]) {
+            if start > 0 && email_local_char(b[start - 1]) {
                 continue;
             }
             if end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'-' || b[end] == b'_')
@@ -380,16 +427,16 @@ impl Pii {
         // End of the last card found here: the next one may follow it after a space.
         let mut last_end = None;
         while has_digits(hay, pos, 13)
-            && let Some(m) = self.card.find_at(hay, pos)
+            && let Some((start, m_end)) = word_match(hay, pos, card_at)
         {
-            let start = m.start();
             pos = start + 1;
             if !numeric_left_ok(b, start)
-                || (continues_digit_groups(b, start, m.as_bytes()) && last_end != Some(start - 1))
+                || (continues_digit_groups(b, start, &b[start..m_end])
+                    && last_end != Some(start - 1))
             {
                 continue;
             }
-            let groups = Digits::of(&b[start..m.end()]);
+            let groups = Digits::of(&b[start..m_end]);
             let found = (13..=groups.len.min(19)).rev().find_map(|n| {
                 let end = start + groups.ends[n - 1];
                 (groups.is_group_end(b, end)
@@ -417,9 +464,8 @@ impl Pii {
     ) {
         let mut pos = from;
         while has_digits(hay, pos, 9)
-            && let Some(m) = self.ssn.find_at(hay, pos)
+            && let Some((start, end)) = word_match(hay, pos, ssn_at)
         {
-            let (start, end) = (m.start(), m.end());
             pos = end;
             // After a '+' the digits are an international phone number.
             if !numeric_left_ok(b, start)
@@ -429,7 +475,7 @@ impl Pii {
             {
                 continue;
             }
-            let span = m.as_bytes();
+            let span = &b[start..end];
             let d = Digits::of(span);
             if d.len != 9 || !validate::us_ssn(&d.digits[..9]) {
                 continue;
@@ -540,14 +586,13 @@ impl Pii {
     fn ipv4s(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
         let mut pos = from;
         while has_digits(hay, pos, 4)
-            && let Some(m) = self.ipv4.find_at(hay, pos)
+            && let Some((start, end)) = word_match(hay, pos, ipv4_at)
         {
-            let (start, end) = (m.start(), m.end());
             pos = end;
             if !numeric_left_ok(b, start) || !numeric_right_ok(b, end) {
                 continue;
             }
-            let Some(ip) = std::str::from_utf8(m.as_bytes())
+            let Some(ip) = std::str::from_utf8(&b[start..end])
                 .ok()
                 .and_then(|s| Ipv4Addr::from_str(s).ok())
             else {
@@ -604,9 +649,8 @@ impl Pii {
         let mut pos = from;
         // The shortest MAC address, 0011.2233.4455, has 14 bytes.
         while hay.len() >= pos + 14
-            && let Some(m) = self.mac.find_at(hay, pos)
+            && let Some((start, end)) = word_match(hay, pos, mac_at)
         {
-            let (start, end) = (m.start(), m.end());
             pos = end;
             // Six groups glued to a seventh are part of an IPv6 address or an EUI-64.
             let sep = |c: u8| c == b':' || c == b'-' || c == b'.';
@@ -615,7 +659,7 @@ impl Pii {
             {
                 continue;
             }
-            let mut hex = m.as_bytes().iter().filter(|c| c.is_ascii_hexdigit());
+            let mut hex = b[start..end].iter().filter(|c| c.is_ascii_hexdigit());
             // All-zero and broadcast addresses identify nobody.
             if hex.clone().all(|&c| c == b'0') || hex.all(|&c| c == b'f' || c == b'F') {
                 continue;
@@ -623,6 +667,227 @@ impl Pii {
             out.push(Candidate::new(Entity::MacAddress, start, end, 0.6));
         }
     }
+}
+
+/// A byte of a word, as the regex `\b` (ASCII) sees it.
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// The leftmost span at or after `pos` that starts a word and that `at` reads there (its end,
+/// which must end a word too). The fixed-shape readers below replace regexes of the form
+/// `\b(?:…)\b` whose fixed cost per search was most of their detectors' time; each is checked
+/// against its regex in the tests.
+fn word_match(
+    hay: &[u8],
+    pos: usize,
+    at: fn(&[u8], usize) -> Option<usize>,
+) -> Option<(usize, usize)> {
+    (pos..hay.len()).find_map(|s| {
+        let starts_word = is_word(hay[s]) && (s == 0 || !is_word(hay[s - 1]));
+        if !starts_word {
+            return None;
+        }
+        at(hay, s)
+            .filter(|&e| e == hay.len() || !is_word(hay[e]))
+            .map(|e| (s, e))
+    })
+}
+
+/// Whether `h[from..from + n]` are `n` bytes that `class` accepts.
+fn all_of(h: &[u8], from: usize, n: usize, class: fn(&u8) -> bool) -> bool {
+    h.get(from..from + n).is_some_and(|w| w.iter().all(class))
+}
+
+/// `(?:[0-9]{1,3}\.){3}[0-9]{1,3}` at `s`, followed by the end of a word (see [`word_match`]):
+/// four runs of one to three digits joined by dots. A longer run cannot be cut to fit, since a
+/// dot or the end of the word must follow it.
+fn ipv4_at(h: &[u8], s: usize) -> Option<usize> {
+    let mut i = s;
+    for group in 0..4 {
+        let run = h[i.min(h.len())..]
+            .iter()
+            .take(4)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if !(1..=3).contains(&run) {
+            return None;
+        }
+        i += run;
+        if group < 3 {
+            if h.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    Some(i)
+}
+
+/// A card number's shape at `s`: card numbers are written ungrouped, in fours (the last group
+/// shorter for 13 and 19 digits), or 4-6-5 / 4-6-4 (Amex, Diners), not as arbitrary digit
+/// groups. This is the regex
+///
+/// ```text
+/// [0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5}
+/// ```
+///
+/// followed by the end of a word (see [`word_match`]), with its alternatives and repetitions
+/// tried in the order the regex engine prefers them.
+fn card_at(h: &[u8], s: usize) -> Option<usize> {
+    let digits_from = |from: usize| {
+        h.get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take(20)
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let ends_word = |e: usize| e == h.len() || !is_word(h[e]);
+    let sep = |i: usize| matches!(h.get(i), Some(b' ' | b'-'));
+    // Ungrouped: the whole run, when it ends a word.
+    let run = digits_from(s);
+    if (13..=19).contains(&run) && ends_word(s + run) {
+        return Some(s + run);
+    }
+    if run != 4 || !sep(s + 4) {
+        return None;
+    }
+    // In fours: up to three more groups of exactly four; the regex prefers three, then a short
+    // last group, then none.
+    let mut after = [0usize; 4];
+    let mut groups = 0;
+    while groups < 3 {
+        let at = s + 4 + 5 * groups;
+        if !(sep(at) && all_of(h, at + 1, 4, u8::is_ascii_digit)) {
+            break;
+        }
+        groups += 1;
+        after[groups] = at + 5;
+    }
+    for k in (2..=groups).rev() {
+        let p = after[k];
+        if sep(p) {
+            let tail = digits_from(p + 1);
+            if (1..=4).contains(&tail) && ends_word(p + 1 + tail) {
+                return Some(p + 1 + tail);
+            }
+        }
+        if ends_word(p) {
+            return Some(p);
+        }
+    }
+    // 4-6-4 and 4-6-5.
+    if digits_from(s + 5) >= 6 && sep(s + 11) {
+        let last = digits_from(s + 12);
+        if (4..=5).contains(&last) && ends_word(s + 12 + last) {
+            return Some(s + 12 + last);
+        }
+    }
+    None
+}
+
+/// `[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}|[0-9]{9}` at `s`, tried in that
+/// order with the end of a word after each (see [`word_match`]).
+fn ssn_at(h: &[u8], s: usize) -> Option<usize> {
+    let digits = |from: usize, n: usize| all_of(h, from, n, u8::is_ascii_digit);
+    let ends_word = |e: usize| e == h.len() || !is_word(h[e]);
+    for sep in [b'-', b' '] {
+        if digits(s, 3)
+            && h.get(s + 3) == Some(&sep)
+            && digits(s + 4, 2)
+            && h.get(s + 6) == Some(&sep)
+            && digits(s + 7, 4)
+            && ends_word(s + 11)
+        {
+            return Some(s + 11);
+        }
+    }
+    (digits(s, 9) && ends_word(s + 9)).then_some(s + 9)
+}
+
+/// `[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}`
+/// (ASCII case ignored) at `s`, tried in that order with the end of a word after each (see
+/// [`word_match`]).
+fn mac_at(h: &[u8], s: usize) -> Option<usize> {
+    let hex = |from: usize, n: usize| all_of(h, from, n, u8::is_ascii_hexdigit);
+    let ends_word = |e: usize| e == h.len() || !is_word(h[e]);
+    for sep in [b':', b'-'] {
+        let groups =
+            (0..6).all(|g| hex(s + 3 * g, 2) && (g == 0 || h.get(s + 3 * g - 1) == Some(&sep)));
+        if groups && ends_word(s + 17) {
+            return Some(s + 17);
+        }
+    }
+    let dotted = hex(s, 4)
+        && h.get(s + 4) == Some(&b'.')
+        && hex(s + 5, 4)
+        && h.get(s + 9) == Some(&b'.')
+        && hex(s + 10, 4);
+    (dotted && ends_word(s + 14)).then_some(s + 14)
+}
+
+fn email_local_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+/// The leftmost span at or after `pos` shaped like an e-mail address: a local part of 1 to 64
+/// characters starting with a letter or digit, an '@', one to eight DNS labels each followed by
+/// a dot, and a top-level domain of 2 to 63 letters. This is, match for match, the regex
+///
+/// ```text
+/// [A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}
+/// ```
+///
+/// read by hand from each '@' (found with memchr) rather than searched for over the whole text:
+/// the regex had no literal to start from, so it read every byte of every text with an '@'.
+fn email_match(b: &[u8], pos: usize) -> Option<(usize, usize)> {
+    memchr::memchr_iter(b'@', b.get(pos..)?).find_map(|at| {
+        let at = pos + at;
+        // The local part ends at the '@' and starts at its leftmost letter or digit that only
+        // local-part characters separate from it, within 64 bytes and not before `pos`.
+        let lowest = pos.max(at.saturating_sub(64));
+        let mut run = at;
+        while run > lowest && email_local_char(b[run - 1]) {
+            run -= 1;
+        }
+        let start = (run..at).find(|&i| b[i].is_ascii_alphanumeric())?;
+        Some((start, email_domain_end(b, at + 1)?))
+    })
+}
+
+/// The end of the domain the e-mail regex of [`email_match`] reads from `d`: as many labels as
+/// it can take (up to eight), then as many letters of a top-level domain as it can (up to 63),
+/// giving back labels when no top-level domain follows them, as the regex backtracks.
+fn email_domain_end(b: &[u8], d: usize) -> Option<usize> {
+    let mut tld_starts = [0usize; 8];
+    let mut labels = 0;
+    let mut i = d;
+    while labels < 8 {
+        let label = b[i.min(b.len())..]
+            .iter()
+            .take(64)
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-')
+            .count();
+        if !(1..=63).contains(&label)
+            || b.get(i + label) != Some(&b'.')
+            || !b[i].is_ascii_alphanumeric()
+            || !b[i + label - 1].is_ascii_alphanumeric()
+        {
+            break;
+        }
+        i += label + 1;
+        tld_starts[labels] = i;
+        labels += 1;
+    }
+    tld_starts[..labels].iter().rev().find_map(|&t| {
+        let letters = b[t.min(b.len())..]
+            .iter()
+            .take(63)
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        (letters >= 2).then_some(t + letters)
+    })
 }
 
 /// The IBAN-shaped run starting at `start` (two upper-case letters and two digits there), if
@@ -1140,6 +1405,209 @@ mod tests {
                         "{t} at {pos}"
                     );
                 }
+            }
+        }
+    }
+
+    mod fixed_readers_match_their_regexes {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A reader and the regex it replaced.
+        type Pair = (Regex, fn(&[u8], usize) -> Option<usize>);
+
+        fn regexes() -> [Pair; 4] {
+            [
+                (
+                    compile(
+                        r"(?-u)\b(?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,4})?|[0-9]{4}[ \-][0-9]{6}[ \-][0-9]{4,5})\b",
+                        "card",
+                    )
+                    .expect("compiles"),
+                    card_at,
+                ),
+                (
+                    compile(r"(?-u)\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b", "ipv4").expect("compiles"),
+                    ipv4_at,
+                ),
+                (
+                    compile(
+                        r"(?-u)\b(?:[0-9]{3}-[0-9]{2}-[0-9]{4}|[0-9]{3} [0-9]{2} [0-9]{4}|[0-9]{9})\b",
+                        "ssn",
+                    )
+                    .expect("compiles"),
+                    ssn_at,
+                ),
+                (
+                    compile(
+                        r"(?i-u)\b(?:[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})\b",
+                        "mac",
+                    )
+                    .expect("compiles"),
+                    mac_at,
+                ),
+            ]
+        }
+
+        fn check(t: &[u8]) {
+            for (re, at) in regexes() {
+                for pos in 0..=t.len() {
+                    assert_eq!(
+                        word_match(t, pos, at),
+                        re.find_at(t, pos).map(|m| (m.start(), m.end())),
+                        "{:?} at {pos} with {re}",
+                        String::from_utf8_lossy(t)
+                    );
+                }
+            }
+        }
+
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let unit = prop::sample::select(vec![
+                &b"1"[..],
+                b"12",
+                b"123",
+                b"1234",
+                b"123456",
+                b"123456789",
+                b"1234567890123",
+                b"4111 1111 1111 1111",
+                b"0a",
+                b"Ff",
+                b"abcd",
+                b".",
+                b"-",
+                b":",
+                b" ",
+                b"_",
+                b"g",
+                b"\xc3\xa9",
+            ]);
+            prop::collection::vec(unit, 0..16).prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn same_matches(t in text()) {
+                check(&t);
+            }
+        }
+
+        #[test]
+        fn examples() {
+            for t in [
+                "4111111111111111",
+                "4111 1111 1111 1111",
+                "4111-1111-1111-1111-111",
+                "4111 1111 1111 1111 11111",
+                "4111 1111 1111 1111 1111 1111",
+                "4111 1111 1111",
+                "4111 1111 1111x",
+                "4111 1111 1111 1",
+                "3782 822463 10005",
+                "3782 822463 1000",
+                "3782 822463 100055",
+                "3782 8224631 10005",
+                "41111111111111111111",
+                "4111 1111 1111 1111 2024",
+                "10.0.0.1",
+                "1.2.3.4.5",
+                "1234.1.1.1",
+                "1.2.3.4567",
+                "a1.2.3.4",
+                "1.2.3.4a",
+                "078-05-1120",
+                "078 05 1120",
+                "078051120",
+                "0780511201",
+                "078-05 1120",
+                "00:1a:2B:3c:4d:5e",
+                "00-1a-2b-3c-4d-5e",
+                "0011.2233.4455",
+                "00:1a:2b:3c:4d:5e:6f",
+                "x00:1a:2b:3c:4d:5e",
+                "00:1a:2b-3c:4d:5e",
+            ] {
+                check(t.as_bytes());
+            }
+        }
+    }
+
+    mod email_reader_matches_its_regex {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn by_regex(hay: &[u8]) -> Vec<(usize, usize)> {
+            let re = compile(
+                r"(?-u)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}",
+                "email",
+            )
+            .expect("compiles");
+            re.find_iter(hay).map(|m| (m.start(), m.end())).collect()
+        }
+
+        fn by_reader(hay: &[u8]) -> Vec<(usize, usize)> {
+            let mut pos = 0;
+            std::iter::from_fn(|| {
+                let m = email_match(hay, pos)?;
+                pos = m.1;
+                Some(m)
+            })
+            .collect()
+        }
+
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let unit = prop::sample::select(vec![
+                &b"a"[..],
+                b"Z9",
+                b"ab",
+                b"com",
+                b"x1-y",
+                b"@",
+                b".",
+                b"..",
+                b"-",
+                b"_",
+                b"%",
+                b"+",
+                b" ",
+                b"9",
+                b"\xc3\xa9",
+                b"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm",
+            ]);
+            prop::collection::vec(unit, 0..20).prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn same_matches(t in text()) {
+                prop_assert_eq!(by_reader(&t), by_regex(&t));
+            }
+        }
+
+        #[test]
+        fn examples() {
+            let long = "a".repeat(70);
+            let long_label = "b".repeat(64);
+            for t in [
+                "alice@acme-corp.io",
+                "a@b.c.d",
+                "a@b.com@c.org",
+                "x.y@a.b.c.d.e.f.g.h.i.j.com",
+                "-a@b.co",
+                ".a@b.co",
+                "a@-b.co",
+                "a@b-.co",
+                "a@b.c1",
+                "a@b.co1x",
+                "@@a@b.co",
+                "a@b.co.",
+                &format!("{long}@b.co"),
+                &format!("a@{long_label}.co"),
+                &format!("a@b.{long}"),
+                "mail me: bob@x.org, carol@y.net; dave@@z.io",
+            ] {
+                assert_eq!(by_reader(t.as_bytes()), by_regex(t.as_bytes()), "{t}");
             }
         }
     }

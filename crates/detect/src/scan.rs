@@ -5,8 +5,10 @@
 //! the single pass over the bytes says it can match) and `secrets` (credentials found from a
 //! literal prefix or an assignment to a secret-sounding key). They produce candidates; this
 //! module scores them with context, drops what the configuration excludes, and keeps the best of
-//! overlapping candidates.
+//! overlapping candidates. The working lists of a scan are kept per thread and reused, so a scan
+//! allocates only the list it returns.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -283,10 +285,25 @@ impl Scanner {
         if text.is_empty() {
             return Vec::new();
         }
-        let mut candidates = Vec::new();
-        self.pii.detect(text, self.enabled, &mut candidates);
+        // Most texts are short (a log line, a note), where allocating the working lists would
+        // cost more than the search: each thread keeps one set and reuses it.
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.scan_with(text, &mut scratch),
+            // Only if a scan were ever to run inside another on the same thread.
+            Err(_) => self.scan_with(text, &mut Scratch::default()),
+        })
+    }
+
+    fn scan_with(&self, text: &str, scratch: &mut Scratch) -> Vec<Finding> {
+        scratch.clear();
+        let Scratch {
+            candidates,
+            pii,
+            secrets,
+        } = scratch;
+        self.pii.detect(text, self.enabled, candidates, pii);
         if self.enabled.any_secret() {
-            self.secrets.detect(text, self.enabled, &mut candidates);
+            self.secrets.detect(text, self.enabled, candidates, secrets);
         }
         candidates.retain_mut(|c| self.keep(text, c));
         resolve_overlaps(candidates)
@@ -352,8 +369,36 @@ impl Scanner {
     }
 }
 
+/// The working lists of one scan, kept per thread between scans.
+#[derive(Default)]
+struct Scratch {
+    candidates: Vec<Candidate>,
+    pii: crate::pii::Scratch,
+    secrets: crate::secrets::Scratch,
+}
+
+impl Scratch {
+    /// Empties the lists, and gives back the memory of one that an unusually large text grew,
+    /// so that a thread does not hold it for ever.
+    fn clear(&mut self) {
+        if self.candidates.capacity() > 4096 || self.pii.oversized() || self.secrets.oversized() {
+            *self = Scratch::default();
+        }
+        self.candidates.clear();
+        self.pii.clear();
+        self.secrets.clear();
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
 /// Keeps the best of overlapping candidates (see [`Scanner::scan`]) and sorts by offset.
-fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Finding> {
+fn resolve_overlaps(candidates: &mut [Candidate]) -> Vec<Finding> {
+    if candidates.is_empty() {
+        return Vec::new();
+    }
     candidates.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
@@ -368,6 +413,10 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Finding> {
         score: c.score,
         test: c.test,
     };
+    // Most texts hold one value or none.
+    if let [c] = candidates {
+        return vec![finding(c)];
+    }
     // The usual handful: compare with every accepted one, without building a map.
     if candidates.len() <= 64 {
         let mut accepted = 0u64;
@@ -393,7 +442,7 @@ fn resolve_overlaps(mut candidates: Vec<Candidate>) -> Vec<Finding> {
     // Accepted intervals never overlap, so the one starting last before a candidate's end is
     // the only one that can overlap it.
     let mut accepted: BTreeMap<usize, (usize, Candidate)> = BTreeMap::new();
-    for c in candidates {
+    for &mut c in candidates {
         let overlaps = accepted
             .range(..c.end)
             .next_back()
@@ -425,7 +474,7 @@ mod tests {
 
     #[test]
     fn overlaps_keep_highest_score_then_secrets() {
-        let out = resolve_overlaps(vec![
+        let out = resolve_overlaps(&mut [
             cand(Entity::PhoneNumber, 0, 10, 0.5),
             cand(Entity::CreditCard, 0, 16, 0.9),
             cand(Entity::EmailAddress, 20, 30, 0.9),
@@ -481,7 +530,7 @@ mod tests {
                     }
                 }
                 want.sort_by_key(|c| c.start);
-                let got = resolve_overlaps(cands);
+                let got = resolve_overlaps(&mut cands.clone());
                 let key = |e: Entity, s: usize, t: usize| (e, s, t);
                 assert_eq!(
                     got.iter()

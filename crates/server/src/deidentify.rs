@@ -1,7 +1,9 @@
 //! De-identification at ingest, before a record is sealed: the data type's field rules
-//! transform (or drop) the payload fields they name, and the free text of classes whose policy
-//! asks for it (`pii = "flag" | "redact" | "reject"`) is scanned for personal data and secrets.
-//! A card number under a `tokenize` rule is never stored: only its token is.
+//! transform (or drop) the payload fields they name; its entity rules (`"note[CREDIT_CARD]" =
+//! "tokenize"`, `"*[EMAIL_ADDRESS]" = "pseudonymize"`) transform the values of an entity that
+//! the scanner finds inside free text; and the class's free-text action (`pii = "flag" |
+//! "redact" | "reject"`) decides for every other finding. A card number under a `tokenize`
+//! rule, whole field or entity, is never stored: only its token is.
 //!
 //! Keyed transforms use keys expanded from the tenant's index key, one per transform, so
 //! pseudonyms and tokens are stable within a tenant, unlinkable across tenants, and die with
@@ -11,10 +13,10 @@
 use std::sync::OnceLock;
 
 use custodian_core::ids::TenantId;
-use custodian_core::policy::{DataType, PiiAction, Transform};
+use custodian_core::policy::{DataType, EntityScope, FieldRule, PiiAction, Transform};
 use custodian_crypto::IndexKey;
 use custodian_detect::transform::{self, Generalization, MaskOptions, SecretKey};
-use custodian_detect::{ScanConfig, Scanner};
+use custodian_detect::{Entity, Finding, ScanConfig, Scanner};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -95,8 +97,10 @@ pub struct Deidentified {
     pub findings: Vec<StoredFinding>,
 }
 
-/// Applies `data_type`'s field rules and `action` for free text to one record's payload.
-/// `Err` is the reason the line is refused.
+/// Applies `data_type`'s field and entity rules and `action` for free text to one record's
+/// payload. Free text is scanned when the class sets an action or the data type has entity
+/// rules; findings no entity rule covers then get the class's action (`flag` when it sets
+/// none). `Err` is the reason the line is refused.
 pub fn deidentify(
     keys: &TransformKeys,
     tenant: &TenantId,
@@ -114,7 +118,11 @@ pub fn deidentify(
     let mut value: Value =
         serde_json::from_str(payload.get()).map_err(|e| format!("payload: {e}"))?;
     let mut changed = false;
-    for rule in &data_type.fields {
+    let (entity_rules, whole_rules): (Vec<&FieldRule>, Vec<&FieldRule>) = data_type
+        .fields
+        .iter()
+        .partition(|r| r.entity_scope().is_some());
+    for rule in &whole_rules {
         let path: Vec<&str> = rule.field.split('.').collect();
         let mut apply = |v: &mut Value| {
             transform_value(
@@ -135,19 +143,22 @@ pub fn deidentify(
         )?;
     }
     let mut findings = Vec::new();
-    if let Some(action) = action {
-        let scanner = scanner().map_err(|e| e.to_string())?;
-        let ruled: Vec<&str> = data_type.fields.iter().map(|r| r.field.as_str()).collect();
+    if action.is_some() || !entity_rules.is_empty() {
+        let free_text = FreeText {
+            scanner: scanner().map_err(|e| e.to_string())?,
+            action: action.unwrap_or(PiiAction::Flag),
+            ruled: whole_rules.iter().map(|r| r.field.as_str()).collect(),
+            entity_rules: entity_rules
+                .iter()
+                .filter_map(|r| Some((r.entity_scope()?, *r)))
+                .collect(),
+            keys,
+            tenant,
+            data_type,
+            subjects,
+        };
         let mut path = String::new();
-        scan_text(
-            scanner,
-            action,
-            &ruled,
-            &mut value,
-            &mut path,
-            &mut findings,
-            &mut changed,
-        )?;
+        free_text.scan(&mut value, &mut path, &mut findings, &mut changed)?;
     }
     let payload = if changed {
         Some(serde_json::value::to_raw_value(&value).map_err(|e| format!("payload: {e}"))?)
@@ -214,119 +225,229 @@ fn transform_value(
         }
         _ => return Err(format!("field {field}: {t} needs a string or a number")),
     };
-    let fail = |e: custodian_detect::DetectError| format!("field {field}: {t} cannot apply: {e}");
-    let out = match t {
-        // Dropped fields are removed by `at_path`; a value reaching here is refused, not kept.
-        Transform::Drop => return Err(format!("field {field}: drop applies to object fields")),
-        Transform::Redact => REDACTED.to_owned(),
+    // Dropped fields are removed by `at_path`; a value reaching here is refused, not kept.
+    if t == Transform::Drop {
+        return Err(format!("field {field}: drop applies to object fields"));
+    }
+    if t == Transform::DateShift && subjects.is_empty() {
+        return Err(format!(
+            "field {field}: date_shift needs the record to name a subject"
+        ));
+    }
+    let out = transform_text(keys, tenant, data_type, field, t, subjects, &text)
+        .map_err(|e| format!("field {field}: {t} cannot apply: {e}"))?;
+    *value = Value::String(match out {
+        Some(out) => out,
+        None => REDACTED.to_owned(),
+    });
+    Ok(())
+}
+
+/// `text` transformed by `t` under the rule keyed `rule` (which tokens and format-preserving
+/// ciphertexts are bound to). `None` for a redaction, which the caller writes as it wants.
+fn transform_text(
+    keys: &TransformKeys,
+    tenant: &TenantId,
+    data_type: &DataType,
+    rule: &str,
+    t: Transform,
+    subjects: &[String],
+    text: &str,
+) -> Result<Option<String>, custodian_detect::DetectError> {
+    use custodian_detect::DetectError;
+    Ok(Some(match t {
+        Transform::Redact => return Ok(None),
+        // The policy refuses drop for values found inside free text, and the caller removes
+        // whole fields itself.
+        Transform::Drop => return Err(DetectError::InvalidInput("drop removes whole fields")),
         Transform::Mask { keep_last } => transform::mask(
-            &text,
+            text,
             &MaskOptions {
                 keep_last: usize::from(keep_last),
                 ..MaskOptions::default()
             },
         ),
-        Transform::Pseudonymize => transform::pseudonymize(&keys.pseudonym, &text).map_err(fail)?,
+        Transform::Pseudonymize => transform::pseudonymize(&keys.pseudonym, text)?,
         Transform::Tokenize => transform::tokenize(
             &keys.token,
-            &context(tenant, data_type.name.as_str(), field),
-            &text,
-        )
-        .map_err(fail)?,
+            &context(tenant, data_type.name.as_str(), rule),
+            text,
+        )?,
         Transform::Fpe => transform::fpe(
             &keys.fpe,
-            &context(tenant, data_type.name.as_str(), field),
-            &text,
-        )
-        .map_err(fail)?,
-        Transform::TruncateIp => transform::truncate_ip(&text).map_err(fail)?,
+            &context(tenant, data_type.name.as_str(), rule),
+            text,
+        )?,
+        Transform::TruncateIp => transform::truncate_ip(text)?,
         Transform::DateShift => {
-            let subject = subjects.first().ok_or_else(|| {
-                format!("field {field}: date_shift needs the record to name a subject")
-            })?;
-            transform::date_shift(&keys.date_shift, subject, &text, transform::MAX_SHIFT_DAYS)
-                .map_err(fail)?
+            let subject = subjects
+                .first()
+                .ok_or(DetectError::InvalidInput("date_shift needs a subject"))?;
+            transform::date_shift(&keys.date_shift, subject, text, transform::MAX_SHIFT_DAYS)?
         }
         // A date keeps its year; a whole number is an age and keeps its band; anything else is
         // a postcode and keeps its first three characters.
         Transform::Generalize => {
-            let kind = if transform::generalize(Generalization::Year, &text).is_ok() {
+            let kind = if transform::generalize(Generalization::Year, text).is_ok() {
                 Generalization::Year
             } else if text.trim().parse::<u32>().is_ok() {
                 Generalization::AgeBand
             } else {
                 Generalization::Postcode
             };
-            transform::generalize(kind, &text).map_err(fail)?
+            transform::generalize(kind, text)?
         }
-    };
-    *value = Value::String(out);
-    Ok(())
+    }))
 }
 
-/// Scans every string not under a field rule, recording findings and acting on them.
-fn scan_text(
-    scanner: &Scanner,
+/// What free text is scanned with, and what is done with each finding.
+struct FreeText<'a> {
+    scanner: &'a Scanner,
+    /// For findings that no entity rule covers.
     action: PiiAction,
-    ruled: &[&str],
-    value: &mut Value,
-    path: &mut String,
-    findings: &mut Vec<StoredFinding>,
-    changed: &mut bool,
-) -> Result<(), String> {
-    if ruled.contains(&path.as_str()) {
-        return Ok(());
+    /// Fields under a whole-field rule: already transformed, not scanned.
+    ruled: Vec<&'a str>,
+    entity_rules: Vec<(EntityScope<'a>, &'a FieldRule)>,
+    keys: &'a TransformKeys,
+    tenant: &'a TenantId,
+    data_type: &'a DataType,
+    subjects: &'a [String],
+}
+
+impl FreeText<'_> {
+    /// The entity rule for `entity` in the field at `path`: one naming the field wins over
+    /// one for every field (`*`).
+    fn rule_for(&self, path: &str, entity: Entity) -> Option<&FieldRule> {
+        let of_entity =
+            |(scope, _): &&(EntityScope<'_>, &FieldRule)| scope.entity == entity.as_str();
+        let rules = || self.entity_rules.iter().filter(of_entity);
+        rules()
+            .find(|(scope, _)| scope.field == Some(path))
+            .or_else(|| rules().find(|(scope, _)| scope.field.is_none()))
+            .map(|(_, rule)| *rule)
     }
-    match value {
-        Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
+
+    /// Scans every string not under a whole-field rule, recording findings and acting on them.
+    fn scan(
+        &self,
+        value: &mut Value,
+        path: &mut String,
+        findings: &mut Vec<StoredFinding>,
+        changed: &mut bool,
+    ) -> Result<(), String> {
+        if self.ruled.contains(&path.as_str()) {
+            return Ok(());
+        }
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                    self.scan(child, path, findings, changed)?;
+                    path.truncate(len);
                 }
-                path.push_str(key);
-                scan_text(scanner, action, ruled, child, path, findings, changed)?;
-                path.truncate(len);
             }
-        }
-        Value::Array(items) => {
-            for item in items {
-                scan_text(scanner, action, ruled, item, path, findings, changed)?;
+            Value::Array(items) => {
+                for item in items {
+                    self.scan(item, path, findings, changed)?;
+                }
             }
-        }
-        Value::String(text) => {
-            let found = scanner.scan(text);
-            if found.is_empty() {
-                return Ok(());
-            }
-            if action == PiiAction::Reject
-                && let Some(f) = found.iter().find(|f| !f.test)
-            {
-                return Err(format!(
-                    "field {}: {} found; this data type's class does not accept personal data or secrets in free text",
-                    if path.is_empty() { "(payload)" } else { path },
-                    f.entity
-                ));
-            }
-            findings.extend(found.iter().map(|f| StoredFinding {
-                field: path.clone(),
-                entity: f.entity.as_str().to_owned(),
-                start: f.start,
-                end: f.end,
-                test: f.test,
-            }));
-            if action == PiiAction::Redact {
-                let real: Vec<custodian_detect::Finding> =
-                    found.into_iter().filter(|f| !f.test).collect();
-                if !real.is_empty() {
-                    *text =
-                        transform::apply(text, &real, |f, _| Ok(transform::redact(f.entity, None)))
-                            .map_err(|e| format!("field {path}: {e}"))?;
+            Value::String(text) => {
+                let found = self.scanner.scan(text);
+                if found.is_empty() {
+                    return Ok(());
+                }
+                let field = if path.is_empty() {
+                    "(payload)"
+                } else {
+                    path.as_str()
+                };
+                if self.action == PiiAction::Reject
+                    && let Some(f) = found
+                        .iter()
+                        .find(|f| !f.test && self.rule_for(path, f.entity).is_none())
+                {
+                    return Err(format!(
+                        "field {field}: {} found; this data type's class does not accept personal data or secrets in free text",
+                        f.entity
+                    ));
+                }
+                findings.extend(found.iter().map(|f| StoredFinding {
+                    field: path.clone(),
+                    entity: f.entity.as_str().to_owned(),
+                    start: f.start,
+                    end: f.end,
+                    test: f.test,
+                }));
+                if let Some(rewritten) = self.rewrite(text, path, &found)? {
+                    *text = rewritten;
                     *changed = true;
                 }
             }
+            Value::Number(_) | Value::Bool(_) | Value::Null => {}
         }
-        Value::Number(_) | Value::Bool(_) | Value::Null => {}
+        Ok(())
     }
-    Ok(())
+
+    /// `text` with each finding an entity rule covers transformed by it, and the others
+    /// redacted when the class says so; documentation and test values are kept. `None` when
+    /// nothing changed.
+    fn rewrite(&self, text: &str, path: &str, found: &[Finding]) -> Result<Option<String>, String> {
+        let field = if path.is_empty() { "(payload)" } else { path };
+        let mut out = String::with_capacity(text.len());
+        let mut pos = 0;
+        let mut any = false;
+        for f in found {
+            let (Some(before), Some(value)) = (text.get(pos..f.start), text.get(f.range())) else {
+                // The scanner's findings are sorted, disjoint and on char boundaries.
+                return Err(format!("field {field}: findings out of order"));
+            };
+            out.push_str(before);
+            pos = f.end;
+            let rule = if f.test {
+                None
+            } else {
+                self.rule_for(path, f.entity)
+            };
+            match rule {
+                Some(rule) => {
+                    let t = rule.transform;
+                    let replaced = transform_text(
+                        self.keys,
+                        self.tenant,
+                        self.data_type,
+                        &rule.field,
+                        t,
+                        self.subjects,
+                        value,
+                    )
+                    .map_err(|e| format!("field {field}: {t} cannot apply to {}: {e}", f.entity))?;
+                    out.push_str(&replaced.unwrap_or_else(|| transform::redact(f.entity, None)));
+                    any = true;
+                }
+                None if !f.test && self.action == PiiAction::Redact => {
+                    out.push_str(&transform::redact(f.entity, None));
+                    any = true;
+                }
+                None => out.push_str(value),
+            }
+        }
+        out.push_str(text.get(pos..).unwrap_or_default());
+        Ok(any.then_some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The policy checks entity rules against its own list of the scanner's entity names.
+    #[test]
+    fn the_policy_knows_every_entity_the_scanner_reports() {
+        let scanner: Vec<&str> = Entity::ALL.iter().map(|e| e.as_str()).collect();
+        assert_eq!(custodian_core::policy::ENTITY_NAMES, scanner.as_slice());
+    }
 }

@@ -1,6 +1,8 @@
 //! De-identification at ingest, end to end: field rules run before a record is sealed (a card
-//! number is never stored, only its token, which only the detokenize permission opens), and
-//! each class's free-text policy flags, redacts or refuses personal data.
+//! number is never stored, only its token, which only the detokenize permission opens), entity
+//! rules transform what the scanner finds inside free text where it stands (a card number in a
+//! note becomes a token that opens again), and each class's free-text policy flags, redacts or
+//! refuses the rest.
 
 use custodian_core::access::Role;
 use custodian_core::policy::Policy;
@@ -15,6 +17,8 @@ on_both_backends!(
     a_card_number_is_stored_only_as_its_token,
     free_text_is_flagged_redacted_or_refused_by_class,
     field_rules_transform_and_refuse_without_leaking,
+    entity_rules_transform_values_inside_free_text,
+    entity_rules_take_precedence_over_the_class_action,
 );
 
 /// A card number that passes Luhn and an issuer range (Visa), not a documented test card.
@@ -274,5 +278,168 @@ secret = "drop"
             .unwrap()
             .contains("date_shift needs the record to name a subject")
     );
+    drop(node);
+}
+
+/// The PAN of [`PAN`], grouped as people type it into a note.
+const PAN_GROUPED: &str = "4539 5787 6362 1486";
+
+/// Entity rules for the free text of a `support_ticket` data type of class confidential.
+const TICKET_RULES: &str = r#"
+[data_types.support_ticket]
+class = "confidential"
+retention = "tier"
+
+[data_types.support_ticket.fields]
+"note[CREDIT_CARD]" = "tokenize"
+"*[EMAIL_ADDRESS]" = "pseudonymize"
+"*[IP_ADDRESS]" = "truncate_ip"
+"*[PHONE_NUMBER]" = { transform = "mask", keep_last = 4 }
+"#;
+
+/// The word of `text` that starts with `prefix`, without trailing punctuation.
+fn word_with<'t>(text: &'t str, prefix: &str) -> &'t str {
+    text.split_whitespace()
+        .find(|w| w.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix}… in {text:?}"))
+        .trim_end_matches([',', ';', '.'])
+}
+
+async fn entity_rules_transform_values_inside_free_text(server: TestServer) {
+    let node = server.another_node_with(policy(TICKET_RULES)).await;
+    let admin = node.token("acme", Role::Admin).await;
+    let t = rfc3339(now() - 1.hour());
+    let note = format!(
+        "paid with {PAN_GROUPED}, wrote from lu@corp.io at 81.2.69.160; call +1 415 555 2671"
+    );
+    let payload =
+        json!({"note": note, "meta": {"from": "lu@corp.io via 81.2.69.161"}, "plan": "pro"});
+    let ids = node
+        .ingest(
+            "acme",
+            &admin,
+            &record_line("support_ticket", &["lu"], &t, payload),
+        )
+        .await;
+    let stored = node.get_record("acme", &admin, &ids[0]).await.ok_json();
+    let text = stored["payload"]["note"].as_str().unwrap().to_owned();
+    let token = word_with(&text, "tok_").to_owned();
+    let pseudonym = word_with(&text, "pse_").to_owned();
+    assert_eq!(
+        text,
+        format!("paid with {token}, wrote from {pseudonym} at 81.2.69.0; call +* *** *** 2671"),
+        "each value is transformed where it stands and the rest of the text is kept"
+    );
+    // A rule for every field (`*`) reaches nested ones; pseudonyms join across fields.
+    assert_eq!(
+        stored["payload"]["meta"]["from"],
+        format!("{pseudonym} via 81.2.69.0")
+    );
+    assert_eq!(stored["payload"]["plan"], "pro");
+    let found: Vec<(&str, &str)> = stored["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["field"].as_str().unwrap(), f["entity"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("meta.from", "EMAIL_ADDRESS"),
+            ("meta.from", "IP_ADDRESS"),
+            ("note", "CREDIT_CARD"),
+            ("note", "EMAIL_ADDRESS"),
+            ("note", "IP_ADDRESS"),
+            ("note", "PHONE_NUMBER"),
+        ]
+    );
+    let answer = stored.to_string();
+    for value in [
+        PAN_GROUPED,
+        PAN,
+        "lu@corp.io",
+        "81.2.69.160",
+        "415 555 2671",
+    ] {
+        assert!(!answer.contains(value), "{value} is in {answer}");
+    }
+
+    // The token opens with the detokenize permission, naming the rule that made it.
+    let ask = |field: &str| json!({"type": "support_ticket", "field": field, "token": token, "reason": "refund RF-7"});
+    let opened = node
+        .post_json(
+            "/v1/tenants/acme/detokenize",
+            &admin,
+            &ask("note[CREDIT_CARD]"),
+        )
+        .await
+        .ok_json();
+    assert_eq!(opened["value"], PAN_GROUPED);
+    // Not as a token of the whole field, which has no rule, nor for another tenant.
+    node.post_json("/v1/tenants/acme/detokenize", &admin, &ask("note"))
+        .await
+        .problem(400, "invalid-request");
+    let globex = node.token("globex", Role::Admin).await;
+    node.post_json(
+        "/v1/tenants/globex/detokenize",
+        &globex,
+        &ask("note[CREDIT_CARD]"),
+    )
+    .await
+    .problem(400, "invalid-request");
+
+    // Neither form of the card number reached storage.
+    if node.state.store.backend() == "sqlite" {
+        for (name, bytes) in crate::at_rest::files_under(node.data_dir()) {
+            for value in [PAN, PAN_GROUPED] {
+                assert!(
+                    !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                    "the card number is in {name}"
+                );
+            }
+        }
+    }
+    drop(node);
+}
+
+async fn entity_rules_take_precedence_over_the_class_action(server: TestServer) {
+    let node = server
+        .another_node_with(policy(&format!(
+            "[classes.confidential]\npii = \"reject\"\n{TICKET_RULES}"
+        )))
+        .await;
+    let admin = node.token("acme", Role::Admin).await;
+    let t = rfc3339(now() - 1.hour());
+    // Covered by an entity rule: transformed, not refused.
+    let ok = record_line(
+        "support_ticket",
+        &["lu"],
+        &t,
+        json!({"note": format!("card {PAN_GROUPED}")}),
+    );
+    let ids = node.ingest("acme", &admin, &ok).await;
+    let stored = node.get_record("acme", &admin, &ids[0]).await.ok_json();
+    assert!(
+        stored["payload"]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("card tok_"),
+        "{stored}"
+    );
+    // The card rule covers `note` only; elsewhere the class refuses it, without the value.
+    let other = record_line(
+        "support_ticket",
+        &["lu"],
+        &t,
+        json!({"subject": format!("card {PAN_GROUPED}")}),
+    );
+    let refused = node.post_records("acme", &admin, &other, None).await;
+    let problem = refused.problem(422, "invalid-batch");
+    let reason = problem["errors"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("field subject: CREDIT_CARD found"),
+        "{reason}"
+    );
+    assert!(!refused.text().contains("4539"), "{}", refused.text());
     drop(node);
 }

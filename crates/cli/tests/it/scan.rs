@@ -141,3 +141,87 @@ fn transform_de_identifies_record_lines_as_ingest_would() {
     let fresh: serde_json::Value = serde_json::from_str(fresh.lines().next().unwrap()).unwrap();
     assert_ne!(fresh["payload"]["email"], payload["email"]);
 }
+
+#[test]
+fn transform_applies_entity_rules_inside_free_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let rules = "\n[data_types.ticket]\nclass = \"internal\"\nretention = \"tier\"\n\n[data_types.ticket.fields]\n\"note[CREDIT_CARD]\" = \"tokenize\"\n\"*[EMAIL_ADDRESS]\" = \"pseudonymize\"\n\"*[IP_ADDRESS]\" = \"truncate_ip\"\n\"*[PHONE_NUMBER]\" = { transform = \"mask\", keep_last = 4 }\n";
+    std::fs::write(
+        &policy,
+        format!("{}{rules}", crate::harness::default_policy_text()),
+    )
+    .unwrap();
+    let key = dir.path().join("transform.key");
+    std::fs::write(&key, "cd".repeat(32)).unwrap();
+    let input = concat!(
+        r#"{"type":"ticket","subjects":["s1"],"payload":{"note":"card 4539 5787 6362 1486 from lu@corp.io at 81.2.69.160, call +1 415 555 2671","title":"mail lu@corp.io"}}"#,
+        "\n"
+    );
+    let args = [
+        "--transform",
+        policy.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ];
+    let (code, out, err) = scan(&args, input.as_bytes());
+    assert_eq!(code, Some(0), "nothing refused: {err}");
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let note = line["payload"]["note"].as_str().unwrap();
+    let words: Vec<&str> = note.split_whitespace().collect();
+    assert_eq!(words[0], "card");
+    assert!(words[1].starts_with("tok_"), "{note}");
+    assert!(words[3].starts_with("pse_"), "{note}");
+    assert!(
+        note.ends_with("at 81.2.69.0, call +* *** *** 2671"),
+        "{note}"
+    );
+    // The `*` rule covers every field; one pseudonym per address within a key.
+    assert_eq!(line["payload"]["title"], format!("mail {}", words[3]));
+    let entities: Vec<&str> = line["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["entity"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        entities,
+        [
+            "CREDIT_CARD",
+            "EMAIL_ADDRESS",
+            "IP_ADDRESS",
+            "PHONE_NUMBER",
+            "EMAIL_ADDRESS"
+        ]
+    );
+    for value in ["4539", "lu@corp.io", "81.2.69.160", "555 2671"] {
+        assert!(!out.contains(value), "{value} in {out}");
+    }
+    // Deterministic under one key file.
+    assert_eq!(scan(&args, input.as_bytes()).1, out);
+}
+
+#[test]
+fn transform_refuses_an_entity_rule_that_cannot_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let rules = "\n[data_types.ticket]\nclass = \"internal\"\nretention = \"tier\"\n\n[data_types.ticket.fields]\n\"note[CREDIT_CARD]\" = \"truncate_ip\"\n\"*[EMAIL_ADRESS]\" = \"redact\"\n";
+    std::fs::write(
+        &policy,
+        format!("{}{rules}", crate::harness::default_policy_text()),
+    )
+    .unwrap();
+    let (code, out, err) = scan(
+        &["--transform", policy.to_str().unwrap()],
+        b"{\"type\":\"ticket\",\"payload\":{}}\n",
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(
+            "truncate IP cannot apply to CREDIT_CARD: truncate_ip applies to IP_ADDRESS only"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("unknown entity \"EMAIL_ADRESS\""), "{err}");
+}

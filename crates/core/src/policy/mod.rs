@@ -168,12 +168,68 @@ impl DeleteMethod {
     }
 }
 
-/// A de-identification rule for one payload field.
+/// A de-identification rule: for one payload field's whole value (`card_number = "tokenize"`),
+/// or for the values of one entity that the scanner finds inside free text
+/// (`"note[CREDIT_CARD]" = "tokenize"`, `"*[EMAIL_ADDRESS]" = "pseudonymize"`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldRule {
+    /// The rule's key as written: a field path (`card_number`, `contact.email`), or a field
+    /// path and an entity name in brackets, `*` standing for every free-text field. Tokens and
+    /// format-preserving ciphertexts are bound to it, so a token opens only where its rule is.
     pub field: String,
     pub transform: Transform,
 }
+
+/// Which detected values an entity rule (`field[ENTITY]`) transforms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntityScope<'r> {
+    /// The free-text field searched; `None` for `*`: every field without a whole-field rule.
+    pub field: Option<&'r str>,
+    /// The entity's name as the scanner reports it (`CREDIT_CARD`), one of [`ENTITY_NAMES`].
+    pub entity: &'r str,
+}
+
+impl FieldRule {
+    /// For a rule on the values of an entity inside free text, which ones; `None` for a rule
+    /// on a whole field.
+    pub fn entity_scope(&self) -> Option<EntityScope<'_>> {
+        let (field, entity) = split_entity_key(&self.field)?;
+        Some(EntityScope {
+            field: (field != "*").then_some(field),
+            entity,
+        })
+    }
+}
+
+/// `field[ENTITY]` split into its field and entity, when the key has that form.
+fn split_entity_key(key: &str) -> Option<(&str, &str)> {
+    let (field, rest) = key.split_once('[')?;
+    let entity = rest.strip_suffix(']')?;
+    Some((field, entity))
+}
+
+/// The entities the scanner detects, as it names them (Presidio's names where Presidio has
+/// the entity), for the policy's entity rules. The server checks that this list and the
+/// scanner's agree.
+pub const ENTITY_NAMES: &[&str] = &[
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "IP_ADDRESS",
+    "MAC_ADDRESS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "GITHUB_TOKEN",
+    "GITLAB_TOKEN",
+    "SLACK_TOKEN",
+    "SLACK_WEBHOOK_URL",
+    "STRIPE_KEY",
+    "JWT",
+    "PRIVATE_KEY",
+    "GENERIC_SECRET",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transform {
@@ -216,6 +272,39 @@ impl Transform {
             "generalize" => Transform::Generalize,
             _ => return None,
         })
+    }
+}
+
+impl Transform {
+    /// Why this transform cannot apply to values of `entity` found inside free text, if it
+    /// cannot: the reason names what it would apply to instead.
+    pub fn refuses_entity(self, entity: &str) -> Option<&'static str> {
+        match self {
+            Transform::Redact
+            | Transform::Mask { .. }
+            | Transform::Pseudonymize
+            | Transform::Tokenize => None,
+            Transform::Drop => Some(
+                "drop removes a whole field; for values found inside free text write \"redact\"",
+            ),
+            Transform::TruncateIp => (entity != "IP_ADDRESS")
+                .then_some("truncate_ip applies to IP_ADDRESS only"),
+            // FF1 enciphers the digits and keeps everything else, so the value must be mostly
+            // digits, and at least six of them.
+            Transform::Fpe => (!matches!(
+                entity,
+                "CREDIT_CARD" | "PHONE_NUMBER" | "US_SSN" | "IBAN_CODE"
+            ))
+            .then_some(
+                "fpe enciphers digits; it applies to CREDIT_CARD, PHONE_NUMBER, US_SSN and IBAN_CODE",
+            ),
+            Transform::DateShift => Some(
+                "date_shift applies to dates, which are not among the entities found in free text",
+            ),
+            Transform::Generalize => Some(
+                "generalize applies to dates, ages and postcodes, which are not among the entities found in free text",
+            ),
+        }
     }
 }
 

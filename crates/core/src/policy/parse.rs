@@ -720,7 +720,7 @@ impl<'s> Cx<'s> {
             Some(v) => self.duration_or_zero(v, &t.key_path("cancel_window")),
         };
         let fields = match self.sub_table(t, "fields") {
-            Some(f) => self.field_rules(&f),
+            Some(f) => self.field_rules(&f, delete),
             None => Vec::new(),
         };
         let description = self.opt_string(t, "description");
@@ -810,10 +810,19 @@ impl<'s> Cx<'s> {
         }
     }
 
-    fn field_rules(&mut self, t: &Table<'_, '_>) -> Vec<FieldRule> {
+    /// The `fields` table: keys naming a field (`card_number`, `"contact.email"`) transform
+    /// its whole value; keys naming a field and an entity (`"note[CREDIT_CARD]"`, `"*[IP_ADDRESS]"`
+    /// for every free-text field) transform the values of that entity the scanner finds in it.
+    fn field_rules(&mut self, t: &Table<'_, '_>, delete: Option<DeleteMethod>) -> Vec<FieldRule> {
         let valid = Transform::NAMES.join(", ");
-        let mut out = Vec::new();
-        for (field, _, v) in t.iter() {
+        let mut out: Vec<FieldRule> = Vec::new();
+        // Whole-field rules, to refuse entity rules on a field that is transformed whole.
+        let whole: Vec<&str> = t
+            .iter()
+            .map(|(k, _, _)| k)
+            .filter(|k| !k.contains('['))
+            .collect();
+        for (field, key_span, v) in t.iter() {
             let path = t.key_path(field);
             let (name, keep_last, span) = match v.get_ref() {
                 DeValue::String(s) => (s.to_string(), None, v.span()),
@@ -847,19 +856,108 @@ impl<'s> Cx<'s> {
                     continue;
                 }
             };
-            match Transform::from_name(&name, keep_last) {
-                Some(transform) => out.push(FieldRule {
-                    field: field.to_owned(),
-                    transform,
-                }),
-                None => self.error(
+            let Some(transform) = Transform::from_name(&name, keep_last) else {
+                self.error(
                     &span,
                     &path,
                     format!("unknown transform {name:?}; valid: {valid}"),
-                ),
+                );
+                continue;
+            };
+            let field = if field.contains(['[', ']']) {
+                match self.entity_key(field, &key_span, &path, transform, &span, &whole, delete) {
+                    Some(key) => key,
+                    None => continue,
+                }
+            } else {
+                field.to_owned()
+            };
+            if out.iter().any(|r| r.field == field) {
+                self.error(&key_span, &path, format!("{field} has a rule already"));
+                continue;
             }
+            out.push(FieldRule { field, transform });
         }
         out
+    }
+
+    /// Checks an entity rule's key (`note[CREDIT_CARD]`, `*[email_address]`) and its transform;
+    /// the key as stored, with the entity's name in upper case.
+    #[allow(clippy::too_many_arguments)]
+    fn entity_key(
+        &mut self,
+        key: &str,
+        key_span: &Range<usize>,
+        path: &str,
+        transform: Transform,
+        transform_span: &Range<usize>,
+        whole: &[&str],
+        delete: Option<DeleteMethod>,
+    ) -> Option<String> {
+        let form = "write field[ENTITY], e.g. \"note[CREDIT_CARD]\", or \"*[EMAIL_ADDRESS]\" for every free-text field";
+        let Some((field, entity)) = super::split_entity_key(key) else {
+            self.error(
+                key_span,
+                path,
+                format!("{key:?} is not a field rule key; {form}"),
+            );
+            return None;
+        };
+        let field_ok = field == "*"
+            || (!field.is_empty()
+                && !field.contains(['[', ']', '*'])
+                && field.split('.').all(|part| !part.is_empty()));
+        if !field_ok {
+            self.error(
+                key_span,
+                path,
+                format!("{field:?} is not a field path or *; {form}"),
+            );
+            return None;
+        }
+        let Some(entity) = super::ENTITY_NAMES
+            .iter()
+            .find(|e| e.eq_ignore_ascii_case(entity))
+        else {
+            self.error(
+                key_span,
+                path,
+                format!(
+                    "unknown entity {entity:?}; valid: {}",
+                    super::ENTITY_NAMES.join(", ")
+                ),
+            );
+            return None;
+        };
+        if let Some(why) = transform.refuses_entity(entity) {
+            self.error(
+                transform_span,
+                path,
+                format!("{transform} cannot apply to {entity}: {why}"),
+            );
+            return None;
+        }
+        if whole.contains(&field) {
+            self.error(
+                key_span,
+                path,
+                format!(
+                    "field {field} has a rule for its whole value, so no free text is left in it to search for {entity}"
+                ),
+            );
+            return None;
+        }
+        // Anonymisation finds tokens and pseudonyms in free text by their prefix; enciphered
+        // digits look like any other number and would stay reversible in an anonymised record.
+        if transform == Transform::Fpe && delete == Some(DeleteMethod::Anonymize) {
+            self.error(
+                transform_span,
+                path,
+                "fpe inside free text cannot be found again when a record of this type is anonymised (delete = \"anonymize\"), so it would stay reversible; use tokenize, pseudonymize, mask or redact",
+            );
+            return None;
+        }
+        Some(format!("{field}[{entity}]"))
     }
 
     fn access(&mut self, root: &Table<'_, '_>) -> Option<AccessSettings> {

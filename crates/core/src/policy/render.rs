@@ -121,7 +121,15 @@ fn document(p: &Policy) -> Vec<Block> {
                 let fields: Vec<String> = d
                     .fields
                     .iter()
-                    .map(|f| format!("{}: {}", f.field, f.transform))
+                    .map(|f| match f.entity_scope() {
+                        None => format!("{}: {}", f.field, f.transform),
+                        Some(scope) => format!(
+                            "{} found in {}: {}",
+                            scope.entity,
+                            scope.field.unwrap_or("any free text"),
+                            f.transform
+                        ),
+                    })
                     .collect();
                 vec![
                     match &d.description {

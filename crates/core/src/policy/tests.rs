@@ -859,3 +859,149 @@ fn an_oidc_provider_that_can_never_show_mfa_is_a_warning() {
         Some("access.oidc.idp")
     );
 }
+
+/// `VALID` with a `support_ticket` data type whose fields table holds `rules`.
+fn with_ticket_rules(rules: &str, delete: &str) -> String {
+    format!(
+        "{VALID}\n[data_types.support_ticket]\nclass = \"confidential\"\nretention = \"tier\"\ndelete = \"{delete}\"\n\n[data_types.support_ticket.fields]\n{rules}\n"
+    )
+}
+
+#[test]
+fn entity_rules_transform_values_found_in_free_text() {
+    let p = parse(&with_ticket_rules(
+        r#"customer_email = "pseudonymize"
+"note[CREDIT_CARD]" = "tokenize"
+"*[email_address]" = "pseudonymize"
+"*[IP_ADDRESS]" = "truncate_ip"
+"*[PHONE_NUMBER]" = { transform = "mask", keep_last = 4 }
+"contact.remark[US_SSN]" = "fpe""#,
+        "crypto-shred",
+    ))
+    .unwrap();
+    let t = p.data_type("support_ticket").unwrap();
+    let rules: Vec<(&str, Transform, Option<EntityScope<'_>>)> = t
+        .fields
+        .iter()
+        .map(|r| (r.field.as_str(), r.transform, r.entity_scope()))
+        .collect();
+    let scope = |field, entity| Some(EntityScope { field, entity });
+    assert_eq!(
+        rules,
+        vec![
+            ("customer_email", Transform::Pseudonymize, None),
+            (
+                "note[CREDIT_CARD]",
+                Transform::Tokenize,
+                scope(Some("note"), "CREDIT_CARD")
+            ),
+            // Entity names are stored as the scanner reports them.
+            (
+                "*[EMAIL_ADDRESS]",
+                Transform::Pseudonymize,
+                scope(None, "EMAIL_ADDRESS")
+            ),
+            (
+                "*[IP_ADDRESS]",
+                Transform::TruncateIp,
+                scope(None, "IP_ADDRESS")
+            ),
+            (
+                "*[PHONE_NUMBER]",
+                Transform::Mask { keep_last: 4 },
+                scope(None, "PHONE_NUMBER")
+            ),
+            (
+                "contact.remark[US_SSN]",
+                Transform::Fpe,
+                scope(Some("contact.remark"), "US_SSN")
+            ),
+        ]
+    );
+    let md = render(&p, RenderFormat::Markdown);
+    assert!(md.contains("CREDIT\\_CARD found in note: tokenize"), "{md}");
+    assert!(
+        md.contains("EMAIL\\_ADDRESS found in any free text: pseudonymize"),
+        "{md}"
+    );
+    assert!(md.contains("customer\\_email: pseudonymize"), "{md}");
+}
+
+#[test]
+fn entity_rules_are_checked_with_clear_errors() {
+    let cases = [
+        (
+            r#""note[CREDIT_CRD]" = "tokenize""#,
+            "data_types.support_ticket.fields.\"note[CREDIT_CRD]\": unknown entity \"CREDIT_CRD\"; valid: EMAIL_ADDRESS, PHONE_NUMBER,",
+        ),
+        (
+            r#""note[CREDIT_CARD]" = "truncate_ip""#,
+            "truncate IP cannot apply to CREDIT_CARD: truncate_ip applies to IP_ADDRESS only",
+        ),
+        (
+            r#""*[EMAIL_ADDRESS]" = "fpe""#,
+            "format-preserving encryption cannot apply to EMAIL_ADDRESS: fpe enciphers digits",
+        ),
+        (
+            r#""*[IP_ADDRESS]" = "drop""#,
+            "drop cannot apply to IP_ADDRESS: drop removes a whole field; for values found inside free text write \"redact\"",
+        ),
+        (
+            r#""*[PHONE_NUMBER]" = "date_shift""#,
+            "date shift cannot apply to PHONE_NUMBER",
+        ),
+        (
+            r#""*[US_SSN]" = "generalize""#,
+            "generalize cannot apply to US_SSN",
+        ),
+        (
+            r#""note[CREDIT_CARD" = "tokenize""#,
+            "is not a field rule key; write field[ENTITY]",
+        ),
+        (
+            r#""[CREDIT_CARD]" = "tokenize""#,
+            "\"\" is not a field path or *",
+        ),
+        (
+            r#""a..b[CREDIT_CARD]" = "tokenize""#,
+            "\"a..b\" is not a field path or *",
+        ),
+        (
+            "note = \"redact\"\n\"note[CREDIT_CARD]\" = \"tokenize\"",
+            "field note has a rule for its whole value, so no free text is left in it to search for CREDIT_CARD",
+        ),
+        (
+            "\"note[CREDIT_CARD]\" = \"tokenize\"\n\"note[credit_card]\" = \"redact\"",
+            "note[CREDIT_CARD] has a rule already",
+        ),
+        (
+            r#""note[CREDIT_CARD]" = { transform = "tokenize", keep_last = 4 }"#,
+            "keep_last only applies to transform \"mask\"",
+        ),
+    ];
+    for (rules, want) in cases {
+        let errs = errors(&with_ticket_rules(rules, "crypto-shred"));
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 1, "{rules}: {}", text.join("\n"));
+        assert!(text[0].contains(want), "{rules}: {}", text[0]);
+        assert!(text[0].starts_with("policy.toml:"), "{}", text[0]);
+    }
+    // Anonymisation finds tokens and pseudonyms again, not enciphered digits.
+    let errs = errors(&with_ticket_rules(
+        r#""*[CREDIT_CARD]" = "fpe""#,
+        "anonymize",
+    ));
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].message.contains("would stay reversible"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        parse(&with_ticket_rules(
+            r#""*[CREDIT_CARD]" = "tokenize""#,
+            "anonymize"
+        ))
+        .is_ok()
+    );
+}
