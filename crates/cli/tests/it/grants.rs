@@ -46,18 +46,6 @@ async fn act(
         .await
 }
 
-/// The tenant log's events (decoded), in order.
-async fn events(server: &TestServer, tenant: &str) -> Vec<Value> {
-    let log = AuditLog::Tenant(TenantId::new(tenant).unwrap());
-    let size = server.state.store.audit_size(&log).await.unwrap();
-    server
-        .audit_bodies(&log, 0, size)
-        .await
-        .iter()
-        .map(|b| serde_json::from_slice(b).unwrap())
-        .collect()
-}
-
 fn grant_body(data_types: &[&str], subjects: &[&str], duration: &str) -> Value {
     json!({
         "tenant": "acme",
@@ -182,7 +170,7 @@ async fn the_grant_flow_end_to_end(server: TestServer) {
         .problem(403, "forbidden");
 
     // The audit says who read what under which grant, and why.
-    let log = events(&server, "acme").await;
+    let log = server.audit_events("acme").await;
     let read = log
         .iter()
         .find(|e| {
@@ -215,7 +203,7 @@ async fn the_grant_flow_end_to_end(server: TestServer) {
         .send(Method::GET, &path, Some(&support), &reason, None)
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let log = events(&server, "acme").await;
+    let log = server.audit_events("acme").await;
     assert_eq!(
         log.last().unwrap()["reason"],
         "verifying the fix for SUP-4711"
@@ -262,7 +250,7 @@ async fn the_grant_flow_end_to_end(server: TestServer) {
             .unwrap()
             .contains("expired")
     );
-    let log = events(&server, "acme").await;
+    let log = server.audit_events("acme").await;
     let denial = log.last().unwrap();
     assert_eq!(denial["decision"], "deny");
     assert_eq!(denial["action"], "grants.decide");
@@ -360,7 +348,7 @@ async fn break_glass_opens_at_once_and_awaits_review(server: TestServer) {
         .find_map(|l| l.strip_prefix("custodian_break_glass_total{tenant=\"acme\"} "))
         .and_then(|n| n.trim().parse::<u64>().ok());
     assert!(counted >= Some(1), "{metrics}");
-    let log = events(&server, "acme").await;
+    let log = server.audit_events("acme").await;
     let opened = log
         .iter()
         .find(|e| e["action"] == "grants.break_glass")
@@ -412,7 +400,7 @@ async fn bad_grant_input_is_refused_and_audited(server: TestServer) {
     let support = server.platform_token(Role::Support).await;
     let approver = server.platform_token(Role::Approver).await;
     let reader = server.token("acme", Role::Reader).await;
-    let before = events(&server, "acme").await.len();
+    let before = server.audit_events("acme").await.len();
 
     // Longer than jit_max (24h in the default policy).
     let long = server
@@ -439,7 +427,7 @@ async fn bad_grant_input_is_refused_and_audited(server: TestServer) {
             .problem(400, "invalid-request");
     }
     // Each refusal above is in acme's log.
-    let log = events(&server, "acme").await;
+    let log = server.audit_events("acme").await;
     assert_eq!(
         log[before..]
             .iter()
@@ -750,7 +738,7 @@ async fn roles_the_policy_names_must_say_why_they_read() {
         .get_record("acme", &data.admin, &data.ids[0])
         .await
         .ok_json();
-    let log = events(&server, "acme").await;
+    let log = server.audit_events("acme").await;
     let reads: Vec<&Value> = log
         .iter()
         .filter(|e| e["action"] == "records.read" && e["actor"] == principal_of(&reader))

@@ -118,6 +118,17 @@ impl TestServer {
             .collect()
     }
 
+    /// The events of `tenant`'s audit log, decoded, oldest first.
+    pub async fn audit_events(&self, tenant: &str) -> Vec<Value> {
+        let log = custodian_store::AuditLog::Tenant(TenantId::new(tenant).expect("tenant id"));
+        let size = self.state.store.audit_size(&log).await.expect("audit size");
+        self.audit_bodies(&log, 0, size)
+            .await
+            .iter()
+            .map(|b| serde_json::from_slice(b).expect("audit event JSON"))
+            .collect()
+    }
+
     pub async fn sqlite() -> TestServer {
         TestServer::start(Backend::Sqlite, DEFAULT_BODY_LIMIT)
             .await

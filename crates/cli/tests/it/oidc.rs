@@ -15,9 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use custodian_core::access::Role;
-use custodian_core::ids::TenantId;
 use custodian_core::policy::Policy;
-use custodian_store::AuditLog;
 use jiff::ToSpan;
 use serde_json::{Value, json};
 
@@ -217,18 +215,6 @@ async fn setup() -> Option<(OidcProvider, TestServer)> {
     Some((provider, server))
 }
 
-/// The events of `tenant`'s audit log, oldest first.
-async fn audit_events(server: &TestServer, tenant: &str) -> Vec<Value> {
-    let log = AuditLog::Tenant(TenantId::new(tenant).unwrap());
-    let size = server.state.store.audit_size(&log).await.unwrap();
-    server
-        .audit_bodies(&log, 0, size)
-        .await
-        .iter()
-        .map(|b| serde_json::from_slice(b).expect("audit event JSON"))
-        .collect()
-}
-
 async fn one_record(server: &TestServer, tenant: &str) -> String {
     let admin = server.token(tenant, Role::Admin).await;
     let t = rfc3339(now() - 1.hour());
@@ -325,7 +311,7 @@ async fn oidc_tokens_reach_their_tenant_in_their_role() {
         .problem(403, "forbidden");
 
     // Every decision is in acme's log under the OIDC principal's id, or its reason.
-    let events = audit_events(&server, "acme").await;
+    let events = server.audit_events("acme").await;
     let find = |action: &str, decision: &str, actor: &str| {
         events
             .iter()
@@ -353,7 +339,7 @@ async fn oidc_tokens_reach_their_tenant_in_their_role() {
                 .is_some_and(|r| r.contains("acts as admin"))),
         "{events:#?}"
     );
-    let globex = audit_events(&server, "globex").await;
+    let globex = server.audit_events("globex").await;
     assert!(
         globex.iter().any(|e| e["decision"] == "deny"
             && e["actor"] == "oidc:test:acme-reader"
@@ -437,7 +423,7 @@ async fn bad_oidc_tokens_are_clear_401s_and_audited() {
     }
 
     // Each refusal is in acme's log, with its reason and without the token.
-    let events = audit_events(&server, "acme").await;
+    let events = server.audit_events("acme").await;
     let denials: Vec<&str> = events
         .iter()
         .filter(|e| e["decision"] == "deny" && e["action"] == "records.read")
@@ -532,7 +518,7 @@ async fn a_key_rotation_is_picked_up_and_the_cache_is_counted() {
         "{problem}"
     );
     drop(fresh_node);
-    let events = audit_events(&server, "acme").await;
+    let events = server.audit_events("acme").await;
     assert!(
         events.iter().any(|e| e["decision"] == "deny"
             && e["reason"]
