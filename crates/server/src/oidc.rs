@@ -16,7 +16,18 @@
 //! a rotation at the provider) makes the verifier fetch the keys again, at most once per
 //! [`UNKNOWN_KEY_REFETCH`] per provider, so a flood of tokens with invented key ids cannot turn
 //! this server into a load on the provider.
+//!
+//! A client sends the same access token with every request until it expires, and checking its
+//! signature is most of the cost of verifying it (an ES256 or EdDSA check costs several times
+//! the rest of authentication and the access decision together). So a token whose signature
+//! verified is remembered, by the SHA-256 of the whole token (never the token itself), with its
+//! claims and the key set that checked it: the same token is accepted again without a signature
+//! check only while that very key set is still the one in use and fresh, and its claims (`exp`,
+//! `nbf`, roles, tenant) are checked again at each use. A fetch replaces the key set and so
+//! voids every remembered token. A remembered token counts as a key-cache hit in the metrics:
+//! the cached key set vouches for it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -46,6 +57,9 @@ pub const FAILED_FETCH_BACKOFF: SignedDuration = SignedDuration::from_secs(10);
 const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 /// Longest `sub` accepted: it becomes part of the principal id written to the audit log.
 const MAX_SUBJECT_CHARS: usize = 255;
+/// The most tokens remembered as verified; beyond it, the ones that can no longer be used are
+/// forgotten, then all of them.
+const MAX_VERIFIED_TOKENS: usize = 4096;
 
 /// Why a token was refused. The messages say what is wrong and never repeat the token.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +153,18 @@ pub struct OidcVerifier {
     providers: Vec<Provider>,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
+    /// Tokens whose signature verified, by the SHA-256 of the whole token.
+    verified: RwLock<HashMap<[u8; 32], Verified>>,
+}
+
+/// A token whose signature verified: its claims, and the key set that checked it.
+struct Verified {
+    /// Index into [`OidcVerifier::providers`].
+    provider: usize,
+    /// The key set of the check: the token is accepted again only while this very set is the
+    /// provider's current one.
+    keys: Arc<KeySet>,
+    claims: Arc<Map<String, Value>>,
 }
 
 struct Provider {
@@ -194,6 +220,7 @@ impl OidcVerifier {
                 .collect(),
             http,
             clock: Arc::new(SystemClock),
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -205,6 +232,18 @@ impl OidcVerifier {
 
     /// Verifies `token` and returns who it names.
     pub async fn verify(&self, token: &str) -> Result<OidcIdentity, OidcError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(OidcError::TooLarge {
+                len: token.len(),
+                max: MAX_TOKEN_BYTES,
+            });
+        }
+        let digest = custodian_crypto::sha256(token.as_bytes());
+        if let Some((provider, claims)) = self.remembered(&digest) {
+            metrics::counter!("custodian_oidc_jwks_cache_hits_total", "issuer" => provider.config.name.clone())
+                .increment(1);
+            return identity_from_claims(&provider.config, &claims, self.clock.now());
+        }
         let (header, claims) = inspect(token)?;
         let iss = match claims.get("iss") {
             Some(Value::String(iss)) => iss.as_str(),
@@ -216,10 +255,11 @@ impl OidcVerifier {
             }
             None => return Err(OidcError::MissingClaim("iss".into())),
         };
-        let provider = self
+        let (index, provider) = self
             .providers
             .iter()
-            .find(|p| p.config.issuer == iss)
+            .enumerate()
+            .find(|(_, p)| p.config.issuer == iss)
             .ok_or(OidcError::UnknownIssuer)?;
         let alg = check_algorithm(header.alg.as_ref(), &provider.config.algorithms)?;
         let kid = match &header.kid {
@@ -231,19 +271,68 @@ impl OidcVerifier {
                 ));
             }
         };
-        let jwk = self.key_for(provider, kid, alg).await?;
-        let claims = verify_signed(token, &jwk, alg, &provider.config)?;
-        identity_from_claims(&provider.config, &claims, self.clock.now())
+        let (jwk, keys) = self.key_for(provider, kid, alg).await?;
+        let claims = Arc::new(verify_signed(token, &jwk, alg, &provider.config)?);
+        let identity = identity_from_claims(&provider.config, &claims, self.clock.now())?;
+        self.remember(digest, index, keys, claims);
+        Ok(identity)
     }
 
-    /// The key that checks a token of `provider` with `kid` and `alg`, from the cache when it
-    /// is fresh and holds it, otherwise from a fetch.
+    /// The provider and claims of a token whose signature verified under the provider's
+    /// current key set, while that set is fresh.
+    fn remembered(&self, digest: &[u8; 32]) -> Option<(&Provider, Arc<Map<String, Value>>)> {
+        let verified = self.verified.read().unwrap_or_else(|e| e.into_inner());
+        let entry = verified.get(digest)?;
+        let provider = &self.providers[entry.provider];
+        let current = provider.snapshot();
+        let fresh = current
+            .fetched_at
+            .is_some_and(|t| self.clock.now().duration_since(t) < JWKS_TTL);
+        (fresh && Arc::ptr_eq(&entry.keys, &current)).then(|| (provider, entry.claims.clone()))
+    }
+
+    /// Remembers a token whose signature `keys` verified. When full, forgets the tokens that
+    /// can no longer be used (expired, or of a key set since replaced), then, if that is not
+    /// enough, every token.
+    fn remember(
+        &self,
+        digest: [u8; 32],
+        provider: usize,
+        keys: Arc<KeySet>,
+        claims: Arc<Map<String, Value>>,
+    ) {
+        let now = self.clock.now();
+        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= MAX_VERIFIED_TOKENS {
+            verified.retain(|_, v| {
+                Arc::ptr_eq(&v.keys, &self.providers[v.provider].snapshot())
+                    && numeric_date(&v.claims, "exp")
+                        .ok()
+                        .flatten()
+                        .is_some_and(|exp| exp > now)
+            });
+            if verified.len() >= MAX_VERIFIED_TOKENS {
+                verified.clear();
+            }
+        }
+        verified.insert(
+            digest,
+            Verified {
+                provider,
+                keys,
+                claims,
+            },
+        );
+    }
+
+    /// The key that checks a token of `provider` with `kid` and `alg`, and the key set it was
+    /// found in: from the cache when it is fresh and holds it, otherwise from a fetch.
     async fn key_for(
         &self,
         provider: &Provider,
         kid: Option<&str>,
         alg: JwsAlgorithm,
-    ) -> Result<Jwk, OidcError> {
+    ) -> Result<(Jwk, Arc<KeySet>), OidcError> {
         let name = provider.config.name.clone();
         let snapshot = provider.snapshot();
         let now = self.clock.now();
@@ -256,7 +345,7 @@ impl OidcVerifier {
                     let jwk = jwk.clone();
                     metrics::counter!("custodian_oidc_jwks_cache_hits_total", "issuer" => name)
                         .increment(1);
-                    return Ok(jwk);
+                    return Ok((jwk, snapshot));
                 }
                 Lookup::Unfit(why) => return Err(unfit(alg, why)),
                 Lookup::Missing => {}
@@ -286,8 +375,9 @@ impl OidcVerifier {
             self.fetch_keys(provider, &mut state).await?;
         }
         drop(state);
-        match lookup(&provider.snapshot().keys, kid, alg) {
-            Lookup::Found(jwk) => Ok(jwk.clone()),
+        let current = provider.snapshot();
+        match lookup(&current.keys, kid, alg) {
+            Lookup::Found(jwk) => Ok((jwk.clone(), current.clone())),
             Lookup::Unfit(why) => Err(unfit(alg, why)),
             Lookup::Missing => Err(OidcError::UnknownKey),
         }

@@ -1,6 +1,7 @@
 //! A server state on a fresh, empty store (SQLite in a temporary directory, or a PostgreSQL
-//! schema of its own), shared by the benchmarks that load records straight into the store.
-//! Each benchmark crate that includes it defines `POLICY` and `tenant()`.
+//! schema of its own), shared by the benchmarks that load records straight into the store or
+//! serve it over HTTP. Each benchmark crate that includes it defines `POLICY` (the policy of
+//! [`Node::fresh`]) and `tenant()`.
 
 use std::sync::Arc;
 
@@ -36,6 +37,12 @@ pub struct Node {
 
 impl Node {
     pub async fn fresh(backend: Backend) -> Node {
+        let policy = Policy::parse("default.toml", crate::POLICY).expect("default policy is valid");
+        Node::with_policy(backend, policy).await
+    }
+
+    /// A node on a fresh, empty store under `policy`.
+    pub async fn with_policy(backend: Backend, policy: Policy) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = match backend {
             Backend::Sqlite => StoreConfig::Sqlite {
@@ -52,7 +59,6 @@ impl Node {
             database_url: None,
             body_limit: custodian_server::DEFAULT_BODY_LIMIT,
         };
-        let policy = Policy::parse("default.toml", crate::POLICY).expect("default policy is valid");
         let state = custodian_server::build_state(policy, &server, &config, Arc::new(SystemClock))
             .await
             .expect("build server state");

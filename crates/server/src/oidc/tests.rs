@@ -772,6 +772,74 @@ async fn keys_are_discovered_cached_and_refetched_on_rotation_at_most_every_30_s
 }
 
 #[tokio::test]
+async fn a_verified_token_is_not_checked_again_but_its_claims_and_key_set_are() {
+    let key = ed25519("k");
+    let mock = mock_provider(&[&key.jwk]).await;
+    let clock = Arc::new(ShiftedClock::default());
+    let v = verifier_for(&mock, clock.clone());
+    let token = sign(&key, &claims_at(&mock.issuer(), clock.now()));
+    v.verify(&token).await.unwrap();
+    assert_eq!(mock.hits(), (1, 1));
+    for _ in 0..5 {
+        v.verify(&token).await.unwrap();
+    }
+    assert_eq!(mock.hits(), (1, 1));
+    {
+        let verified = v.verified.read().unwrap();
+        assert_eq!(verified.len(), 1, "remembered once");
+        assert!(
+            verified.contains_key(&custodian_crypto::sha256(token.as_bytes())),
+            "keyed by the token's hash"
+        );
+    }
+    // Past the key set's TTL the remembered token is checked again against a fresh set.
+    clock.advance(SignedDuration::from_secs(5 * 60 + 1));
+    v.verify(&token).await.unwrap();
+    assert_eq!(mock.hits(), (1, 2));
+    // Past exp (plus the leeway) it is refused, remembered or not.
+    clock.advance(SignedDuration::from_secs(60));
+    let e = v.verify(&token).await.unwrap_err();
+    assert!(matches!(e, OidcError::Expired { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_void_once_its_key_set_is_replaced() {
+    let old = ed25519("gen-1");
+    let mock = mock_provider(&[&old.jwk]).await;
+    let clock = Arc::new(ShiftedClock::default());
+    let v = verifier_for(&mock, clock.clone());
+    let token = sign(&old, &claims_at(&mock.issuer(), clock.now()));
+    v.verify(&token).await.unwrap();
+    // The provider rotates; until the verifier fetches again, its keys are the old ones.
+    let new = ed25519("gen-2");
+    mock.publish(&[&new.jwk]);
+    v.verify(&token).await.unwrap();
+    v.verify(&sign(&new, &claims_at(&mock.issuer(), clock.now())))
+        .await
+        .unwrap();
+    assert_eq!(mock.hits(), (1, 2));
+    let e = v.verify(&token).await.unwrap_err();
+    assert!(matches!(e, OidcError::UnknownKey), "{e}");
+}
+
+#[tokio::test]
+async fn remembered_tokens_are_bounded() {
+    let key = ed25519("k");
+    let (v, issuer) = preloaded(vec![key.jwk.clone()]);
+    for i in 0..=MAX_VERIFIED_TOKENS {
+        let mut claims = claims_at(&issuer, now());
+        claims["sub"] = json!(format!("client-{i}"));
+        v.verify(&sign(&key, &claims)).await.unwrap();
+        assert!(v.verified.read().unwrap().len() <= MAX_VERIFIED_TOKENS);
+    }
+    assert_eq!(
+        v.verified.read().unwrap().len(),
+        1,
+        "all still usable: forgotten at once"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_misses_cause_one_fetch() {
     let key = ed25519("k");
     let mock = mock_provider(&[&key.jwk]).await;
