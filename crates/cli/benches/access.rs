@@ -56,7 +56,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use custodian_core::access::{Action, Role, authorize};
+use custodian_core::access::{Action, Principal, Role, authorize};
+use custodian_core::grant::{
+    Authority, Grant, GrantRequest, GrantRules, GrantScope, authorize_with,
+};
 use custodian_core::ids::TenantId;
 use custodian_core::policy::Policy;
 use custodian_server::AppState;
@@ -286,6 +289,10 @@ struct Served {
 }
 
 async fn issue(state: &AppState, role: Role) -> String {
+    issue_for(state, &tenant(), role).await
+}
+
+async fn issue_for(state: &AppState, holder: &TenantId, role: Role) -> String {
     let issued = custodian_server::auth::issue_token(
         &state.audit,
         &SystemClock,
@@ -293,7 +300,7 @@ async fn issue(state: &AppState, role: Role) -> String {
             actor: "bench",
             subsystem: "bench",
         },
-        &tenant(),
+        holder,
         role,
         None,
     )
@@ -601,6 +608,74 @@ async fn auth_calls(state: &AppState, header: &str, n: usize, times: &mut Vec<Du
     }
 }
 
+/// A support token with an approved, active grant on the bench tenant, stored as the grant
+/// routes store one.
+async fn support_with_grant(state: &AppState) -> String {
+    let token = issue_for(state, &TenantId::platform(), Role::Support).await;
+    let id = token
+        .strip_prefix("cst_")
+        .and_then(|t| t.split('_').next())
+        .expect("token id");
+    let support = Principal {
+        id: format!("token:{id}"),
+        tenant: TenantId::platform(),
+        role: Role::Support,
+    };
+    let approver = Principal {
+        id: "token:approver".into(),
+        tenant: TenantId::platform(),
+        role: Role::Approver,
+    };
+    let request = GrantRequest {
+        tenant: tenant(),
+        scope: GrantScope {
+            data_types: Vec::new(),
+            subjects: Vec::new(),
+            write: false,
+        },
+        reason: "bench".into(),
+        ticket: "BENCH-1".into(),
+        duration_secs: 86_400,
+    };
+    let rules = GrantRules {
+        jit_max_secs: 86_400,
+        restricted: false,
+        restricted_approvers: 2,
+    };
+    let grant = Grant::request("grt_bench".into(), &support, request, rules, now())
+        .and_then(|g| g.approve(&approver, now()))
+        .expect("an approved grant");
+    let entry = custodian_store::AuditEntry::clear(b"{}".to_vec());
+    state
+        .store
+        .insert_grant(&grant, entry)
+        .await
+        .expect("store the grant");
+    token
+}
+
+/// `n` calls of authentication + the decision of a record read under a grant (the role is
+/// refused, the principal's live grants are read, and the grant admits it), each timed.
+async fn grant_calls(state: &AppState, header: &str, n: usize, times: &mut Vec<Duration>) {
+    let tenant = tenant();
+    for _ in 0..n {
+        let started = Instant::now();
+        let principal = custodian_server::auth::authenticate(state, Some(header))
+            .await
+            .expect("authenticated");
+        let at = now();
+        let grants = state
+            .store
+            .live_grants(&tenant, &principal.id, at)
+            .await
+            .expect("live grants");
+        let authority = authorize_with(&principal, Some(&tenant), Action::ReadRecord, &grants, at)
+            .expect("allowed under the grant");
+        assert!(matches!(authority, Authority::Grant(_)));
+        times.push(started.elapsed());
+    }
+}
+
 /// `n` lookups of the token row alone, each timed.
 async fn find_token_calls(state: &AppState, id: &str, n: usize, times: &mut Vec<Duration>) {
     for _ in 0..n {
@@ -645,6 +720,8 @@ struct JwtCalls {
 /// What the in-process phase measured.
 struct Calls {
     api: Stats,
+    /// A support API token reading under an approved grant.
+    granted: Stats,
     /// RS256 (the GETs' JWT) first.
     jwt: Vec<JwtCalls>,
     find_token: Stats,
@@ -667,12 +744,16 @@ async fn calls(served: &Served, jwts: &[Jwts], n: usize) -> Calls {
     for j in jwts {
         auth_calls(state, &bearer(&j.repeated), WARMUP_CALLS, &mut scratch).await;
     }
+    let grant_header = format!("Bearer {}", support_with_grant(state).await);
+    grant_calls(state, &grant_header, WARMUP_CALLS, &mut scratch).await;
+    let mut granted = Vec::new();
     let per_round = n.div_ceil(CALL_ROUNDS);
     let (mut api, mut find) = (Vec::new(), Vec::new());
     let mut repeated: Vec<Vec<Duration>> = vec![Vec::new(); jwts.len()];
     let mut first: Vec<Vec<Duration>> = vec![Vec::new(); jwts.len()];
     for round in 0..CALL_ROUNDS {
         auth_calls(state, &api_header, per_round, &mut api).await;
+        grant_calls(state, &grant_header, per_round, &mut granted).await;
         find_token_calls(state, &token_id, per_round / 4, &mut find).await;
         for (i, j) in jwts.iter().enumerate() {
             auth_calls(state, &bearer(&j.repeated), per_round, &mut repeated[i]).await;
@@ -684,6 +765,7 @@ async fn calls(served: &Served, jwts: &[Jwts], n: usize) -> Calls {
     }
     Calls {
         api: Stats::of(api),
+        granted: Stats::of(granted),
         jwt: jwts
             .iter()
             .zip(repeated.into_iter().zip(first))
@@ -808,6 +890,14 @@ async fn bench_backend(
         calls.authorize.as_secs_f64() * 1e9
     );
 
+    println!(
+        "    {:<12} p50 {:.1} µs, p99 {:.1} µs, mean {:.1} µs (a support token: role refused, live grants read, grant admits)",
+        "under grant",
+        us(calls.granted.p50),
+        us(calls.granted.p99),
+        us(calls.granted.mean),
+    );
+
     let mut summary = Vec::new();
     let api = overhead(backend, Kind::ApiToken.name(), &calls.api, &measured.api);
     summary.push(format!(
@@ -815,6 +905,13 @@ async fn bench_backend(
         backend.name(),
         Kind::ApiToken.name()
     ));
+    let granted = overhead(
+        backend,
+        "API token under a grant, against the API-token GET",
+        &calls.granted,
+        &measured.api,
+    );
+    summary.push(format!("{} under a grant: {granted:.2}%", backend.name()));
     if let Some(get) = &measured.jwt {
         for (i, j) in calls.jwt.iter().enumerate() {
             // The GETs carried the RS256 token; the others are set against the same GET.
