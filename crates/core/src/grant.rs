@@ -194,6 +194,23 @@ pub enum GrantError {
     CannotReview,
 }
 
+impl GrantError {
+    /// Whether the error refuses the principal (it may not do this to this grant, whatever
+    /// the grant's state), rather than the grant's state or the request's content.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            GrantError::CannotRequest(_)
+                | GrantError::CannotBreakGlass(_)
+                | GrantError::SelfApproval
+                | GrantError::NotApprover(_)
+                | GrantError::CannotRevoke
+                | GrantError::SelfReview
+                | GrantError::CannotReview
+        )
+    }
+}
+
 /// A grant as asked for, before the server names it and the policy classifies its scope.
 #[derive(Clone, Debug)]
 pub struct GrantRequest {

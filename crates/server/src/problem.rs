@@ -281,7 +281,7 @@ impl Kind {
                 "No just-in-time grant with this id exists that the caller may see. `GET /v1/grants` lists them."
             }
             Kind::GrantConflict => {
-                "The grant is not in a state that allows this change (e.g. approving a grant that expired, lapsed, or was denied; approving twice; approving one's own request; reviewing what was reviewed), or another principal changed it at the same moment. The detail says which; read the grant again before retrying."
+                "The grant is not in a state that allows this change (e.g. approving a grant that expired, lapsed, or was denied; approving it twice; reviewing what was reviewed), or another principal changed it at the same moment. The detail says which; read the grant again before retrying. (Who may not act on a grant at all, such as a requester approving their own request, gets 403 forbidden.)"
             }
             Kind::Internal => {
                 "An unexpected error occurred. Nothing was half-stored; the request id identifies the failure in the server log."

@@ -475,6 +475,22 @@ async fn bad_grant_input_is_refused_and_audited(server: TestServer) {
     // Deny needs a reason; a denied request cannot then be approved.
     let grant = request_grant(&server, &support, grant_body(&[], &[], "1h")).await;
     let id = grant["id"].as_str().unwrap();
+    // Another support principal may not end someone else's grant.
+    let colleague = server.platform_token(Role::Support).await;
+    let r = act(
+        &server,
+        &colleague,
+        id,
+        "revoke",
+        json!({"reason": "mine now"}),
+    )
+    .await;
+    assert!(
+        r.problem(403, "forbidden")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("only the grantee")
+    );
     act(&server, &approver, id, "deny", json!({}))
         .await
         .problem(400, "invalid-request");

@@ -199,6 +199,11 @@ async fn open(
     };
     let grant = match opened {
         Ok(g) => g,
+        Err(e) if e.is_refusal() => {
+            let detail = e.to_string();
+            audit_refusal(state, &admitted.actor, action, Some(tenant), &detail).await;
+            return Err(Problem::new(Kind::Forbidden, detail));
+        }
         Err(e) => return Err(refuse(e.to_string()).await),
     };
     let mut actor = admitted.actor.clone();
@@ -345,7 +350,12 @@ async fn transition(
         Err(e) => {
             let detail = format!("cannot {verb} grant {}: {e}", grant.id);
             audit_refusal(state, &actor, action, Some(&grant.tenant), &detail).await;
-            return Err(Problem::new(Kind::GrantConflict, detail));
+            let kind = if e.is_refusal() {
+                Kind::Forbidden
+            } else {
+                Kind::GrantConflict
+            };
+            return Err(Problem::new(kind, detail));
         }
     };
     let mut event = state.audit.event(
