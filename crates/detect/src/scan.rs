@@ -11,8 +11,6 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-
 use crate::DetectError;
 use crate::entity::{Entity, EntitySet};
 use crate::pii::Pii;
@@ -179,6 +177,54 @@ const CONTEXT_WORDS: &[(&str, &[Entity])] = &[
     ("bssid", &[Entity::MacAddress]),
 ];
 
+/// For each letter `a`..=`z`, the [`CONTEXT_WORDS`] (as bits) starting with it.
+const CONTEXT_FIRST: [u64; 26] = {
+    let mut t = [0u64; 26];
+    let mut k = 0;
+    while k < CONTEXT_WORDS.len() {
+        let first = CONTEXT_WORDS[k].0.as_bytes()[0].to_ascii_lowercase();
+        t[(first - b'a') as usize] |= 1 << k;
+        k += 1;
+    }
+    t
+};
+
+/// Each byte's class for the context reader: 0 for neither letter nor digit, [`DIGIT`], or
+/// [`LETTER`] plus the letter's place in the alphabet, either case.
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 26 {
+        t[b'a' as usize + c] = LETTER + c as u8;
+        t[b'A' as usize + c] = LETTER + c as u8;
+        c += 1;
+    }
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = DIGIT;
+        d += 1;
+    }
+    t
+};
+const DIGIT: u8 = 1;
+const LETTER: u8 = 2;
+
+/// For each entity (by discriminant), the [`CONTEXT_WORDS`] (as bits) that are its context.
+const CONTEXT_OF: [u64; 32] = {
+    let mut t = [0u64; 32];
+    let mut k = 0;
+    while k < CONTEXT_WORDS.len() {
+        let entities = CONTEXT_WORDS[k].1;
+        let mut e = 0;
+        while e < entities.len() {
+            t[entities[e] as usize] |= 1 << k;
+            e += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
 /// What the context window before a candidate holds.
 #[derive(Debug, Default, Clone, Copy)]
 struct Context {
@@ -222,8 +268,6 @@ pub struct Scanner {
     context_window: usize,
     drop_test: bool,
     allow: HashSet<String>,
-    context: AhoCorasick,
-    context_entities: Vec<EntitySet>,
     pii: Pii,
     secrets: Secrets,
 }
@@ -256,23 +300,12 @@ impl Scanner {
                 "context_window must be at most 1024 bytes",
             ));
         }
-        let context = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(CONTEXT_WORDS.iter().map(|(w, _)| w))
-            .map_err(|_| DetectError::Pattern("context words"))?;
-        let context_entities = CONTEXT_WORDS
-            .iter()
-            .map(|(_, es)| EntitySet::of(es))
-            .collect();
         Ok(Scanner {
             enabled: EntitySet::of(&config.entities),
             min_score: config.min_score,
             context_window: config.context_window,
             drop_test: config.drop_test,
             allow: config.allow.into_iter().collect(),
-            context,
-            context_entities,
             pii: Pii::new(&config.phone_regions)?,
             secrets: Secrets::new(config.entropy_threshold)?,
         })
@@ -346,27 +379,49 @@ impl Scanner {
     /// candidate reported only with context needs: `call` and `called` count, `call_id` and
     /// `telemetry` do not).
     fn context(&self, text: &str, start: usize, entity: Entity) -> Context {
-        let mut found = Context::default();
         if self.context_window == 0 {
-            return found;
+            return Context::default();
         }
-        let b = text.as_bytes();
         let from = floor_char_boundary(text, start.saturating_sub(self.context_window));
-        let window = &b[from..start];
-        for m in self.context.find_overlapping_iter(window) {
-            if !self.context_entities[m.pattern().as_usize()].contains(entity)
-                || (m.start() > 0 && window[m.start() - 1].is_ascii_alphanumeric())
+        context_in(text.as_bytes(), from, start, entity)
+    }
+}
+
+/// What [`Scanner::context`] finds in `b[from..start]`: context words for `entity` are looked
+/// for only where a word starts (the window's first byte counts as one) with a letter that one
+/// of them starts with.
+fn context_in(b: &[u8], from: usize, start: usize, entity: Entity) -> Context {
+    let mut found = Context::default();
+    let words = CONTEXT_OF[entity as usize];
+    let window = &b[from..start];
+    let mut prev = 0;
+    for (p, &c) in window.iter().enumerate() {
+        let class = BYTE_CLASS[usize::from(c)];
+        let starts_word = prev == 0;
+        prev = class;
+        if !starts_word || class < LETTER {
+            continue;
+        }
+        let mut candidates = CONTEXT_FIRST[usize::from(class - LETTER)] & words;
+        while candidates != 0 {
+            let word = CONTEXT_WORDS[candidates.trailing_zeros() as usize]
+                .0
+                .as_bytes();
+            candidates &= candidates - 1;
+            if !window[p..]
+                .get(..word.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(word))
             {
                 continue;
             }
             found.near = true;
-            if ends_word(b, from + m.end()) {
+            if ends_word(b, from + p + word.len()) {
                 found.word = true;
-                break;
+                return found;
             }
         }
-        found
     }
+    found
 }
 
 /// The working lists of one scan, kept per thread between scans.
@@ -559,6 +614,73 @@ mod tests {
         assert!(!ends("TELEMETRY", "TEL"));
         assert!(!ends("dialog", "dial"));
         assert!(!ends("ringtone", "ring"));
+    }
+
+    /// The word-start reader finds what an automaton over the window finds.
+    mod context_matches_an_automaton {
+        use super::super::*;
+        use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+        use proptest::prelude::*;
+
+        fn by_automaton(
+            ac: &AhoCorasick,
+            b: &[u8],
+            from: usize,
+            start: usize,
+            entity: Entity,
+        ) -> (bool, bool) {
+            let mut found = (false, false);
+            let window = &b[from..start];
+            for m in ac.find_overlapping_iter(window) {
+                if !CONTEXT_WORDS[m.pattern().as_usize()].1.contains(&entity)
+                    || (m.start() > 0 && window[m.start() - 1].is_ascii_alphanumeric())
+                {
+                    continue;
+                }
+                found.0 = true;
+                if ends_word(b, from + m.end()) {
+                    found.1 = true;
+                    break;
+                }
+            }
+            found
+        }
+
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let mut units: Vec<&'static [u8]> =
+                CONTEXT_WORDS.iter().map(|(w, _)| w.as_bytes()).collect();
+            units.extend([
+                &b"PHONE"[..],
+                b"Tel",
+                b"s",
+                b"ing",
+                b"Number",
+                b"_",
+                b"x",
+                b"9",
+                b" ",
+                b":",
+                b"\xc3\xa9",
+            ]);
+            prop::collection::vec(prop::sample::select(units), 0..12)
+                .prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn same_context(t in text(), from in 0usize..20, cut in 0usize..8, e in 0usize..17) {
+                let ac = AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(CONTEXT_WORDS.iter().map(|(w, _)| w))
+                    .expect("builds");
+                let entity = Entity::ALL[e];
+                let start = t.len().saturating_sub(cut);
+                let from = from.min(start);
+                let got = context_in(&t, from, start, entity);
+                prop_assert_eq!((got.near, got.word), by_automaton(&ac, &t, from, start, entity));
+            }
+        }
     }
 
     #[test]

@@ -11,8 +11,6 @@
 //! regex; that, bounded windows, and AWS windows that never rescan what an earlier one covered,
 //! keep the total work linear in the text even when it repeats a prefix millions of times.
 
-use std::sync::LazyLock;
-
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use regex::bytes::Regex;
@@ -815,14 +813,43 @@ const DUMMY_PARTS: &[&[u8]] = &[
     b"password_here",
 ];
 
-/// [`DUMMY_PARTS`] as one automaton, ASCII case ignored; `None` only if it could not be built,
-/// in which case the parts are compared one by one.
-static DUMMY_PARTS_AC: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .build(DUMMY_PARTS)
-        .ok()
-});
+/// For each byte, the [`DUMMY_PARTS`] (as bits) whose byte at `at` it is, ASCII case ignored.
+const fn dummy_byte_table(at: usize) -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut k = 0;
+    while k < DUMMY_PARTS.len() {
+        let c = DUMMY_PARTS[k][at];
+        t[c as usize] |= 1 << k;
+        t[c.to_ascii_uppercase() as usize] |= 1 << k;
+        t[c.to_ascii_lowercase() as usize] |= 1 << k;
+        k += 1;
+    }
+    t
+}
+
+/// The parts that can start with a byte, and that can have a byte second: together they leave
+/// few places where a part is compared in full.
+static DUMMY_FIRST: [u32; 256] = dummy_byte_table(0);
+static DUMMY_SECOND: [u32; 256] = dummy_byte_table(1);
+
+/// Whether `v` contains one of [`DUMMY_PARTS`], ASCII case ignored.
+fn has_dummy_part(v: &[u8]) -> bool {
+    // Every part has at least four bytes.
+    for i in 0..v.len().saturating_sub(3) {
+        let mut parts = DUMMY_FIRST[usize::from(v[i])] & DUMMY_SECOND[usize::from(v[i + 1])];
+        while parts != 0 {
+            let p = DUMMY_PARTS[parts.trailing_zeros() as usize];
+            if v[i..]
+                .get(..p.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(p))
+            {
+                return true;
+            }
+            parts &= parts - 1;
+        }
+    }
+    false
+}
 
 /// Values that stand in for a secret rather than being one: template variables, angle-bracket
 /// hints, well-known dummy words, and runs of one or two characters.
@@ -844,12 +871,7 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
     {
         return true;
     }
-    let has_dummy_part = match &*DUMMY_PARTS_AC {
-        Some(ac) => ac.is_match(v),
-        None => DUMMY_PARTS
-            .iter()
-            .any(|p| v.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p))),
-    };
+    let has_dummy_part = has_dummy_part(v);
     const DUMMY_WORDS: &[&[u8]] = &[
         b"password",
         b"passwd",
@@ -872,15 +894,12 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
     if has_dummy_part || DUMMY_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v)) {
         return true;
     }
-    let mut distinct = [false; 256];
-    let mut n = 0;
-    for &c in v {
-        if !distinct[usize::from(c)] {
-            distinct[usize::from(c)] = true;
-            n += 1;
-        }
-    }
-    n <= 2
+    // At most two distinct bytes: stop at the first third one.
+    let first = v[0];
+    let Some(&second) = v.iter().find(|&&c| c != first) else {
+        return true;
+    };
+    v.iter().all(|&c| c == first || c == second)
 }
 
 #[cfg(test)]
@@ -907,6 +926,41 @@ mod tests {
         }
         for s in ["s3cr3t-Tr0ub4dor&3", "hunter22x", "wJalrXUtnFEMI"] {
             assert!(!is_placeholder(s.as_bytes()), "{s}");
+        }
+    }
+
+    /// The two-byte filter finds every part an automaton finds.
+    mod dummy_parts_match_an_automaton {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let mut units: Vec<&'static [u8]> = DUMMY_PARTS.to_vec();
+            units.extend([
+                &b"CHANGEME"[..],
+                b"Example",
+                b"x",
+                b"X",
+                b"*",
+                b".",
+                b"_",
+                b"your",
+                b"e",
+                b"\xc3\xa9",
+            ]);
+            prop::collection::vec(prop::sample::select(units), 0..8)
+                .prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn same_answer(t in text()) {
+                let ac = AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .build(DUMMY_PARTS)
+                    .expect("builds");
+                prop_assert_eq!(has_dummy_part(&t), ac.is_match(&t));
+            }
         }
     }
 
