@@ -48,10 +48,7 @@
 //!
 //! The clients run in the same process and runtime as the server, so they share its cores.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -71,8 +68,11 @@ use serde_json::{Value, json};
 #[allow(dead_code)]
 #[path = "support/node.rs"]
 mod node;
+#[path = "../tests/support/oidc_provider.rs"]
+mod oidc_provider;
 
 use node::{Backend, Node};
+use oidc_provider::{OidcProvider, provider_missing};
 
 const POLICY: &str = include_str!("../../../examples/policies/default.toml");
 const TENANT: &str = "acme";
@@ -137,28 +137,6 @@ impl Kind {
     }
 }
 
-/// The project's OIDC test provider; dropping it stops the process.
-struct OidcProvider {
-    child: Child,
-    issuer: String,
-    http: reqwest::Client,
-}
-
-fn provider_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oidc-provider")
-}
-
-/// Why the provider cannot run here, if it cannot.
-fn provider_missing() -> Option<String> {
-    match Command::new("node").arg("--version").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => return Some(format!("`node --version` failed: {}", out.status)),
-        Err(e) => return Some(format!("node is not installed ({e})")),
-    }
-    let package = provider_dir().join("node_modules/oidc-provider/package.json");
-    (!package.exists()).then(|| format!("{} is missing", package.display()))
-}
-
 impl OidcProvider {
     /// `None`, after a loud notice, when Node or the provider's packages are missing.
     async fn start() -> Option<OidcProvider> {
@@ -180,83 +158,17 @@ impl OidcProvider {
                 })
             })
             .collect();
-        let clients = Value::Array(clients);
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .args(["--port", "0", "--exit-with-stdin"])
-            .current_dir(provider_dir())
-            .env("CUSTODIAN_TEST_OIDC_CLIENTS", clients.to_string())
-            .env("OIDC_AUDIENCE", AUDIENCE)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let line = tokio::time::timeout(
-            Duration::from_secs(30),
-            tokio::task::spawn_blocking(move || {
-                let mut line = String::new();
-                BufReader::new(stdout).read_line(&mut line).map(|_| line)
-            }),
-        )
-        .await
-        .expect("the provider starts within 30 s")
-        .expect("reader task")
-        .expect("read the provider's stdout");
-        let issuer = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line from the provider: {line:?}"))
-            .to_owned();
-        assert!(
-            issuer.starts_with("http://127.0.0.1:"),
-            "the provider must listen on loopback: {issuer}"
-        );
-        Some(OidcProvider {
-            child,
-            issuer,
-            http: reqwest::Client::new(),
-        })
+        Some(OidcProvider::launch(&Value::Array(clients), AUDIENCE).await)
     }
 
-    /// An access token of `client` for custodian's audience (client_credentials grant).
+    /// An access token of `client` for custodian's audience.
     async fn token_of(&self, client: &str) -> String {
-        let reply = self
-            .http
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client, Some(format!("{client}-secret")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=client_credentials&resource={}",
-                AUDIENCE.replace(':', "%3A")
-            ))
-            .send()
-            .await
-            .expect("token request");
-        let status = reply.status();
-        let body: Value = reply.json().await.expect("token response JSON");
-        assert!(status.is_success(), "token: {status} {body}");
-        body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
+        self.token_for(client, AUDIENCE).await
     }
 
     /// An RS256 access token, the kind the GETs carry.
     async fn token(&self) -> String {
         self.token_of(JWT_CLIENTS[0].1).await
-    }
-
-    /// New signing keys with new key ids; the old ones are no longer published.
-    async fn rotate(&self) {
-        let reply = self
-            .http
-            .post(format!("{}/test/rotate", self.issuer))
-            .send()
-            .await
-            .expect("rotate request");
-        assert!(reply.status().is_success(), "rotate: {}", reply.status());
     }
 
     /// The default policy, trusting this provider as [`PROVIDER`].
@@ -267,13 +179,6 @@ impl OidcProvider {
         );
         Policy::parse("access-bench.toml", &text)
             .unwrap_or_else(|d| panic!("invalid bench policy:\n{d}"))
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

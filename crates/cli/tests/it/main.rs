@@ -12,6 +12,8 @@ mod grants;
 mod isolation;
 mod keys;
 mod oidc;
+#[path = "../support/oidc_provider.rs"]
+mod oidc_provider;
 mod retention;
 mod retention_year;
 mod scan;

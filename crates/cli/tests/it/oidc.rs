@@ -9,9 +9,6 @@
 //! Without Node or the provider's npm packages (`scripts/install-test-deps` installs both) the
 //! tests skip loudly, and fail under `CI=true`.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use custodian_core::access::Role;
@@ -19,26 +16,10 @@ use custodian_core::policy::Policy;
 use jiff::ToSpan;
 use serde_json::{Value, json};
 
-use crate::harness::{
-    Backend, DEFAULT_BODY_LIMIT, TestServer, now, path_segment, record_line, rfc3339, unique,
-};
+use crate::harness::{Backend, DEFAULT_BODY_LIMIT, TestServer, now, record_line, rfc3339, unique};
+use crate::oidc_provider::{OidcProvider, provider_missing};
 
 const AUDIENCE: &str = "urn:custodian:it";
-
-fn provider_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/oidc-provider")
-}
-
-/// Why the provider cannot run here, if it cannot.
-fn provider_missing() -> Option<String> {
-    match Command::new("node").arg("--version").output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => return Some(format!("`node --version` failed: {}", out.status)),
-        Err(e) => return Some(format!("node is not installed ({e})")),
-    }
-    let package = provider_dir().join("node_modules/oidc-provider/package.json");
-    (!package.exists()).then(|| format!("{} is missing", package.display()))
-}
 
 /// The test clients: each token carries its client's tenant, roles and `amr`.
 fn clients() -> Value {
@@ -70,13 +51,6 @@ fn clients() -> Value {
     ])
 }
 
-/// A running provider; dropping it stops the process.
-struct OidcProvider {
-    child: Child,
-    issuer: String,
-    http: reqwest::Client,
-}
-
 impl OidcProvider {
     /// `None` (after a loud notice) when Node or the npm packages are missing outside CI.
     async fn start() -> Option<OidcProvider> {
@@ -89,70 +63,11 @@ impl OidcProvider {
             eprintln!("\n*** SKIPPING OIDC test: {why}; run scripts/install-test-deps ***\n");
             return None;
         }
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .args(["--port", "0", "--exit-with-stdin"])
-            .current_dir(provider_dir())
-            .env("CUSTODIAN_TEST_OIDC_CLIENTS", clients().to_string())
-            .env("OIDC_AUDIENCE", AUDIENCE)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let line = tokio::time::timeout(
-            Duration::from_secs(30),
-            tokio::task::spawn_blocking(move || {
-                let mut line = String::new();
-                BufReader::new(stdout).read_line(&mut line).map(|_| line)
-            }),
-        )
-        .await
-        .expect("the provider starts within 30 s")
-        .expect("reader task")
-        .expect("read the provider's stdout");
-        let issuer = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line from the provider: {line:?}"))
-            .to_owned();
-        Some(OidcProvider {
-            child,
-            issuer,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    /// An access token for `client_id` by the client_credentials grant, for `resource` (the
-    /// audience; custodian's by default).
-    async fn token_for(&self, client_id: &str, resource: Option<&str>) -> String {
-        let reply = self
-            .http
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client_id, Some(format!("{client_id}-secret")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=client_credentials&resource={}",
-                path_segment(resource.unwrap_or(AUDIENCE))
-            ))
-            .send()
-            .await
-            .expect("token request");
-        let status = reply.status();
-        let body: Value = reply.json().await.expect("token response JSON");
-        assert!(
-            status.is_success(),
-            "token for {client_id}: {status} {body}"
-        );
-        body["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned()
+        Some(OidcProvider::launch(&clients(), AUDIENCE).await)
     }
 
     async fn token(&self, client_id: &str) -> String {
-        self.token_for(client_id, None).await
+        self.token_for(client_id, AUDIENCE).await
     }
 
     /// A token the provider would never issue (see server.mjs).
@@ -174,18 +89,6 @@ impl OidcProvider {
         reply.text().await.expect("forged token")
     }
 
-    /// New signing keys with new kids; the old ones are no longer published.
-    async fn rotate(&self) -> Value {
-        let reply = self
-            .http
-            .post(format!("{}/test/rotate", self.issuer))
-            .send()
-            .await
-            .expect("rotate request");
-        assert!(reply.status().is_success());
-        reply.json().await.expect("rotation JSON")
-    }
-
     /// The default policy trusting this provider (leeway 0: expiry tests need not wait).
     fn policy(&self) -> Policy {
         let text = crate::harness::default_policy_text().replace(
@@ -197,13 +100,6 @@ impl OidcProvider {
         );
         assert!(text.contains("[access.oidc.test]"));
         Policy::parse("oidc.toml", &text).unwrap_or_else(|d| panic!("invalid test policy:\n{d}"))
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -361,9 +257,7 @@ async fn bad_oidc_tokens_are_clear_401s_and_audited() {
     // A real token with a one-second lifetime, with the policy's leeway of 0.
     let short = provider.token("acme-reader-short").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let other_audience = provider
-        .token_for("acme-reader", Some("urn:someone-else"))
-        .await;
+    let other_audience = provider.token_for("acme-reader", "urn:someone-else").await;
     let oversized = format!(
         "{}.{}.{}",
         "eyJhbGciOiJSUzI1NiJ9",
