@@ -320,12 +320,24 @@ async fn find(
         .await
         .map_err(|e| ServerError::from(e).into_problem())?
         .ok_or_else(|| Problem::new(Kind::GrantNotFound, format!("no grant {id}")))?;
-    if let Err(denial) = authorize(&principal, Some(&grant.tenant), action) {
+    allow(state, &principal, &actor, Some(&grant.tenant), action).await?;
+    Ok((grant, principal, actor))
+}
+
+/// The role decision for an authenticated caller; a refusal is audited.
+async fn allow(
+    state: &AppState,
+    principal: &Principal,
+    actor: &Actor,
+    tenant: Option<&TenantId>,
+    action: Action,
+) -> Result<(), Problem> {
+    if let Err(denial) = authorize(principal, tenant, action) {
         let reason = denial.to_string();
-        audit_refusal(state, &actor, action, Some(&grant.tenant), &reason).await;
+        audit_refusal(state, actor, action, tenant, &reason).await;
         return Err(Problem::new(Kind::Forbidden, reason));
     }
-    Ok((grant, principal, actor))
+    Ok(())
 }
 
 /// Applies a transition to a stored grant and stores the result with its audit entry.
@@ -600,21 +612,13 @@ pub async fn list(
             let (principal, actor) =
                 authenticate(&state, &headers, Action::ListAllGrants, None).await?;
             if principal.tenant.is_platform() {
-                if let Err(denial) = authorize(&principal, None, Action::ListAllGrants) {
-                    let reason = denial.to_string();
-                    audit_refusal(&state, &actor, Action::ListAllGrants, None, &reason).await;
-                    return Err(Problem::new(Kind::Forbidden, reason));
-                }
+                allow(&state, &principal, &actor, None, Action::ListAllGrants).await?;
                 None
             } else {
-                let own = principal.tenant.to_string();
-                Some(
-                    admit(&state, &headers, &own, Action::ListGrants)
-                        .await?
-                        .tenant
-                        .id
-                        .clone(),
-                )
+                // A tenant's member lists its own tenant's grants.
+                let own = Some(&principal.tenant);
+                allow(&state, &principal, &actor, own, Action::ListGrants).await?;
+                own.cloned()
             }
         }
     };
