@@ -18,7 +18,7 @@ use axum::routing::get;
 use custodian_core::access::{Action, Denial, Principal, authorize};
 use custodian_core::audit::Decision;
 use custodian_core::grant::{Authority, Grant, authorize_with, grant_may_help};
-use custodian_core::ids::{Class, DataTypeName, RecordId, TenantId};
+use custodian_core::ids::{RecordId, TenantId};
 use custodian_core::policy::TenantPolicy;
 use custodian_store::{AuditLog, StoredRecord};
 use tower_http::request_id::{
@@ -245,12 +245,12 @@ pub(crate) struct Admitted<'a> {
 }
 
 impl Admitted<'_> {
-    /// Whether the request may touch a record of this type, class and subjects (pseudonyms,
-    /// hex): always under the principal's own role, within scope under a grant.
-    pub fn reaches(&self, data_type: &DataTypeName, class: Class, subjects: &[String]) -> bool {
+    /// Whether the request may touch this stored record: always under the principal's own
+    /// role, within scope under a grant (the record's pseudonyms are only rendered then).
+    pub fn reaches(&self, record: &StoredRecord) -> bool {
         self.grant
             .as_ref()
-            .is_none_or(|g| g.reaches(data_type, class, subjects))
+            .is_none_or(|g| g.reaches(&record.data_type, record.class, &subject_hexes(record)))
     }
 
     /// Whether the request may name this subject (pseudonym, hex).
@@ -277,9 +277,7 @@ impl Admitted<'_> {
             .await
             .map_err(|e| crate::ServerError::from(e).into_problem())?;
         match record {
-            Some(r) if !self.reaches(&r.data_type, r.class, &subject_hexes(&r)) => {
-                Err(self.outside_grant(state, action).await)
-            }
+            Some(r) if !self.reaches(&r) => Err(self.outside_grant(state, action).await),
             _ => Ok(()),
         }
     }
@@ -298,7 +296,7 @@ impl Admitted<'_> {
 }
 
 /// A stored record's subject pseudonyms, hex, as grant scopes name them.
-pub(crate) fn subject_hexes(record: &StoredRecord) -> Vec<String> {
+fn subject_hexes(record: &StoredRecord) -> Vec<String> {
     record
         .key_subjects
         .iter()

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{admit, invalid, subject_hexes};
+use super::{admit, invalid};
 use crate::audit::hex;
 use crate::ingest::SealedBody;
 use crate::keys::TenantKeys;
@@ -362,7 +362,7 @@ pub async fn get_record(
                 format!("no record {id} in tenant {tenant}"),
             )
         })?;
-    if !admitted.reaches(&record.data_type, record.class, &subject_hexes(&record)) {
+    if !admitted.reaches(&record) {
         return Err(admitted.outside_grant(&state, Action::ReadRecord).await);
     }
     let tenant_keys = state
@@ -467,7 +467,7 @@ pub async fn list_subject_records(
     // Under a grant, the subject's records of other types (or Restricted ones the grant was
     // not approved for) are left out of the page, unread.
     for r in records {
-        if admitted.reaches(&r.data_type, r.class, &subject_hexes(&r)) {
+        if admitted.reaches(&r) {
             views.push(view(&state, &admitted.tenant.id, r).await?);
         }
     }
