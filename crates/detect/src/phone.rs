@@ -3,9 +3,12 @@
 //!
 //! The metadata (number patterns and possible lengths per region and number type) comes from
 //! `phonenumber`, which tracks Google's libphonenumber releases. Matching is done here with
-//! regexes compiled once, because `phonenumber::parse` looks every pattern up in a single
+//! patterns compiled once, because `phonenumber::parse` looks every pattern up in a single
 //! 100-entry LRU cache behind a global mutex: with more than a handful of regions in play the
-//! cache thrashes (a parse took 10–20 µs) and every scanning thread queues on the lock.
+//! cache thrashes (a parse took 10–20 µs) and every scanning thread queues on the lock. Each
+//! pattern is compiled to a fully built DFA, which reads a number with one table step per digit;
+//! a regex search's fixed cost (choosing a strategy, borrowing a cache, the lazy DFA's tables
+//! going cold between numbers) was most of the time a phone number took.
 //!
 //! A number is valid, as in libphonenumber's `isValidNumber`, when its national significant
 //! number matches the region's general pattern entirely and the pattern of at least one number
@@ -16,6 +19,10 @@ use std::sync::OnceLock;
 use phonenumber::Metadata;
 use phonenumber::metadata::{DATABASE, Descriptor};
 use regex::{Regex, RegexBuilder};
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::{start, syntax};
+use regex_automata::{Anchored, MatchKind};
 
 use crate::DetectError;
 
@@ -59,19 +66,81 @@ struct RegionRules {
 }
 
 struct Rule {
-    re: Regex,
+    re: WholeMatch,
     lengths: Vec<u16>,
+}
+
+/// A pattern matched against a whole string.
+enum WholeMatch {
+    Dfa {
+        dfa: Box<dense::DFA<Vec<u32>>>,
+        start: StateID,
+    },
+    /// For a pattern whose DFA would be larger than [`DFA_LIMIT`] (none in the metadata today,
+    /// as a test checks).
+    Regex(Regex),
+}
+
+/// The most memory one pattern's DFA may take.
+const DFA_LIMIT: usize = 1 << 20;
+
+impl WholeMatch {
+    /// Compiles a libphonenumber pattern, which is written for whole-string matching with
+    /// insignificant whitespace and uses `\d` for ASCII digits.
+    fn new(pattern: &str) -> Option<WholeMatch> {
+        let pattern = format!("^(?:{pattern})$");
+        let dfa = dense::Builder::new()
+            .syntax(
+                syntax::Config::new()
+                    .unicode(false)
+                    .utf8(false)
+                    .ignore_whitespace(true),
+            )
+            .configure(
+                dense::Config::new()
+                    .start_kind(StartKind::Anchored)
+                    // Every match, so that a shorter alternative never hides a whole-string one.
+                    .match_kind(MatchKind::All)
+                    .dfa_size_limit(Some(DFA_LIMIT))
+                    .determinize_size_limit(Some(4 * DFA_LIMIT)),
+            )
+            .build(&pattern);
+        if let Ok(dfa) = dfa
+            && let Ok(start) = dfa.start_state(&start::Config::new().anchored(Anchored::Yes))
+        {
+            return Some(WholeMatch::Dfa {
+                dfa: Box::new(dfa),
+                start,
+            });
+        }
+        RegexBuilder::new(&pattern)
+            .ignore_whitespace(true)
+            .unicode(false)
+            .build()
+            .ok()
+            .map(WholeMatch::Regex)
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        match self {
+            WholeMatch::Dfa { dfa, start } => {
+                let mut state = *start;
+                for &b in s.as_bytes() {
+                    state = dfa.next_state(state, b);
+                    if dfa.is_dead_state(state) {
+                        return false;
+                    }
+                }
+                dfa.is_match_state(dfa.next_eoi_state(state))
+            }
+            WholeMatch::Regex(re) => re.is_match(s),
+        }
+    }
 }
 
 impl Rule {
     fn compile(d: &Descriptor, inherited: &[u16]) -> Option<Rule> {
-        // The metadata's patterns are written for whole-string matching with insignificant
-        // whitespace, and use \d for ASCII digits.
-        let re = RegexBuilder::new(&format!("^(?:{})$", d.national_number().as_str()))
-            .ignore_whitespace(true)
-            .unicode(false)
-            .build()
-            .ok()?;
+        let re = WholeMatch::new(d.national_number().as_str())?;
         let own = d.possible_length();
         let lengths = if own.is_empty() { inherited } else { own };
         Some(Rule {
@@ -90,11 +159,7 @@ impl Rule {
             .map(|d| format!("(?:\n{}\n)", d.national_number().as_str()))
             .collect::<Vec<_>>()
             .join("|");
-        let re = RegexBuilder::new(&format!("^(?:{body})$"))
-            .ignore_whitespace(true)
-            .unicode(false)
-            .build()
-            .ok()?;
+        let re = WholeMatch::new(&body)?;
         let mut lengths: Vec<u16> = descs
             .iter()
             .flat_map(|d| d.possible_length().iter().copied())
@@ -332,6 +397,41 @@ mod tests {
         let us_only = PhoneRules::new(&["US".to_owned()]).expect("US");
         assert_eq!(us_only.national("2047231750"), Some(false));
         assert_eq!(us_only.national("01534456789"), None);
+    }
+
+    #[test]
+    fn every_metadata_pattern_is_a_dfa() {
+        let mut patterns = 0;
+        for meta in DATABASE.iter() {
+            let rules = RegionRules::compile(meta).expect("compiles");
+            for rule in std::iter::once(&rules.general).chain(&rules.types) {
+                assert!(matches!(rule.re, WholeMatch::Dfa { .. }), "{}", meta.id());
+                patterns += 1;
+            }
+        }
+        assert!(patterns > 1000, "{patterns}");
+    }
+
+    /// A pattern whose DFA would be too large is matched by a regex, with the same answers.
+    #[test]
+    fn oversized_patterns_fall_back_to_a_regex() {
+        let exploding = WholeMatch::new("[01]*1[01]{24}").expect("compiles");
+        assert!(matches!(exploding, WholeMatch::Regex(_)));
+        let small = WholeMatch::new("[01]*1[01]{2}").expect("compiles");
+        assert!(matches!(small, WholeMatch::Dfa { .. }));
+        for (s, want) in [
+            ("100", true),
+            ("0100", true),
+            ("011", false),
+            ("1", false),
+            ("", false),
+        ] {
+            assert_eq!(small.is_match(s), want, "{s}");
+        }
+        let long_yes = format!("1{}", "0".repeat(24));
+        assert!(exploding.is_match(&long_yes));
+        assert!(!exploding.is_match(&"0".repeat(30)));
+        assert!(!exploding.is_match("12"));
     }
 
     #[test]
