@@ -183,19 +183,35 @@ impl Layout {
     #[cfg(test)]
     fn of(b: &[u8]) -> Layout {
         let mut l = Layout::default();
-        l.fill(b);
+        l.fill(b, &[]);
         l
     }
 
     /// One pass over the bytes, so that detectors run on the few places that can match instead
-    /// of each searching the whole text. Only digits, ':' and '@' start any work.
-    fn fill(&mut self, b: &[u8]) {
+    /// of each searching the whole text. Only digits, ':' and '@' start any work, and none
+    /// inside an `opaque` span (sorted, disjoint).
+    fn fill(&mut self, b: &[u8], opaque: &[(usize, usize)]) {
         let l = self;
         // Hex runs are examined once: none starts before this offset.
         let mut hex_done = 0;
         let mut i = 0;
+        let mut opaque = opaque.iter().peekable();
         while i < b.len() {
-            match TRIGGERS[usize::from(b[i])] {
+            // Nothing starts inside an opaque span: continue after it.
+            while let Some(&&(start, end)) = opaque.peek() {
+                if i < start {
+                    break;
+                }
+                if i < end {
+                    i = end;
+                    hex_done = hex_done.max(end);
+                }
+                opaque.next();
+            }
+            let Some(&byte) = b.get(i) else {
+                break;
+            };
+            match TRIGGERS[usize::from(byte)] {
                 0 => {
                     // Most bytes are not a trigger: skip to the next one eight at a time.
                     i = next_trigger(b, i + 1);
@@ -324,17 +340,20 @@ impl Pii {
         })
     }
 
-    /// Runs the detectors that `enabled` asks for where the layout says they can match.
+    /// Runs the detectors that `enabled` asks for where the layout says they can match, and
+    /// not from inside an `opaque` span (sorted and disjoint): the base64 of a token or key,
+    /// whose digits are no numbers.
     pub(crate) fn detect(
         &self,
         text: &str,
         enabled: EntitySet,
+        opaque: &[(usize, usize)],
         out: &mut Vec<Candidate>,
         scratch: &mut Scratch,
     ) {
         let b = text.as_bytes();
         let Scratch { layout, ibans } = scratch;
-        layout.fill(b);
+        layout.fill(b, opaque);
         if enabled.contains(Entity::EmailAddress) && layout.at {
             self.emails(b, out);
         }
@@ -1340,6 +1359,22 @@ mod tests {
             .map(|h| (h.start, h.end, h.ipv6, h.mac))
             .collect();
         assert_eq!(hex, vec![(35, 46, true, false)]);
+    }
+
+    /// Nothing starts inside an opaque span; a group starting before one is read whole.
+    #[test]
+    fn layout_skips_opaque_spans() {
+        let b = b"415-555-2671 tok eyJ4155552671.e30.sig 12345 ab:cd:ef:01:23:45";
+        let mut l = Layout::default();
+        l.fill(b, &[(17, 38), (46, 50)]);
+        let spans: Vec<_> = l.numeric.iter().map(|c| (c.start, c.end)).collect();
+        assert_eq!(spans, vec![(0, 12), (39, 44)]);
+        assert!(l.hex.is_empty());
+        l.clear();
+        l.fill(b, &[(1, 3), (17, 38)]);
+        let spans: Vec<_> = l.numeric.iter().map(|c| (c.start, c.end)).collect();
+        assert_eq!(spans, vec![(0, 12), (39, 44)]);
+        assert_eq!(l.hex.len(), 1);
     }
 
     #[test]
