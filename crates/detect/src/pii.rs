@@ -33,7 +33,6 @@ use crate::scan::Candidate;
 use crate::validate;
 
 pub(crate) struct Pii {
-    phone_intl: Regex,
     ipv6: Regex,
     phone: PhoneRules,
 }
@@ -331,7 +330,6 @@ impl Layout {
 impl Pii {
     pub(crate) fn new(regions: &[String]) -> Result<Pii, DetectError> {
         Ok(Pii {
-            phone_intl: compile(r"(?-u)\+[0-9][0-9 .()\-]{5,24}[0-9]", "phone_intl")?,
             ipv6: compile(
                 r"(?i-u)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}",
                 "ipv6",
@@ -553,14 +551,13 @@ impl Pii {
     ) {
         let mut pos = from;
         while (pos == from || has_digits(hay, pos, 7))
-            && let Some(m) = self.phone_intl.find_at(hay, pos)
+            && let Some((start, m_end)) = international_phone_match(hay, pos)
         {
-            let start = m.start();
             pos = start + 1;
             if start > 0 && (b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'+') {
                 continue;
             }
-            let d = Digits::of(&b[start..m.end()]);
+            let d = Digits::of(&b[start..m_end]);
             let found = (7..=d.len.min(15)).rev().find_map(|n| {
                 let end = start + d.ends[n - 1];
                 if !d.is_group_end(b, end)
@@ -716,6 +713,26 @@ impl Pii {
             out.push(Candidate::new(Entity::MacAddress, start, end, 0.6));
         }
     }
+}
+
+/// The leftmost span at or after `pos` that the regex `\+[0-9][0-9 .()\-]{5,24}[0-9]` matches:
+/// a '+', a digit, then as many digits and separators as the greedy repetition can take (at
+/// most 25 before the last digit) given back down to the last digit among them.
+fn international_phone_match(hay: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let body = |c: &u8| c.is_ascii_digit() || matches!(c, b' ' | b'.' | b'(' | b')' | b'-');
+    memchr::memchr_iter(b'+', hay.get(pos..)?).find_map(|plus| {
+        let start = pos + plus;
+        if !hay.get(start + 1).is_some_and(u8::is_ascii_digit) {
+            return None;
+        }
+        let rest = &hay[start + 2..];
+        let run = rest.iter().take(25).take_while(|c| body(c)).count();
+        // The last digit of the run, with at least five bytes before it.
+        (5..run)
+            .rev()
+            .find(|&k| rest[k].is_ascii_digit())
+            .map(|k| (start, start + 2 + k + 1))
+    })
 }
 
 /// A byte of a word, as the regex `\b` (ASCII) sees it.
@@ -1616,6 +1633,68 @@ mod tests {
                 "00:1a:2b:3c:4d:5e:6f",
                 "x00:1a:2b:3c:4d:5e",
                 "00:1a:2b-3c:4d:5e",
+            ] {
+                check(t.as_bytes());
+            }
+        }
+    }
+
+    mod international_phone_reader_matches_its_regex {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn check(t: &[u8]) {
+            let re =
+                compile(r"(?-u)\+[0-9][0-9 .()\-]{5,24}[0-9]", "phone_intl").expect("compiles");
+            for pos in 0..=t.len() {
+                assert_eq!(
+                    international_phone_match(t, pos),
+                    re.find_at(t, pos).map(|m| (m.start(), m.end())),
+                    "{:?} at {pos}",
+                    String::from_utf8_lossy(t)
+                );
+            }
+        }
+
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let unit = prop::sample::select(vec![
+                &b"+"[..],
+                b"1",
+                b"44",
+                b"123",
+                b"1234567",
+                b"12345678901234567890",
+                b" ",
+                b".",
+                b"-",
+                b"(0)",
+                b")",
+                b"x",
+                b"\xc3\xa9",
+            ]);
+            prop::collection::vec(unit, 0..14).prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn same_matches(t in text()) {
+                check(&t);
+            }
+        }
+
+        #[test]
+        fn examples() {
+            for t in [
+                "+44 20 7946 0958",
+                "+1 (415) 555-2671 ext",
+                "+49 30 901820",
+                "+1 234",
+                "+1 2345",
+                "++44 20 7946 0958",
+                "+4420794609581234567890123456789",
+                "+44-------------------------1",
+                "+44 20 7946 0958 - - ",
+                "call +x +33 1 42 68 53 00.",
             ] {
                 check(t.as_bytes());
             }
