@@ -24,8 +24,6 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use regex::bytes::Regex;
-
 use crate::DetectError;
 use crate::entity::{Entity, EntitySet};
 use crate::phone::PhoneRules;
@@ -33,12 +31,13 @@ use crate::scan::Candidate;
 use crate::validate;
 
 pub(crate) struct Pii {
-    ipv6: Regex,
     phone: PhoneRules,
 }
 
-fn compile(pattern: &str, name: &'static str) -> Result<Regex, DetectError> {
-    Regex::new(pattern).map_err(|_| DetectError::Pattern(name))
+/// The regexes the hand-written readers below replaced, kept as the tests' oracles.
+#[cfg(test)]
+fn compile(pattern: &str, name: &'static str) -> Result<regex::bytes::Regex, DetectError> {
+    regex::bytes::Regex::new(pattern).map_err(|_| DetectError::Pattern(name))
 }
 
 /// What the single pass over the text found worth a closer look.
@@ -330,10 +329,6 @@ impl Layout {
 impl Pii {
     pub(crate) fn new(regions: &[String]) -> Result<Pii, DetectError> {
         Ok(Pii {
-            ipv6: compile(
-                r"(?i-u)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}",
-                "ipv6",
-            )?,
             phone: PhoneRules::new(regions)?,
         })
     }
@@ -652,14 +647,13 @@ impl Pii {
     fn ipv6s(&self, hay: &[u8], b: &[u8], from: usize, out: &mut Vec<Candidate>) {
         let hexish = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':' || c == b'.';
         let mut pos = from;
-        while let Some(m) = self.ipv6.find_at(hay, pos) {
-            let start = m.start();
-            pos = m.end().max(start + 1);
+        while let Some((start, m_end)) = ipv6_match(hay, pos) {
+            pos = m_end.max(start + 1);
             if start > 0 && hexish(b[start - 1]) {
                 continue;
             }
             // "fe80::1: error" ends the match on the colon of the prose.
-            let mut end = m.end();
+            let mut end = m_end;
             let mut ip = None;
             while end > start {
                 if let Some(parsed) = std::str::from_utf8(&b[start..end])
@@ -678,7 +672,7 @@ impl Pii {
             if end < b.len()
                 && (b[end].is_ascii_alphanumeric()
                     || b[end] == b'_'
-                    || (b[end] == b':' && end == m.end()))
+                    || (b[end] == b':' && end == m_end))
             {
                 continue;
             }
@@ -713,6 +707,53 @@ impl Pii {
             out.push(Candidate::new(Entity::MacAddress, start, end, 0.6));
         }
     }
+}
+
+/// The leftmost span at or after `pos` that the regex
+///
+/// ```text
+/// (?i)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}
+/// ```
+///
+/// matches. Every match holds a colon at most four hex digits after its start, and everything
+/// after the first two groups is optional, so the greedy reading from each colon is the match:
+/// the hex digits just before the colon (up to four, none before `pos`), then as many groups
+/// and dotted parts as there are.
+fn ipv6_match(hay: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let hex_run = |from: usize, max: usize| {
+        hay[from.min(hay.len())..]
+            .iter()
+            .take(max)
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count()
+    };
+    memchr::memchr_iter(b':', hay.get(pos..)?).find_map(|colon| {
+        let colon = pos + colon;
+        let mut start = colon;
+        while start > pos && colon - start < 4 && hay[start - 1].is_ascii_hexdigit() {
+            start -= 1;
+        }
+        let (mut end, mut groups) = (colon, 0);
+        while groups < 7 && hay.get(end) == Some(&b':') {
+            end += 1 + hex_run(end + 1, 4);
+            groups += 1;
+        }
+        if groups < 2 {
+            return None;
+        }
+        for _ in 0..3 {
+            let digits = hay[(end + 1).min(hay.len())..]
+                .iter()
+                .take(3)
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if hay.get(end) != Some(&b'.') || digits == 0 {
+                break;
+            }
+            end += 1 + digits;
+        }
+        Some((start, end))
+    })
 }
 
 /// The leftmost span at or after `pos` that the regex `\+[0-9][0-9 .()\-]{5,24}[0-9]` matches:
@@ -1441,6 +1482,7 @@ mod tests {
     mod national_phone_reader_matches_its_regex {
         use super::super::*;
         use proptest::prelude::*;
+        use regex::bytes::Regex;
 
         fn by_regex(re: &Regex, hay: &[u8], pos: usize) -> Option<(usize, usize)> {
             re.find_at(hay, pos).map(|m| (m.start(), m.end()))
@@ -1518,6 +1560,7 @@ mod tests {
     mod fixed_readers_match_their_regexes {
         use super::super::*;
         use proptest::prelude::*;
+        use regex::bytes::Regex;
 
         /// A reader and the regex it replaced.
         type Pair = (Regex, fn(&[u8], usize) -> Option<usize>);
@@ -1633,6 +1676,72 @@ mod tests {
                 "00:1a:2b:3c:4d:5e:6f",
                 "x00:1a:2b:3c:4d:5e",
                 "00:1a:2b-3c:4d:5e",
+            ] {
+                check(t.as_bytes());
+            }
+        }
+    }
+
+    mod ipv6_reader_matches_its_regex {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn check(t: &[u8]) {
+            let re = compile(
+                r"(?i-u)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}",
+                "ipv6",
+            )
+            .expect("compiles");
+            for pos in 0..=t.len() {
+                assert_eq!(
+                    ipv6_match(t, pos),
+                    re.find_at(t, pos).map(|m| (m.start(), m.end())),
+                    "{:?} at {pos}",
+                    String::from_utf8_lossy(t)
+                );
+            }
+        }
+
+        fn text() -> impl Strategy<Value = Vec<u8>> {
+            let unit = prop::sample::select(vec![
+                &b":"[..],
+                b"::",
+                b"1",
+                b"fe80",
+                b"DB8",
+                b"12345",
+                b"abcdef",
+                b".",
+                b"192",
+                b"1234",
+                b"g",
+                b" ",
+                b"\xc3\xa9",
+            ]);
+            prop::collection::vec(unit, 0..16).prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn same_matches(t in text()) {
+                check(&t);
+            }
+        }
+
+        #[test]
+        fn examples() {
+            for t in [
+                "2001:db8::1",
+                "fe80::1: error",
+                "::ffff:192.0.2.128",
+                "1:2:3:4:5:6:7:8:9:10",
+                "12345:6789::1",
+                "abcde::1",
+                "a:b",
+                "::",
+                ":::::::::",
+                "2001:0db8:85a3:0000:0000:8a2e:0370:7334.1.2.3.4",
+                "x 10:20:30 y",
             ] {
                 check(t.as_bytes());
             }
