@@ -3,16 +3,21 @@
 //! `password`/`secret`/`api_key`-like keys.
 //!
 //! One case-sensitive Aho-Corasick automaton finds every token prefix in a single pass; each hit
-//! then runs its rule's anchored regex on a bounded window after the hit. Generic secrets and
+//! then reads its rule's token format on a bounded window after the hit. Generic secrets and
 //! AWS secret keys are found from the other end: every `=` or `:` (found with memchr) is an
 //! assignment candidate whose key name, at most 64 bytes before it, is searched for words such as
 //! `password` or `aws`. Text without prefixes or operators therefore costs two fast passes and
-//! nothing else. Rules check that a token is not glued to the word before it before running any
-//! regex; that, bounded windows, and AWS windows that never rescan what an earlier one covered,
+//! nothing else. Rules check that a token is not glued to the word before it before reading
+//! it; that, bounded windows, and AWS windows that never rescan what an earlier one covered,
 //! keep the total work linear in the text even when it repeats a prefix millions of times.
+//!
+//! Texts are short and scanned one at a time, so a regex search's fixed cost outweighed its
+//! work: every format is read by a small hand-written reader instead, each documented with the
+//! regex it replaces and tested against it, match for match.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
+#[cfg(test)]
 use regex::bytes::Regex;
 
 use crate::DetectError;
@@ -119,19 +124,11 @@ pub(crate) struct Secrets {
     /// which matters on short texts scanned one by one, and its "fat" variant (16 buckets)
     /// confirms fewer false candidates than the automaton's choice.
     packed: Option<aho_corasick::packed::Searcher>,
-    key_words: AhoCorasick,
-    aws_key_id: Regex,
-    aws_secret: Regex,
-    github: Regex,
-    gitlab: Regex,
-    slack: Regex,
-    slack_webhook: Regex,
-    stripe: Regex,
-    pem_begin: Regex,
-    pem_end: Regex,
     entropy_threshold: f64,
 }
 
+/// The regexes the token readers replace, compiled as they were: kept as the tests' oracle.
+#[cfg(test)]
 fn compile(pattern: &str, name: &'static str) -> Result<Regex, DetectError> {
     Regex::new(pattern).map_err(|_| DetectError::Pattern(name))
 }
@@ -152,45 +149,6 @@ impl Secrets {
                 .builder()
                 .extend(PREFIXES.iter().map(|(k, _)| k))
                 .build(),
-            // Searched in short key names only: a DFA without a prefilter has the least
-            // per-search overhead.
-            key_words: AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(AhoCorasickKind::DFA))
-                .prefilter(false)
-                .build(KEY_WORDS.iter().map(|(k, _)| k))
-                .map_err(|_| DetectError::Pattern("secret key words"))?,
-            aws_key_id: compile(
-                r"(?-u)^(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}",
-                "aws key id",
-            )?,
-            aws_secret: compile(r"(?-u)[A-Za-z0-9/+]{40}", "aws secret")?,
-            github: compile(
-                r"(?-u)^(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})",
-                "github",
-            )?,
-            gitlab: compile(
-                r"(?-u)^glpat-[A-Za-z0-9_\-]{20,100}(?:\.[A-Za-z0-9_\-]{2,40}){0,3}",
-                "gitlab",
-            )?,
-            slack: compile(
-                r"(?-u)^xox[bpar]-[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64}){1,6}",
-                "slack",
-            )?,
-            slack_webhook: compile(
-                r"(?-u)^hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,160}",
-                "slack webhook",
-            )?,
-            stripe: compile(r"(?-u)^[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}", "stripe")?,
-            pem_begin: compile(
-                r"(?-u)^-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
-                "pem begin",
-            )?,
-            pem_end: compile(
-                r"(?-u)^-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
-                "pem end",
-            )?,
             entropy_threshold,
         })
     }
@@ -239,19 +197,19 @@ impl Secrets {
                     self.aws_key_id(b, start, out)
                 }
                 Trigger::Github if enabled.contains(Entity::GithubToken) => {
-                    self.token(b, start, &self.github, Entity::GithubToken, 0.95, out)
+                    self.token(b, start, github_len, Entity::GithubToken, 0.95, out)
                 }
                 Trigger::Gitlab if enabled.contains(Entity::GitlabToken) => {
-                    self.token(b, start, &self.gitlab, Entity::GitlabToken, 0.95, out)
+                    self.token(b, start, gitlab_len, Entity::GitlabToken, 0.95, out)
                 }
                 Trigger::Slack if enabled.contains(Entity::SlackToken) => {
-                    self.token(b, start, &self.slack, Entity::SlackToken, 0.9, out)
+                    self.token(b, start, slack_len, Entity::SlackToken, 0.9, out)
                 }
                 Trigger::SlackWebhook if enabled.contains(Entity::SlackWebhookUrl) => {
                     self.slack_webhook(b, start, out)
                 }
                 Trigger::Stripe if enabled.contains(Entity::StripeKey) => {
-                    self.token(b, start, &self.stripe, Entity::StripeKey, 0.95, out)
+                    self.token(b, start, stripe_len, Entity::StripeKey, 0.95, out)
                 }
                 Trigger::Jwt if enabled.contains(Entity::Jwt) => self.jwt(b, start, out),
                 Trigger::PemBegin if enabled.contains(Entity::PrivateKey) => pem_begins.push(start),
@@ -279,10 +237,10 @@ impl Secrets {
         if start > 0 && b[start - 1].is_ascii_alphanumeric() {
             return;
         }
-        let Some(m) = self.aws_key_id.find(window(b, start, 20)) else {
+        let Some(len) = aws_key_id_len(window(b, start, 20)) else {
             return;
         };
-        let end = start + m.end();
+        let end = start + len;
         if b.get(end).is_some_and(u8::is_ascii_alphanumeric) {
             return;
         }
@@ -295,12 +253,13 @@ impl Secrets {
         out.push(Candidate::new(Entity::AwsAccessKeyId, start, end, 0.95).test(test));
     }
 
-    /// A prefixed token whose format is entirely described by `re` (anchored at the prefix).
+    /// A prefixed token whose format is entirely described by `read` (which returns the length
+    /// of the token at the start of its window, prefix included).
     fn token(
         &self,
         b: &[u8],
         start: usize,
-        re: &Regex,
+        read: fn(&[u8]) -> Option<usize>,
         entity: Entity,
         score: f32,
         out: &mut Vec<Candidate>,
@@ -309,10 +268,10 @@ impl Secrets {
         if start > 0 && token_char(b[start - 1]) {
             return;
         }
-        let Some(m) = re.find(window(b, start, TOKEN_MAX)) else {
+        let Some(len) = read(window(b, start, TOKEN_MAX)) else {
             return;
         };
-        let end = start + m.end();
+        let end = start + len;
         if b.get(end).is_some_and(|&c| token_char(c)) {
             return;
         }
@@ -330,10 +289,10 @@ impl Secrets {
     }
 
     fn slack_webhook(&self, b: &[u8], start: usize, out: &mut Vec<Candidate>) {
-        let Some(m) = self.slack_webhook.find(window(b, start, TOKEN_MAX)) else {
+        let Some(len) = slack_webhook_len(window(b, start, TOKEN_MAX)) else {
             return;
         };
-        let end = start + m.end();
+        let end = start + len;
         let last_segment = b[start..end]
             .rsplit(|&c| c == b'/')
             .next()
@@ -380,17 +339,17 @@ impl Secrets {
     }
 
     fn pem(&self, b: &[u8], start: usize, ends: &[usize], out: &mut Vec<Candidate>) {
-        let Some(m) = self.pem_begin.find(window(b, start, 80)) else {
+        let Some(len) = pem_line_len(window(b, start, 80), b"-----BEGIN") else {
             return;
         };
-        let body_start = start + m.end();
+        let body_start = start + len;
         // The first END line after the header, found among the automaton's hits by binary
         // search so that many BEGIN lines never rescan the same text.
         let i = ends.partition_point(|&e| e < body_start);
         let end_line = ends
             .get(i)
             .filter(|&&e| e - body_start <= PEM_MAX)
-            .and_then(|&e| self.pem_end.find(window(b, e, 80)).map(|m| e + m.end()));
+            .and_then(|&e| pem_line_len(window(b, e, 80), b"-----END").map(|len| e + len));
         let body_end = match end_line {
             Some(end) => end,
             // A key cut off before its END line (a truncated log line) is still a key: take
@@ -433,7 +392,7 @@ impl Secrets {
         out: &mut Vec<Candidate>,
     ) -> usize {
         // `=` may pad the key on the right, but on the left it is the assignment operator.
-        let key_char = |c: u8| c.is_ascii_alphanumeric() || c == b'/' || c == b'+';
+        let key_char = aws_key_char;
         let after_char = |c: u8| key_char(c) || c == b'=';
         let win_end = (start + AWS_CONTEXT_MAX).min(b.len());
         // Step back far enough to see a key straddling the previous window's end.
@@ -442,8 +401,7 @@ impl Secrets {
             return scanned.max(win_end);
         }
         let mut pos = from;
-        while let Some(m) = self.aws_secret.find_at(&b[..win_end], pos) {
-            let (s, e) = (m.start(), m.end());
+        while let Some((s, e)) = aws_key_run(&b[..win_end], pos) {
             let glued = (s > 0 && key_char(b[s - 1])) || b.get(e).is_some_and(|&c| after_char(c));
             if glued {
                 // Skip the rest of this run: no 40-character key starts inside it.
@@ -493,18 +451,15 @@ impl Secrets {
         if next == Some(b'=') && b[op] == b'=' || next == Some(b':') {
             return;
         }
-        // Most operators are the colons of times, MAC and IPv6 addresses and prose: a cheap
-        // test rules out their "keys" before the automaton searches them.
-        let Some((ks, ke)) = key_before(b, op).filter(|&(ks, ke)| may_hold_key_word(&b[ks..ke]))
-        else {
-            return;
-        };
+        let (ks, ke) = key_before(b, op);
         let (mut is_secret, mut is_aws) = (false, false);
-        for m in self.key_words.find_iter(&b[ks..ke]) {
-            if !keyword_boundaries(b, ks + m.start(), ks + m.end()) {
+        let mut from = 0;
+        while let Some((s, e, word)) = next_key_word(&b[ks..ke], from) {
+            from = e;
+            if !keyword_boundaries(b, ks + s, ks + e) {
                 continue;
             }
-            match KEY_WORDS[m.pattern().as_usize()].1 {
+            match KEY_WORDS[word].1 {
                 KeyWord::Secret => is_secret = true,
                 KeyWord::Aws => is_aws = true,
                 KeyWord::AwsSecret => (is_secret, is_aws) = (true, true),
@@ -551,6 +506,168 @@ impl Secrets {
         }
         out.push(Candidate::new(Entity::GenericSecret, vs, ve, 0.75));
     }
+}
+
+/// How many bytes from `w[from]` on are in `class` (none if `from` is past the end).
+fn run(w: &[u8], from: usize, class: impl Fn(u8) -> bool) -> usize {
+    w.get(from..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|&&c| class(c))
+        .count()
+}
+
+/// Whether `w[from..from + len]` exists and is all in `class`.
+fn all_in(w: &[u8], from: usize, len: usize, class: impl Fn(u8) -> bool) -> bool {
+    w.get(from..from + len)
+        .is_some_and(|s| s.iter().all(|&c| class(c)))
+}
+
+/// `[A-Za-z0-9_\-]`, the characters of GitLab tokens (and of the text tokens are glued to).
+fn word_or_dash(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+// The token readers below each replace an anchored regex, run on the window after a prefix hit,
+// with a hand-written reader of the same fixed shape: on texts this short, a regex search's
+// fixed cost (strategy choice, cache borrow, cold lazy-DFA tables) was most of each rule's cost.
+// Each returns the length of the regex's (leftmost-first) match at the start of `w`; the tests
+// check them against the regexes, match for match.
+
+/// An AWS access key ID: `^(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}`, always 20 bytes.
+fn aws_key_id_len(w: &[u8]) -> Option<usize> {
+    let w = w.get(..20)?;
+    let prefix = matches!(&w[..4], b"AKIA" | b"ASIA" | b"ABIA" | b"ACCA")
+        || (w.starts_with(b"A3T") && (w[3].is_ascii_uppercase() || w[3].is_ascii_digit()));
+    let base32 = |c: &u8| c.is_ascii_uppercase() || (b'2'..=b'7').contains(c);
+    (prefix && w[4..].iter().all(base32)).then_some(20)
+}
+
+/// A GitHub token: `^(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})`, 40 or 93 bytes.
+fn github_len(w: &[u8]) -> Option<usize> {
+    if let [b'g', b'h', b'p' | b'o' | b'u' | b's' | b'r', b'_', ..] = w {
+        return all_in(w, 4, 36, |c| c.is_ascii_alphanumeric()).then_some(40);
+    }
+    let fine = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    (w.starts_with(b"github_pat_") && all_in(w, 11, 82, fine)).then_some(93)
+}
+
+/// A GitLab personal access token:
+/// `^glpat-[A-Za-z0-9_\-]{20,100}(?:\.[A-Za-z0-9_\-]{2,40}){0,3}`. No run can hold a dot, so
+/// each greedy run takes all it can (up to its limit) and a dotted group follows only where a
+/// run stopped at a dot: backtracking never finds another match.
+fn gitlab_len(w: &[u8]) -> Option<usize> {
+    if !w.starts_with(b"glpat-") {
+        return None;
+    }
+    let n = run(w, 6, word_or_dash);
+    if n < 20 {
+        return None;
+    }
+    let mut end = 6 + n.min(100);
+    for _ in 0..3 {
+        if w.get(end) != Some(&b'.') {
+            break;
+        }
+        let m = run(w, end + 1, word_or_dash);
+        if m < 2 {
+            break;
+        }
+        end += 1 + m.min(40);
+    }
+    Some(end)
+}
+
+/// A Slack token: `^xox[bpar]-[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64}){1,6}`. A first run longer
+/// than 40 is followed by a letter or digit where the required `-` should be, whatever length
+/// it is cut to, so it matches nothing; a later run longer than 64 ends the token at 64.
+fn slack_len(w: &[u8]) -> Option<usize> {
+    if !matches!(w, [b'x', b'o', b'x', b'b' | b'p' | b'a' | b'r', b'-', ..]) {
+        return None;
+    }
+    let alnum = |c: u8| c.is_ascii_alphanumeric();
+    let n = run(w, 5, alnum);
+    if n == 0 || n > 40 {
+        return None;
+    }
+    let mut end = 5 + n;
+    let mut groups = 0;
+    while groups < 6 && w.get(end) == Some(&b'-') {
+        let m = run(w, end + 1, alnum);
+        if m == 0 {
+            break;
+        }
+        end += 1 + m.min(64);
+        groups += 1;
+    }
+    (groups > 0).then_some(end)
+}
+
+/// A Slack webhook URL without its scheme:
+/// `^hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,160}`.
+fn slack_webhook_len(w: &[u8]) -> Option<usize> {
+    let rest = w.strip_prefix(b"hooks.slack.com/")?;
+    let kind = [&b"services/"[..], b"workflows/", b"triggers/"]
+        .into_iter()
+        .find(|k| rest.starts_with(k))?;
+    let from = w.len() - rest.len() + kind.len();
+    let n = run(w, from, |c| word_or_dash(c) || c == b'+' || c == b'/');
+    (n >= 20).then(|| from + n.min(160))
+}
+
+/// A Stripe secret or restricted key: `^[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}`.
+fn stripe_len(w: &[u8]) -> Option<usize> {
+    if !matches!(w, [b's' | b'r', b'k', b'_', ..])
+        || !(w[3..].starts_with(b"live_") || w[3..].starts_with(b"test_"))
+    {
+        return None;
+    }
+    let n = run(w, 8, |c| c.is_ascii_alphanumeric());
+    (n >= 10).then(|| 8 + n.min(247))
+}
+
+/// A PEM private key's BEGIN or END line, `head` being `-----BEGIN` or `-----END`:
+/// `^-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----`. `PRIVATE KEY` and ` BLOCK` are
+/// made of the label's own characters and `-` is not one, so a match's label run, `PRIVATE
+/// KEY` included, is the whole run of label characters after `head`: it must end right at the
+/// closing dashes, with `PRIVATE KEY` or `PRIVATE KEY BLOCK` preceded by at most 40 bytes.
+fn pem_line_len(w: &[u8], head: &[u8]) -> Option<usize> {
+    if !w.starts_with(head) {
+        return None;
+    }
+    let from = head.len();
+    let end = from
+        + run(w, from, |c| {
+            c.is_ascii_uppercase() || c.is_ascii_digit() || c == b' '
+        });
+    if !w[end..].starts_with(b"-----") {
+        return None;
+    }
+    let label = &w[from..end];
+    let fits = |name: &[u8]| label.ends_with(name) && label.len() - name.len() <= 40;
+    (fits(b"PRIVATE KEY") || fits(b"PRIVATE KEY BLOCK")).then_some(end + 5)
+}
+
+/// `[A-Za-z0-9/+]`, the characters of an AWS secret access key (base64 without padding).
+fn aws_key_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'/' || c == b'+'
+}
+
+/// The first 40 [`aws_key_char`]s in a row in `h` at or after `pos`: what the regex
+/// `[A-Za-z0-9/+]{40}` finds with `find_at(h, pos)`.
+fn aws_key_run(h: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let mut len = 0;
+    for (i, &c) in h.iter().enumerate().skip(pos) {
+        if !aws_key_char(c) {
+            len = 0;
+            continue;
+        }
+        len += 1;
+        if len == 40 {
+            return Some((i + 1 - 40, i + 1));
+        }
+    }
+    None
 }
 
 /// The length of the JWT-shaped token at the start of `w`: three segments of base64url
@@ -697,39 +814,88 @@ struct Progress {
 
 /// The key name before the assignment operator at `op`: `password` in `password = x`,
 /// `"password": x` and `[password] = x`, at most [`KEY_MAX`] bytes of letters, digits, `_`, `-`
-/// and `.`, containing a letter.
-fn key_before(b: &[u8], op: usize) -> Option<(usize, usize)> {
-    let mut end = op;
-    let mut spaces = 0;
-    while end > 0 && matches!(b[end - 1], b' ' | b'\t') && spaces < 8 {
-        end -= 1;
-        spaces += 1;
-    }
+/// and `.` (possibly none, or no letter: such a key holds no key word).
+fn key_before(b: &[u8], op: usize) -> (usize, usize) {
+    let spaces = b[..op]
+        .iter()
+        .rev()
+        .take(8)
+        .take_while(|&&c| c == b' ' || c == b'\t')
+        .count();
+    let mut end = op - spaces;
     if end > 0 && matches!(b[end - 1], b'"' | b'\'' | b'`' | b']') {
         end -= 1;
     }
-    let key_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
-    let mut start = end;
-    while start > 0 && end - start < KEY_MAX && key_char(b[start - 1]) {
-        start -= 1;
-    }
-    b[start..end]
+    let len = b[..end]
         .iter()
-        .any(u8::is_ascii_alphabetic)
-        .then_some((start, end))
+        .rev()
+        .take(KEY_MAX)
+        .take_while(|&&c| KEY_NAME_BYTES[usize::from(c)])
+        .count();
+    (end - len, end)
 }
 
-/// Whether `key` can contain one of [`KEY_WORDS`]: each of them holds one of the letter pairs
-/// `pa`, `pw`, `se`, `ap`, `to` or `aw` (ASCII case ignored), and a key without any is
-/// not searched further.
-fn may_hold_key_word(key: &[u8]) -> bool {
-    // `| 0x20` lower-cases ASCII letters and turns no other byte into a letter.
-    key.windows(2).any(|w| {
-        matches!(
-            [w[0] | 0x20, w[1] | 0x20],
-            [b'p', b'a' | b'w'] | [b's', b'e'] | [b'a', b'p' | b'w'] | [b't', b'o']
-        )
-    })
+/// Which bytes key names are made of: ASCII letters and digits, `_`, `-` and `.` (a table: the
+/// walk back over a key name is the assignment rule's most frequent work).
+static KEY_NAME_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.';
+        c += 1;
+    }
+    t
+};
+
+/// For each byte, the [`KEY_WORDS`] (as bits) whose byte at `at` it is, ASCII case ignored.
+const fn key_word_byte_table(at: usize) -> [u16; 256] {
+    assert!(KEY_WORDS.len() <= 16, "one bit per word");
+    let mut t = [0u16; 256];
+    let mut k = 0;
+    while k < KEY_WORDS.len() {
+        let c = KEY_WORDS[k].0.as_bytes()[at];
+        t[c.to_ascii_uppercase() as usize] |= 1 << k;
+        t[c.to_ascii_lowercase() as usize] |= 1 << k;
+        k += 1;
+    }
+    t
+}
+
+/// The key words that can start with a byte, and that can have a byte second: most key names
+/// (and the "keys" before the colons of times, addresses and prose) have no place where both
+/// agree, and are ruled out by two look-ups per byte.
+static KEY_WORD_FIRST: [u16; 256] = key_word_byte_table(0);
+static KEY_WORD_SECOND: [u16; 256] = key_word_byte_table(1);
+
+/// The first of the [`KEY_WORDS`] in `key[from..]` (its range in `key` and its index), as a
+/// leftmost-longest Aho-Corasick automaton of them, ASCII case ignored, finds it: of the words
+/// starting leftmost, the longest. Called again from the end of each match, it finds what the
+/// automaton's `find_iter` finds. (Read by hand: the automaton's fixed cost per search was most
+/// of the cost of key names, which are short.)
+fn next_key_word(key: &[u8], from: usize) -> Option<(usize, usize, usize)> {
+    // Every word has at least three bytes.
+    for i in from..key.len().saturating_sub(2) {
+        let mut words =
+            KEY_WORD_FIRST[usize::from(key[i])] & KEY_WORD_SECOND[usize::from(key[i + 1])];
+        let mut longest: Option<(usize, usize)> = None;
+        while words != 0 {
+            let k = words.trailing_zeros() as usize;
+            let w = KEY_WORDS[k].0.as_bytes();
+            if longest.is_none_or(|(len, _)| w.len() > len)
+                && key[i..]
+                    .get(..w.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(w))
+            {
+                longest = Some((w.len(), k));
+            }
+            words &= words - 1;
+        }
+        if let Some((len, k)) = longest {
+            return Some((i, i + len, k));
+        }
+    }
+    None
 }
 
 /// `b[start..start + max]`, cut short at the end of the text.
@@ -827,19 +993,26 @@ const fn dummy_byte_table(at: usize) -> [u32; 256] {
     t
 }
 
-/// The parts that can start with a byte, and that can have a byte second: together they leave
-/// few places where a part is compared in full.
+/// The parts that can have a byte first, second and third: together they leave few places
+/// where a part is compared in full.
 static DUMMY_FIRST: [u32; 256] = dummy_byte_table(0);
 static DUMMY_SECOND: [u32; 256] = dummy_byte_table(1);
+static DUMMY_THIRD: [u32; 256] = dummy_byte_table(2);
 
 /// Whether `v` contains one of [`DUMMY_PARTS`], ASCII case ignored.
 fn has_dummy_part(v: &[u8]) -> bool {
-    // Every part has at least four bytes.
-    for i in 0..v.len().saturating_sub(3) {
-        let mut parts = DUMMY_FIRST[usize::from(v[i])] & DUMMY_SECOND[usize::from(v[i + 1])];
+    // One pass, one table look-up per byte and table: the parts that can start at the byte
+    // before last (`first`), at the one before that with the last byte second (`first_two`).
+    let (mut first, mut first_two) = (0u32, 0u32);
+    // Every part has at least four bytes: its third byte is never the text's last.
+    for (j, &c) in v[..v.len().saturating_sub(1)].iter().enumerate() {
+        let c = usize::from(c);
+        let mut parts = first_two & DUMMY_THIRD[c];
+        first_two = first & DUMMY_SECOND[c];
+        first = DUMMY_FIRST[c];
         while parts != 0 {
             let p = DUMMY_PARTS[parts.trailing_zeros() as usize];
-            if v[i..]
+            if v[j - 2..]
                 .get(..p.len())
                 .is_some_and(|w| w.eq_ignore_ascii_case(p))
             {
@@ -850,6 +1023,27 @@ fn has_dummy_part(v: &[u8]) -> bool {
     }
     false
 }
+
+/// Whole values that stand in for a secret (matched ASCII case ignored), all 3 to 9 bytes long.
+const DUMMY_WORDS: &[&[u8]] = &[
+    b"password",
+    b"passwd",
+    b"secret",
+    b"token",
+    b"none",
+    b"null",
+    b"nil",
+    b"true",
+    b"false",
+    b"undefined",
+    b"empty",
+    b"string",
+    b"test",
+    b"testing",
+    b"admin",
+    b"default",
+    b"masked",
+];
 
 /// Values that stand in for a secret rather than being one: template variables, angle-bracket
 /// hints, well-known dummy words, and runs of one or two characters.
@@ -872,26 +1066,10 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
         return true;
     }
     let has_dummy_part = has_dummy_part(v);
-    const DUMMY_WORDS: &[&[u8]] = &[
-        b"password",
-        b"passwd",
-        b"secret",
-        b"token",
-        b"none",
-        b"null",
-        b"nil",
-        b"true",
-        b"false",
-        b"undefined",
-        b"empty",
-        b"string",
-        b"test",
-        b"testing",
-        b"admin",
-        b"default",
-        b"masked",
-    ];
-    if has_dummy_part || DUMMY_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v)) {
+    // The words are 3 to 9 bytes long: most values are longer and compared with none.
+    if has_dummy_part
+        || (3..=9).contains(&v.len()) && DUMMY_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v))
+    {
         return true;
     }
     // At most two distinct bytes: stop at the first third one.
@@ -905,6 +1083,11 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dummy_words_are_3_to_9_bytes_long() {
+        assert!(DUMMY_WORDS.iter().all(|w| (3..=9).contains(&w.len())));
+    }
 
     #[test]
     fn placeholders() {
@@ -1030,6 +1213,278 @@ mod tests {
         }
     }
 
+    /// The token readers agree with the anchored regexes they replace, match for match.
+    mod token_readers_match_their_regexes {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A reader and the regex it replaced.
+        type Pair = (&'static str, fn(&[u8]) -> Option<usize>);
+
+        const READERS: &[Pair] = &[
+            (
+                r"(?-u)^(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}",
+                aws_key_id_len,
+            ),
+            (
+                r"(?-u)^(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})",
+                github_len,
+            ),
+            (
+                r"(?-u)^glpat-[A-Za-z0-9_\-]{20,100}(?:\.[A-Za-z0-9_\-]{2,40}){0,3}",
+                gitlab_len,
+            ),
+            (
+                r"(?-u)^xox[bpar]-[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64}){1,6}",
+                slack_len,
+            ),
+            (
+                r"(?-u)^hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,160}",
+                slack_webhook_len,
+            ),
+            (r"(?-u)^[sr]k_(?:live|test)_[A-Za-z0-9]{10,247}", stripe_len),
+            (
+                r"(?-u)^-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+                pem_begin_len,
+            ),
+            (
+                r"(?-u)^-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+                pem_end_len,
+            ),
+        ];
+
+        fn pem_begin_len(w: &[u8]) -> Option<usize> {
+            pem_line_len(w, b"-----BEGIN")
+        }
+
+        fn pem_end_len(w: &[u8]) -> Option<usize> {
+            pem_line_len(w, b"-----END")
+        }
+
+        /// Every reader against its regex, on `t` and on the windows the rules cut from it.
+        fn check(t: &[u8]) {
+            for (pattern, read) in READERS {
+                let re = compile(pattern, "reader oracle").expect("compiles");
+                check_with(&re, *read, t);
+            }
+        }
+
+        fn check_with(re: &Regex, read: fn(&[u8]) -> Option<usize>, t: &[u8]) {
+            for w in [
+                t,
+                window(t, 0, 20),
+                window(t, 0, 80),
+                window(t, 0, TOKEN_MAX),
+            ] {
+                assert_eq!(
+                    read(w),
+                    re.find(w).map(|m| m.end()),
+                    "{re} on {:?}",
+                    String::from_utf8_lossy(w)
+                );
+            }
+        }
+
+        /// Token prefixes, good and nearly good, each put before every generated body.
+        const PREFIXES: &[&[u8]] = &[
+            b"",
+            b"AKIA",
+            b"ASIA",
+            b"A3T",
+            b"A3TA",
+            b"ACCA",
+            b"ghp_",
+            b"ghx_",
+            b"github_pat_",
+            b"glpat-",
+            b"xoxb-",
+            b"xoxr-",
+            b"xox-",
+            b"hooks.slack.com/services/",
+            b"hooks.slack.com/workflows/",
+            b"hooks.slack.com/triggers/",
+            b"hooks.slack.com/other/",
+            b"sk_live_",
+            b"rk_test_",
+            b"sk_prod_",
+        ];
+
+        /// Run lengths around the regexes' limits, short ones (separator groups) most often.
+        fn count() -> impl Strategy<Value = usize> {
+            prop_oneof![
+                4 => 1..4usize,
+                1 => 8..=12usize,
+                1 => 14..=22usize,
+                1 => 34..=42usize,
+                1 => 60..=68usize,
+                1 => 80..=102usize,
+                1 => 155..=165usize,
+                1 => 240..=250usize,
+            ]
+        }
+
+        /// Runs of token characters of lengths around the limits, each after the first behind a
+        /// separator (dashes and dots most often, as the formats join their parts with them).
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            let separator = prop::sample::select(vec![
+                &b"-"[..],
+                b"-",
+                b"-",
+                b".",
+                b".",
+                b".",
+                b"",
+                b"--",
+                b"..",
+                b"/",
+                b"+",
+                b" ",
+                b"=",
+                b"\xc3\xa9",
+            ]);
+            let word = prop::sample::select(vec![&b"a"[..], b"Z", b"Q", b"9", b"2", b"1", b"_"]);
+            // The first run follows the prefix directly.
+            let groups = prop::collection::vec((separator, word.clone(), count()), 0..10);
+            (word, count(), groups).prop_map(|(first, n, groups)| {
+                let mut t = first.repeat(n);
+                for (separator, word, n) in groups {
+                    t.extend_from_slice(separator);
+                    t.extend(word.repeat(n));
+                }
+                t
+            })
+        }
+
+        /// A PEM BEGIN or END line: a label of words, dashes and the words of `PRIVATE KEY
+        /// BLOCK`, at lengths around the label's limit of 40.
+        fn pem_text() -> impl Strategy<Value = Vec<u8>> {
+            let head = prop::sample::select(vec![&b"-----BEGIN"[..], b"-----END", b"-----BEGIN "]);
+            let unit = prop::sample::select(vec![
+                &b"PRIVATE KEY"[..],
+                b"PRIVATE KEY-----",
+                b"PRIVATE KEY BLOCK-----",
+                b" BLOCK",
+                b"-----",
+                b"-",
+                b" ",
+                b"RSA ",
+                b"EC",
+                b"A",
+                b"9",
+                b"a",
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+                b"\n",
+            ]);
+            (head, prop::collection::vec(unit, 0..8)).prop_map(|(head, units)| {
+                let mut t = head.to_vec();
+                for u in units {
+                    t.extend_from_slice(u);
+                }
+                t
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn same_tokens(body in body()) {
+                for (pattern, read) in READERS {
+                    let re = compile(pattern, "reader oracle").expect("compiles");
+                    for prefix in PREFIXES {
+                        check_with(&re, *read, &[prefix, &body[..]].concat());
+                    }
+                }
+            }
+
+            #[test]
+            fn same_pem_lines(t in pem_text()) {
+                check(&t);
+            }
+        }
+
+        /// The first 40-byte run of `[A-Za-z0-9/+]` from every position, as `aws_secret`
+        /// searches it.
+        mod aws_key_runs {
+            use super::super::super::*;
+            use super::count;
+            use proptest::prelude::*;
+
+            fn text() -> impl Strategy<Value = Vec<u8>> {
+                let unit = prop::sample::select(vec![
+                    &b"a"[..],
+                    b"Z",
+                    b"0",
+                    b"/",
+                    b"+",
+                    b"=",
+                    b" ",
+                    b"-",
+                    b"\xc3\xa9",
+                ]);
+                prop::collection::vec((unit, count()), 0..6)
+                    .prop_map(|runs| runs.into_iter().flat_map(|(u, n)| u.repeat(n)).collect())
+            }
+
+            proptest! {
+                #[test]
+                fn same_runs(t in text()) {
+                    let re = compile(r"(?-u)[A-Za-z0-9/+]{40}", "aws secret").expect("compiles");
+                    for pos in 0..=t.len() {
+                        prop_assert_eq!(
+                            aws_key_run(&t, pos),
+                            re.find_at(&t, pos).map(|m| (m.start(), m.end()))
+                        );
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn examples() {
+            let a = |n: usize| "a".repeat(n);
+            let mut texts = vec![
+                "AKIAIOSFODNN7EXAMPLE".to_owned(),
+                "A3T0IOSFODNN7EXAMPLE".to_owned(),
+                "A3TaIOSFODNN7EXAMPLE".to_owned(),
+                "AKIAIOSFODNN7EXAMPL".to_owned(),
+                "AKIAIOSFODNN7EXAMP1E".to_owned(),
+                format!("ghp_{}", a(36)),
+                format!("ghp_{}", a(35)),
+                format!("github_pat_{}_", a(81)),
+                format!("glpat-{}", a(19)),
+                format!("glpat-{}.ab.cd.ef.gh", a(20)),
+                format!("glpat-{}.ab", a(101)),
+                format!("glpat-{}.{}x", a(20), a(41)),
+                format!("glpat-{}.a.bc", a(20)),
+                "xoxb-1-2-3-4-5-6-7-8".to_owned(),
+                format!("xoxb-{}-1", a(40)),
+                format!("xoxb-{}-1", a(41)),
+                format!("xoxp-1-{}-2", a(65)),
+                "xoxa-1--2".to_owned(),
+                "xoxb--abc-def".to_owned(),
+                format!("hooks.slack.com/services/{}", a(19)),
+                format!("hooks.slack.com/services/{}", a(161)),
+                format!("sk_live_{}", a(9)),
+                format!("rk_test_{}", a(248)),
+                "-----BEGIN PRIVATE KEY-----".to_owned(),
+                "-----BEGINPRIVATE KEY BLOCK-----".to_owned(),
+                "-----END RSA PRIVATE KEY-----".to_owned(),
+                format!("-----BEGIN{}PRIVATE KEY-----", "A".repeat(40)),
+                format!("-----BEGIN{}PRIVATE KEY-----", "A".repeat(41)),
+                format!("-----BEGIN{}PRIVATE KEY BLOCK-----", "A".repeat(40)),
+                format!("-----BEGIN{}PRIVATE KEY BLOCK-----", "A".repeat(41)),
+                format!("-----BEGIN{}PRIVATE KEY BLOCK-----", "A".repeat(34)),
+                "-----BEGIN PRIVATE KEY PRIVATE KEY-----".to_owned(),
+                "-----BEGIN PRIVATE KEY BLOCK BLOCK-----".to_owned(),
+            ];
+            texts.push(format!("{}\n", texts[0]));
+            for t in texts {
+                check(t.as_bytes());
+            }
+        }
+    }
+
     mod jwt_reader_matches_its_regex {
         use super::super::*;
         use proptest::prelude::*;
@@ -1085,14 +1540,89 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_key_word_passes_the_pair_test() {
-        for (w, _) in KEY_WORDS {
-            assert!(may_hold_key_word(w.as_bytes()), "{w}");
-            assert!(may_hold_key_word(w.to_ascii_uppercase().as_bytes()), "{w}");
+    /// The key word reader finds what an Aho-Corasick automaton finds.
+    mod key_words_match_an_automaton {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Start, end and word of each match.
+        fn by_automaton(key: &[u8]) -> Vec<(usize, usize, usize)> {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(KEY_WORDS.iter().map(|(k, _)| k))
+                .expect("builds")
+                .find_iter(key)
+                .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+                .collect()
         }
-        for k in ["2026-11-05T09", "1a", "db8", "name", "count", "@[\\]^_"] {
-            assert!(!may_hold_key_word(k.as_bytes()), "{k}");
+
+        fn by_reader(key: &[u8]) -> Vec<(usize, usize, usize)> {
+            let mut found = vec![];
+            let mut from = 0;
+            while let Some(m) = next_key_word(key, from) {
+                from = m.1;
+                found.push(m);
+            }
+            found
+        }
+
+        fn key() -> impl Strategy<Value = Vec<u8>> {
+            let mut units: Vec<Vec<u8>> = KEY_WORDS
+                .iter()
+                .flat_map(|(w, _)| [w.as_bytes().to_vec(), w.to_ascii_uppercase().into_bytes()])
+                .collect();
+            units.extend(
+                [
+                    &b"pass"[..],
+                    b"Pa",
+                    b"secret_",
+                    b"SecretAccess",
+                    b"access",
+                    b"auth",
+                    b"api",
+                    b"tok",
+                    b"aw",
+                    b"s",
+                    b"w",
+                    b"_",
+                    b"-",
+                    b".",
+                    b"1",
+                    b"x",
+                    b"\xc3\xa9",
+                ]
+                .map(<[u8]>::to_vec),
+            );
+            prop::collection::vec(prop::sample::select(units), 0..8)
+                .prop_map(|parts| parts.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn same_matches(k in key()) {
+                prop_assert_eq!(by_reader(&k), by_automaton(&k));
+            }
+        }
+
+        #[test]
+        fn examples() {
+            for k in [
+                "aws_secret_access_key",
+                "SecretAccessKey",
+                "secretaccesskeys",
+                "access_token",
+                "xaccess_token",
+                "passwordpasswd",
+                "api-key-token",
+                "2026-11-05T09",
+                "@[\\]^_",
+                "pw",
+            ] {
+                assert_eq!(by_reader(k.as_bytes()), by_automaton(k.as_bytes()), "{k}");
+            }
         }
     }
 
