@@ -170,6 +170,31 @@ fn next_trigger(b: &[u8], from: usize) -> usize {
         .unwrap_or(b.len().saturating_sub(i))
 }
 
+/// How many ASCII digits `b` has in a row from `i`, counted eight bytes at a time.
+fn digit_run(b: &[u8], i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut n = i;
+    while let Some(chunk) = b.get(n..n + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // As in `next_trigger`: the high bit of each byte in 0x30..=0x39, without carries.
+        let y = x & !HIGH;
+        let digits = (y + (0x80 - 0x30) * ONES) & !(y + (0x80 - 0x3A) * ONES) & !x & HIGH;
+        let not_digits = !digits & HIGH;
+        if not_digits != 0 {
+            return n - i + (not_digits.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n - i
+        + b[n.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+}
+
 impl Layout {
     fn clear(&mut self) {
         self.at = false;
@@ -238,21 +263,22 @@ impl Layout {
                         dots: 0,
                         dashes: 0,
                     };
-                    let mut pending = 0;
-                    while i < b.len() {
-                        let byte = b[i];
-                        if byte.is_ascii_digit() {
-                            c.digits += 1;
-                            c.end = i + 1;
-                            pending = 0;
-                        } else if joins_digits(byte) && pending < 2 {
-                            pending += 1;
-                            c.dots += usize::from(byte == b'.');
-                            c.dashes += usize::from(byte == b'-');
-                        } else {
+                    // Digit runs joined by one or two joiners; joiners after the last run are
+                    // counted too.
+                    loop {
+                        let run = digit_run(b, i);
+                        c.digits += run;
+                        c.end = i + run;
+                        i = c.end;
+                        let joiners = b[i..].iter().take(2).take_while(|&&j| joins_digits(j));
+                        for &j in joiners {
+                            c.dots += usize::from(j == b'.');
+                            c.dashes += usize::from(j == b'-');
+                            i += 1;
+                        }
+                        if i == c.end || !b.get(i).is_some_and(u8::is_ascii_digit) {
                             break;
                         }
-                        i += 1;
                     }
                     // An IBAN starts with two upper-case letters and two check digits.
                     if start >= 2
@@ -1417,6 +1443,23 @@ mod tests {
             .map(|h| (h.start, h.end, h.ipv6, h.mac))
             .collect();
         assert_eq!(hex, vec![(35, 46, true, false)]);
+    }
+
+    #[test]
+    fn digit_runs_counted_by_words() {
+        let texts: [&[u8]; 5] = [
+            b"",
+            b"0123456789012345678x9/:",
+            b"12345678",
+            b"a1b22c333d4444e55555f666666g7777777h88888888i",
+            b"\xff9\x809\xb9\x399",
+        ];
+        for t in texts {
+            for i in 0..=t.len() {
+                let naive = t[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+                assert_eq!(digit_run(t, i), naive, "{t:?} at {i}");
+            }
+        }
     }
 
     /// Nothing starts inside an opaque span; a group starting before one is read whole.
