@@ -161,10 +161,14 @@ impl Secrets {
         scratch: &mut Scratch,
     ) {
         let b = text.as_bytes();
-        // PEM headers wait until every END line is known; other hits are handled at once.
+        let first = out.len();
+        // PEM headers wait until every END line is known, and `Bearer` values until every JWT
+        // is; other hits are handled at once.
         let Scratch {
             pem_begins,
             pem_ends,
+            bearers,
+            tokens,
         } = scratch;
         // Teddy searches only haystacks of a minimum length (18 bytes here) and falls back to a
         // slower search below it: a short text is searched in a copy padded with NUL bytes,
@@ -215,7 +219,7 @@ impl Secrets {
                 Trigger::PemBegin if enabled.contains(Entity::PrivateKey) => pem_begins.push(start),
                 Trigger::PemEnd => pem_ends.push(start),
                 Trigger::Bearer if enabled.contains(Entity::GenericSecret) => {
-                    self.bearer(b, start, end, out)
+                    bearers.push((start, end))
                 }
                 _ => {}
             }
@@ -223,12 +227,24 @@ impl Secrets {
         for &start in pem_begins.iter() {
             self.pem(b, start, pem_ends, out);
         }
+        // A value inside a JWT or a private key is not judged again as a generic secret: the
+        // token outscores it, and its entropy and placeholder checks would read the whole token.
+        tokens.extend(
+            out[first..]
+                .iter()
+                .filter(|c| matches!(c.entity, Entity::Jwt | Entity::PrivateKey))
+                .map(|c| (c.start, c.end)),
+        );
+        let in_token = |at: usize| tokens.iter().any(|&(s, e)| s <= at && at < e);
+        for &(start, end) in bearers.iter() {
+            self.bearer(b, start, end, in_token, out);
+        }
         let generic = enabled.contains(Entity::GenericSecret);
         let aws = enabled.contains(Entity::AwsSecretAccessKey);
         if generic || aws {
             let mut state = Progress::default();
             for op in memchr::memchr2_iter(b'=', b':', b) {
-                self.assignment(b, op, generic, aws, &mut state, out);
+                self.assignment(b, op, enabled, in_token, &mut state, out);
             }
         }
     }
@@ -432,11 +448,13 @@ impl Secrets {
         &self,
         b: &[u8],
         op: usize,
-        generic: bool,
-        aws: bool,
+        enabled: EntitySet,
+        in_token: impl Fn(usize) -> bool,
         state: &mut Progress,
         out: &mut Vec<Candidate>,
     ) {
+        let generic = enabled.contains(Entity::GenericSecret);
+        let aws = enabled.contains(Entity::AwsSecretAccessKey);
         // An operator inside a value already read (`a=b` in a URL, base64 padding) starts
         // nothing: skipping it also keeps `password=password=…` linear.
         if op < state.value_end {
@@ -477,6 +495,9 @@ impl Secrets {
         // A bare value cut at the length limit may end inside a multi-byte character.
         let ve = floor_boundary(b, ve);
         state.value_end = ve;
+        if in_token(vs) {
+            return;
+        }
         let v = &b[vs..ve];
         if !quoted {
             // `password = get_password()`, `secret: config.secret`: code, not a value.
@@ -490,7 +511,14 @@ impl Secrets {
         }
     }
 
-    fn bearer(&self, b: &[u8], start: usize, end: usize, out: &mut Vec<Candidate>) {
+    fn bearer(
+        &self,
+        b: &[u8],
+        start: usize,
+        end: usize,
+        in_token: impl Fn(usize) -> bool,
+        out: &mut Vec<Candidate>,
+    ) {
         if start > 0 && b[start - 1].is_ascii_alphanumeric() {
             return;
         }
@@ -498,7 +526,8 @@ impl Secrets {
             return;
         };
         let value = &b[vs..ve];
-        if b.get(ve).is_some_and(u8::is_ascii_alphanumeric)
+        if in_token(vs)
+            || b.get(ve).is_some_and(u8::is_ascii_alphanumeric)
             || shannon_entropy(value) < self.entropy_threshold
             || is_placeholder(value)
         {
@@ -703,17 +732,27 @@ fn jwt_len(w: &[u8]) -> Option<usize> {
 pub(crate) struct Scratch {
     pem_begins: Vec<usize>,
     pem_ends: Vec<usize>,
+    /// Where each `Bearer` keyword starts and ends.
+    bearers: Vec<(usize, usize)>,
+    /// The spans of the JWTs and private keys found.
+    tokens: Vec<(usize, usize)>,
 }
 
 impl Scratch {
     pub(crate) fn clear(&mut self) {
         self.pem_begins.clear();
         self.pem_ends.clear();
+        self.bearers.clear();
+        self.tokens.clear();
     }
 
     /// Whether an unusually large text grew a list beyond what ordinary ones need.
     pub(crate) fn oversized(&self) -> bool {
-        self.pem_begins.capacity() + self.pem_ends.capacity() > 4096
+        self.pem_begins.capacity()
+            + self.pem_ends.capacity()
+            + self.bearers.capacity()
+            + self.tokens.capacity()
+            > 4096
     }
 }
 

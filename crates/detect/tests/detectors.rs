@@ -615,6 +615,24 @@ fn jwts() {
         Entity::Jwt,
         jwt
     ));
+    // The token is one finding, not also a generic secret after `Bearer` or a key name; with
+    // JWTs not asked for, the generic rule still reports it.
+    for text in [
+        format!("Authorization: Bearer {jwt}"),
+        format!(r#"{{"access_token": "{jwt}"}}"#),
+    ] {
+        let all = found(&text);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].0, Entity::Jwt);
+        let generic_only = Scanner::new(ScanConfig {
+            entities: vec![Entity::GenericSecret],
+            ..ScanConfig::default()
+        })
+        .expect("scanner");
+        let f = generic_only.scan(&text);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(&text[f[0].range()], jwt);
+    }
     // {"typ":"JWT"} has no "alg"; "eyJub3QganNvbg" is not JSON.
     for bad in [
         "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiIxIn0.c2ln",
