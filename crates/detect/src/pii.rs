@@ -465,6 +465,10 @@ impl Pii {
             {
                 continue;
             }
+            // `https://user@host/…`: the user part of a URL (often a token), not a mailbox.
+            if b[..start].ends_with(b"://") {
+                continue;
+            }
             let value = &b[start..end];
             let Some(at) = value.iter().position(|&c| c == b'@') else {
                 continue;

@@ -82,9 +82,16 @@ fn emails() {
         "@acme.io",
         "user@-acme.io",
         "user.@acme.io",
+        "git clone https://deploy@git.acme.io/repo.git",
+        "ssh://git@github.com/acme/repo",
     ] {
         assert!(!finds_entity(bad, Entity::EmailAddress), "{bad}");
     }
+    assert!(finds(
+        "mailto:jane@acme.io",
+        Entity::EmailAddress,
+        "jane@acme.io"
+    ));
 }
 
 #[test]
