@@ -32,6 +32,7 @@ mod phone;
 mod pii;
 mod scan;
 mod secrets;
+mod swar;
 pub mod transform;
 pub mod validate;
 

@@ -15,6 +15,7 @@ use crate::DetectError;
 use crate::entity::{Entity, EntitySet};
 use crate::pii::Pii;
 use crate::secrets::Secrets;
+use crate::swar;
 
 /// One sensitive value found in scanned text.
 ///
@@ -431,18 +432,10 @@ fn context_in(b: &[u8], from: usize, start: usize, entity: Entity) -> Context {
 /// byte in a little-endian word; `after_alnum` says whether the byte before the chunk was a
 /// letter or digit, and is updated for the next chunk.
 fn word_starts(chunk: &[u8], after_alnum: &mut bool) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut word = [0u8; 8];
-    word[..chunk.len()].copy_from_slice(chunk);
-    let x = u64::from_le_bytes(word);
-    // Bytes in lo..=hi, computed on the low seven bits so that no sum carries into the next
-    // byte; bytes with the high bit set (not ASCII) are neither.
-    let in_range = |y: u64, lo: u64, hi: u64| {
-        (y + (0x80 - lo) * ONES) & !(y + (0x80 - hi - 1) * ONES) & !x & HIGH
-    };
-    let letters = in_range((x | (0x20 * ONES)) & !HIGH, 0x61, 0x7A);
-    let alnum = letters | in_range(x & !HIGH, 0x30, 0x39);
+    let x = swar::load(chunk, 0);
+    // Upper case folded to lower: setting 0x20 moves no other byte into a..=z.
+    let letters = swar::in_range(x | (0x20 * 0x0101_0101_0101_0101), b'a', b'z');
+    let alnum = letters | swar::in_range(x, b'0', b'9');
     let before = (alnum << 8) | (u64::from(*after_alnum) << 7);
     let last = chunk.len().max(1) * 8 - 1;
     *after_alnum = alnum >> last & 1 == 1;
