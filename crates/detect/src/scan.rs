@@ -332,15 +332,15 @@ impl Scanner {
         scratch.clear();
         let Scratch {
             candidates,
-            opaque,
             pii,
             secrets,
         } = scratch;
         if self.enabled.any_secret() {
             self.secrets.detect(text, self.enabled, candidates, secrets);
-            opaque_spans(candidates, opaque);
         }
-        self.pii.detect(text, self.enabled, opaque, candidates, pii);
+        // The personal-data detectors skip the JWTs and private keys found.
+        self.pii
+            .detect(text, self.enabled, secrets.tokens(), candidates, pii);
         candidates.retain_mut(|c| self.keep(text, c));
         resolve_overlaps(candidates)
     }
@@ -442,32 +442,10 @@ fn word_starts(chunk: &[u8], after_alnum: &mut bool) -> u64 {
     letters & !before
 }
 
-/// The spans of `candidates` that personal-data detectors need not read, sorted and merged
-/// into `opaque`: a JWT's or a private key's base64, whose digits are part of the encoding, not
-/// numbers written in the text. (A number read there would overlap the token, and lose to it.)
-fn opaque_spans(candidates: &[Candidate], opaque: &mut Vec<(usize, usize)>) {
-    opaque.extend(
-        candidates
-            .iter()
-            .filter(|c| matches!(c.entity, Entity::Jwt | Entity::PrivateKey))
-            .map(|c| (c.start, c.end)),
-    );
-    opaque.sort_unstable();
-    opaque.dedup_by(|next, kept| {
-        let overlaps = next.0 < kept.1;
-        if overlaps {
-            kept.1 = kept.1.max(next.1);
-        }
-        overlaps
-    });
-}
-
 /// The working lists of one scan, kept per thread between scans.
 #[derive(Default)]
 struct Scratch {
     candidates: Vec<Candidate>,
-    /// See [`opaque_spans`].
-    opaque: Vec<(usize, usize)>,
     pii: crate::pii::Scratch,
     secrets: crate::secrets::Scratch,
 }
@@ -476,14 +454,10 @@ impl Scratch {
     /// Empties the lists, and gives back the memory of one that an unusually large text grew,
     /// so that a thread does not hold it for ever.
     fn clear(&mut self) {
-        if self.candidates.capacity() + self.opaque.capacity() > 4096
-            || self.pii.oversized()
-            || self.secrets.oversized()
-        {
+        if self.candidates.capacity() > 4096 || self.pii.oversized() || self.secrets.oversized() {
             *self = Scratch::default();
         }
         self.candidates.clear();
-        self.opaque.clear();
         self.pii.clear();
         self.secrets.clear();
     }
@@ -642,22 +616,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn opaque_spans_are_sorted_and_merged() {
-        let mut opaque = vec![];
-        opaque_spans(
-            &[
-                cand(Entity::PrivateKey, 50, 90, 0.99),
-                cand(Entity::PhoneNumber, 0, 10, 0.5),
-                cand(Entity::Jwt, 20, 30, 0.95),
-                cand(Entity::PrivateKey, 60, 120, 0.85),
-                cand(Entity::Jwt, 30, 40, 0.95),
-            ],
-            &mut opaque,
-        );
-        assert_eq!(opaque, vec![(20, 30), (30, 40), (50, 120)]);
     }
 
     #[test]

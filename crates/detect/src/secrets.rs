@@ -229,12 +229,7 @@ impl Secrets {
         }
         // A value inside a JWT or a private key is not judged again as a generic secret: the
         // token outscores it, and its entropy and placeholder checks would read the whole token.
-        tokens.extend(
-            out[first..]
-                .iter()
-                .filter(|c| matches!(c.entity, Entity::Jwt | Entity::PrivateKey))
-                .map(|c| (c.start, c.end)),
-        );
+        token_spans(&out[first..], tokens);
         let in_token = |at: usize| tokens.iter().any(|&(s, e)| s <= at && at < e);
         for &(start, end) in bearers.iter() {
             self.bearer(b, start, end, in_token, out);
@@ -727,6 +722,24 @@ fn jwt_len(w: &[u8]) -> Option<usize> {
     Some(dot + 1 + segment(dot + 1))
 }
 
+/// The spans of the JWTs and private keys among `candidates`, sorted and merged into `spans`.
+fn token_spans(candidates: &[Candidate], spans: &mut Vec<(usize, usize)>) {
+    spans.extend(
+        candidates
+            .iter()
+            .filter(|c| matches!(c.entity, Entity::Jwt | Entity::PrivateKey))
+            .map(|c| (c.start, c.end)),
+    );
+    spans.sort_unstable();
+    spans.dedup_by(|next, kept| {
+        let overlaps = next.0 < kept.1;
+        if overlaps {
+            kept.1 = kept.1.max(next.1);
+        }
+        overlaps
+    });
+}
+
 /// The lists one call of [`Secrets::detect`] fills, kept between scans (see `scan::Scratch`).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
@@ -734,11 +747,19 @@ pub(crate) struct Scratch {
     pem_ends: Vec<usize>,
     /// Where each `Bearer` keyword starts and ends.
     bearers: Vec<(usize, usize)>,
-    /// The spans of the JWTs and private keys found.
+    /// The spans of the JWTs and private keys found, sorted and disjoint.
     tokens: Vec<(usize, usize)>,
 }
 
 impl Scratch {
+    /// The JWTs and private keys the last scan found, sorted and disjoint: their base64 holds
+    /// digits that are part of the encoding, not numbers written in the text, so the
+    /// personal-data detectors skip them. (A number read there would overlap the token, and lose
+    /// to it.)
+    pub(crate) fn tokens(&self) -> &[(usize, usize)] {
+        &self.tokens
+    }
+
     pub(crate) fn clear(&mut self) {
         self.pem_begins.clear();
         self.pem_ends.clear();
@@ -1122,6 +1143,22 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_spans_are_sorted_and_merged() {
+        let mut spans = vec![];
+        token_spans(
+            &[
+                Candidate::new(Entity::PrivateKey, 50, 90, 0.99),
+                Candidate::new(Entity::PhoneNumber, 0, 10, 0.5),
+                Candidate::new(Entity::Jwt, 20, 30, 0.95),
+                Candidate::new(Entity::PrivateKey, 60, 120, 0.85),
+                Candidate::new(Entity::Jwt, 30, 40, 0.95),
+            ],
+            &mut spans,
+        );
+        assert_eq!(spans, vec![(20, 30), (30, 40), (50, 120)]);
+    }
 
     #[test]
     fn dummy_words_are_3_to_9_bytes_long() {
