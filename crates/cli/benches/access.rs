@@ -48,7 +48,6 @@
 //!
 //! The clients run in the same process and runtime as the server, so they share its cores.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -65,12 +64,15 @@ use custodian_store::testing;
 use serde_json::{Value, json};
 
 // This bench reads only some of the shared node's fields.
+#[path = "support/listener.rs"]
+mod listener;
 #[allow(dead_code)]
 #[path = "support/node.rs"]
 mod node;
 #[path = "../tests/support/oidc_provider.rs"]
 mod oidc_provider;
 
+use listener::Listener;
 use node::{Backend, Node};
 use oidc_provider::{OidcProvider, provider_missing};
 
@@ -185,12 +187,10 @@ impl OidcProvider {
 /// A node served over loopback HTTP, with its credentials and one stored record.
 struct Served {
     node: Node,
-    base: String,
     /// A reader API token of [`TENANT`].
     api_token: String,
     record: String,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    listener: Listener,
 }
 
 async fn issue(state: &AppState, role: Role) -> String {
@@ -245,29 +245,11 @@ fn record_line() -> String {
 
 async fn serve(node: Node) -> Served {
     let state = node.state.clone();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(custodian_server::serve(
-        state.clone(),
-        "127.0.0.1:0".parse().expect("address"),
-        None,
-        async move {
-            let _ = shutdown_rx.await;
-        },
-        move |addr| {
-            let _ = bound_tx.send(addr);
-        },
-    ));
-    let addr = bound_rx.await.expect("server bound");
-    assert!(addr.ip().is_loopback());
-    let task = tokio::spawn(async move {
-        task.await.expect("server task").expect("server failed");
-    });
-    let base = format!("http://{addr}");
+    let listener = Listener::start(state.clone(), "127.0.0.1:0".parse().expect("address")).await;
     let writer = issue(&state, Role::Writer).await;
     let api_token = issue(&state, Role::Reader).await;
     let reply = reqwest::Client::new()
-        .post(format!("{base}/v1/tenants/{TENANT}/records"))
+        .post(format!("{}/v1/tenants/{TENANT}/records", listener.base))
         .bearer_auth(&writer)
         .header("content-type", "application/x-ndjson")
         .body(record_line())
@@ -280,23 +262,24 @@ async fn serve(node: Node) -> Served {
     let record = answer["ids"][0].as_str().expect("record id").to_owned();
     Served {
         node,
-        base,
         api_token,
         record,
-        shutdown,
-        task,
+        listener,
     }
 }
 
 impl Served {
     fn record_url(&self) -> String {
-        format!("{}/v1/tenants/{TENANT}/records/{}", self.base, self.record)
+        format!(
+            "{}/v1/tenants/{TENANT}/records/{}",
+            self.listener.base, self.record
+        )
     }
 
     /// The node's JWKS cache counters (hits, misses) of [`PROVIDER`], as `/metrics` shows them:
     /// one recorder serves the whole process, so callers take differences.
     async fn jwks_counters(&self) -> (u64, u64) {
-        let text = reqwest::get(format!("{}/metrics", self.base))
+        let text = reqwest::get(format!("{}/metrics", self.listener.base))
             .await
             .expect("GET /metrics")
             .text()
@@ -317,8 +300,7 @@ impl Served {
     }
 
     async fn stop(self) {
-        let _ = self.shutdown.send(());
-        self.task.await.expect("server stopped");
+        self.listener.stop().await;
         self.node.close().await;
     }
 }

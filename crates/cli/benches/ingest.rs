@@ -22,7 +22,6 @@
 //! Each store figure also shows the bytes written per record: for SQLite what this process sent
 //! to storage (`/proc/self/io`), for PostgreSQL the WAL generated (via `psql`, when installed).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +34,11 @@ use custodian_server::clock::SystemClock;
 use custodian_server::ingest::SealedBatch;
 use custodian_server::{AppState, ServerConfig};
 use custodian_store::{IdempotentResponse, StoreConfig, StoredRecord, testing};
+
+#[path = "support/listener.rs"]
+mod listener;
+
+use listener::Listener;
 
 const POLICY: &str = include_str!("../../../examples/policies/default.toml");
 const TENANT: &str = "acme";
@@ -632,10 +636,8 @@ async fn pipeline(
 
 struct RunningServer {
     state: Arc<AppState>,
-    base: String,
+    listener: Listener,
     token: String,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
@@ -665,29 +667,10 @@ async fn start_server(store_config: StoreConfig) -> RunningServer {
     )
     .await
     .expect("issue token");
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(custodian_server::serve(
-        state.clone(),
-        config.listen,
-        None,
-        async move {
-            let _ = shutdown_rx.await;
-        },
-        move |addr| {
-            let _ = bound_tx.send(addr);
-        },
-    ));
-    let addr = bound_rx.await.expect("server bound");
-    let task = tokio::spawn(async move {
-        task.await.expect("server task").expect("server failed");
-    });
     RunningServer {
+        listener: Listener::start(state.clone(), config.listen).await,
         state,
-        base: format!("http://{addr}"),
         token: issued.token.as_str().to_owned(),
-        shutdown,
-        task,
         _dir: dir,
     }
 }
@@ -814,9 +797,16 @@ async fn bench_backend(
     for &c in CONCURRENCY {
         let store = FreshStore::new(backend);
         let server = start_server(store.config.clone()).await;
-        http_ingest(&server.base, &server.token, bodies, c, WARMUP_BATCHES).await;
+        http_ingest(
+            &server.listener.base,
+            &server.token,
+            bodies,
+            c,
+            WARMUP_BATCHES,
+        )
+        .await;
         let probe = WriteProbe::start(backend);
-        let m = http_ingest(&server.base, &server.token, bodies, c, batches).await;
+        let m = http_ingest(&server.listener.base, &server.token, bodies, c, batches).await;
         best = best.max(m.rate());
         println!(
             "{}  = {:.2}x seal-only (all cores){}",
@@ -824,8 +814,7 @@ async fn bench_backend(
             m.rate() / seal_rate,
             probe.per_record(m.records)
         );
-        let _ = server.shutdown.send(());
-        server.task.await.expect("server stopped");
+        server.listener.stop().await;
     }
     for &c in CONCURRENCY {
         let store = FreshStore::new(backend);
@@ -838,8 +827,7 @@ async fn bench_backend(
             m.line(&format!("store only (pre-sealed), {c} tasks")),
             probe.per_record(m.records)
         );
-        let _ = server.shutdown.send(());
-        server.task.await.expect("server stopped");
+        server.listener.stop().await;
     }
     key_hierarchy_overhead(backend, bodies, batches, best).await;
     audit_overhead(backend, bodies, batches, best).await;
@@ -907,8 +895,7 @@ async fn audit_overhead(
         added_us * RECORDS_PER_BATCH as f64,
         added_us / (http_us - added_us) * 100.0
     );
-    let _ = server.shutdown.send(());
-    server.task.await.expect("server stopped");
+    server.listener.stop().await;
 }
 
 /// What the key hierarchy (pseudonyms, key lookup, key derivation, AES-256-GCM) adds to the
@@ -984,8 +971,7 @@ async fn key_hierarchy_overhead(
         (without.rate() / cold.rate() - 1.0) * 100.0,
         added_us / (http_us - added_us) * 100.0
     );
-    let _ = server.shutdown.send(());
-    server.task.await.expect("server stopped");
+    server.listener.stop().await;
 }
 
 fn main() {
@@ -1028,8 +1014,7 @@ fn main() {
         })
         .await
         .expect("seal baseline");
-        let _ = baseline.shutdown.send(());
-        baseline.task.await.expect("server stopped");
+        baseline.listener.stop().await;
         println!(
             "\nbaseline: validate + key lookup + seal (prepare_batch + body SHA-256), in-process"
         );
